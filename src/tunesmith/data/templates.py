@@ -1,0 +1,113 @@
+"""Chat templates: the tokenizer's own (``auto``) or a named one (data in ``template_library``).
+
+A template is a Jinja chat template rendered by the tokenizer (``apply_chat_template``), so our
+rendering equals the model's. Assistant spans are found by rendering prefixes of the
+conversation: the text after ``render(messages[:i], add_generation_prompt=True)`` up to the end of
+``render(messages[:i+1])`` is turn i's response (trailing separators excluded). A template that
+rewrites earlier turns (e.g. drops past ``<think>`` blocks) is not prefix-preserving; that is
+detected and explained.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+from ..errors import ConfigError, DataError
+from .template_library import NAMED_TEMPLATES
+
+
+class TemplateError(DataError):
+    """The template cannot delimit assistant turns."""
+
+
+@dataclass
+class Template:
+    name: str
+    jinja: str | None  # None: the tokenizer's own chat_template
+    default_system: str | None = None
+    think_open: str = "<think>"
+    think_close: str = "</think>"
+
+    def _messages(self, messages: list[dict]) -> list[dict]:
+        if self.default_system and (not messages or messages[0]["role"] != "system"):
+            return [{"role": "system", "content": self.default_system}] + list(messages)
+        return list(messages)
+
+    def render(self, tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
+        """The conversation as text, exactly as the template writes it."""
+        return tokenizer.apply_chat_template(
+            self._messages(messages), chat_template=self.jinja, tokenize=False,
+            add_generation_prompt=add_generation_prompt)
+
+    def assistant_spans(self, tokenizer, messages: list[dict], turns: list[int]):
+        """Character spans ``(start, end)`` of the given assistant turns in ``render(messages)``.
+
+        Raises:
+            TemplateError: the template is not prefix-preserving for these turns.
+        """
+        full = self.render(tokenizer, messages)
+        spans = []
+        for i in turns:
+            before = self.render(tokenizer, messages[:i], add_generation_prompt=True)
+            upto = self.render(tokenizer, messages[: i + 1])
+            if not full.startswith(before) or not full.startswith(upto):
+                raise TemplateError(_not_prefix_message(self.name, i))
+            end = len(upto.rstrip(" \n"))
+            spans.append((len(before), end))
+        return full, spans
+
+    def generation_prompt(self, tokenizer, messages: list[dict]) -> str:
+        return self.render(tokenizer, messages, add_generation_prompt=True)
+
+    def stop_strings(self, tokenizer) -> list[str]:
+        """The text that ends an assistant turn (e.g. ``<|im_end|>``), found by rendering."""
+        probe = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
+        full, [(start, end)] = self.assistant_spans(tokenizer, probe, [1])
+        tail = full[start:end]
+        idx = tail.find("y")
+        suffix = tail[idx + 1:] if idx >= 0 else ""
+        return [suffix] if suffix.strip() else []
+
+
+def _not_prefix_message(name: str, turn: int) -> str:
+    return (f"template '{name}' is not prefix-preserving at assistant turn {turn}: rendering the "
+            "conversation up to that turn is not a prefix of the whole rendering (templates that "
+            "drop earlier <think> blocks do this). Use train_on: split_turns or last_turn, or a "
+            "template that renders history unchanged")
+
+
+def get_template(name: str, tokenizer, default_system: str | None = None) -> Template:
+    """Resolve ``auto`` (the tokenizer's own template) or a named template.
+
+    Warns when a named template renders differently from the model's own template, the classic
+    cause of a fine-tuned model that never stops.
+    """
+    if name == "auto":
+        if not getattr(tokenizer, "chat_template", None):
+            raise ConfigError("this tokenizer has no chat template; set template: to one of "
+                              f"{', '.join(sorted(NAMED_TEMPLATES))}")
+        return Template("auto", None, default_system)
+    if name not in NAMED_TEMPLATES:
+        from ..config import suggest
+
+        raise ConfigError(f"unknown template '{name}'{suggest(name, NAMED_TEMPLATES)}; "
+                          f"known: auto, {', '.join(sorted(NAMED_TEMPLATES))}")
+    spec = NAMED_TEMPLATES[name]
+    template = Template(name, spec["jinja"], default_system or spec.get("default_system"),
+                        spec.get("think_open", "<think>"), spec.get("think_close", "</think>"))
+    _warn_if_mismatch(template, tokenizer)
+    return template
+
+
+def _warn_if_mismatch(template: Template, tokenizer) -> None:
+    own = getattr(tokenizer, "chat_template", None)
+    if not own:
+        return
+    probe = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    ours = template.render(tokenizer, probe)
+    theirs = tokenizer.apply_chat_template(probe, tokenize=False)
+    if ours.replace(template.default_system or "\0", "") != theirs.replace(template.default_system or "\0", ""):
+        warnings.warn(f"template '{template.name}' differs from the model's own chat template; "
+                      "a fine-tuned model may then never stop generating. Use template: auto "
+                      "unless you know the model was trained with this one", stacklevel=3)

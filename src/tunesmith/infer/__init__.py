@@ -1,0 +1,1 @@
+"""Inference: one Engine interface behind chat, predict, serve and the web UI."""

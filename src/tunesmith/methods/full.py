@@ -1,0 +1,21 @@
+"""Full fine-tuning: every parameter trains; a complete HF model is saved."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import register_method
+
+
+@dataclass
+class FullParams:
+    pass
+
+
+@register_method("full", FullParams, saves_adapter=False, mergeable=False,
+                 summary="all parameters train (needs the most memory)")
+def apply_full(model, params: FullParams, cfg):
+    """Make every parameter trainable."""
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model

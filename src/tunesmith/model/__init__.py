@@ -1,0 +1,1 @@
+"""Model loading: the bundled SmolLM2, local HF dirs and GGUF files, dtype and quantization."""

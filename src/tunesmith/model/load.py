@@ -1,0 +1,114 @@
+"""Load a tokenizer and model from a config: bundled name, local HF dir or .gguf file.
+
+Safetensors only by default (pickle ``.bin``/``.pt`` can run code when loaded); custom model
+code only with ``trust_remote_code: true``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..errors import ModelError
+from ..hardware import detect, resolve_dtype, torch_dtype
+from .bundled import BUNDLED, convert_gguf, ensure_bundled
+from ..paths import models_dir
+
+
+def _gguf_cache_dir(gguf: Path) -> Path:
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    return models_dir() / f"gguf-{gguf.stem}-{key[:12]}"
+
+
+def resolve_model_path(name: str, *, quiet: bool = False) -> Path:
+    """A local HF checkpoint dir for a bundled name, a directory or a ``.gguf`` file.
+
+    Raises:
+        ModelError: the name is neither bundled nor an existing path.
+    """
+    if name in BUNDLED:
+        return ensure_bundled(name, quiet=quiet)
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        dest = _gguf_cache_dir(path)
+        if not (dest / "config.json").is_file():
+            convert_gguf(path, dest, quiet=quiet)
+        return dest
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"model_name_or_path '{name}': directory has no config.json "
+                             "(expected a Hugging Face model directory)")
+        return path
+    known = ", ".join(BUNDLED)
+    raise ModelError(f"model_name_or_path '{name}': not found (expected a bundled model "
+                     f"[{known}], a local Hugging Face directory or a .gguf file; "
+                     "models are never downloaded)")
+
+
+def check_weights_safe(path: Path, allow_pickle: bool) -> None:
+    """Refuse pickle-only checkpoints unless ``allow_pickle`` (pickle can execute code)."""
+    if any(path.glob("*.safetensors")) or allow_pickle:
+        return
+    pickles = [p.name for p in path.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
+    if pickles:
+        raise ModelError(f"{path}: weights are pickle files ({pickles[0]}), which can run code when "
+                         "loaded; convert them to safetensors or set allow_pickle: true if you "
+                         "trust the source")
+
+
+def check_remote_code(path: Path, trust: bool) -> None:
+    """Refuse models that need custom Python code unless ``trust_remote_code`` is set."""
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    if config.get("auto_map") and not trust:
+        raise ModelError(f"{path}: this model ships its own Python code (auto_map in config.json); "
+                         "set trust_remote_code: true only if you trust its source")
+
+
+def load_tokenizer(model_cfg, path: Path | None = None):
+    """The model's tokenizer, with a pad token set (never silently equal to a masked EOS)."""
+    from transformers import AutoTokenizer
+
+    path = path or resolve_model_path(model_cfg.model_name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=model_cfg.trust_remote_code)
+    if tokenizer.pad_token is None:
+        # Labels mark EOS explicitly (data/tokenize.py), so pad == eos never hides EOS.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def attn_implementation(name: str) -> str:
+    if name != "auto":
+        return name
+    return "sdpa"
+
+
+def load_model(model_cfg, *, dtype: str | None = None, path: Path | None = None,
+               quantization_config=None, device_map=None):
+    """Load a causal LM in the resolved dtype (``auto`` picks by hardware)."""
+    from transformers import AutoModelForCausalLM
+
+    path = path or resolve_model_path(model_cfg.model_name_or_path)
+    check_weights_safe(path, model_cfg.allow_pickle)
+    check_remote_code(path, model_cfg.trust_remote_code)
+    kwargs = dict(dtype=torch_dtype(dtype or model_cfg.dtype),
+                  trust_remote_code=model_cfg.trust_remote_code,
+                  attn_implementation=attn_implementation(model_cfg.attn_implementation),
+                  use_safetensors=not model_cfg.allow_pickle or None)
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    if detect().device == "cuda" and quantization_config is None and device_map is None:
+        model = model.to("cuda")
+    return model
+
+
+def describe_dtype(name: str | None) -> str:
+    """``bf16 (auto: reason)`` for display."""
+    chosen = resolve_dtype(name)
+    if name in (None, "auto"):
+        return f"{chosen} (auto: {detect().reason})"
+    return chosen

@@ -1,0 +1,18 @@
+"""4-bit / 8-bit base models through bitsandbytes (QLoRA); CPU kernels exist in bitsandbytes>=0.45."""
+
+from __future__ import annotations
+
+from ..errors import require
+from ..hardware import torch_dtype
+
+
+def quantization_config(model_cfg):
+    """A ``BitsAndBytesConfig`` for ``quantization_bit`` 4 (NF4/FP4, double quant) or 8."""
+    require("bitsandbytes", "qlora", "quantization_bit (QLoRA)")
+    from transformers import BitsAndBytesConfig
+
+    if model_cfg.quantization_bit == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=model_cfg.quantization_type,
+                              bnb_4bit_use_double_quant=model_cfg.double_quantization,
+                              bnb_4bit_compute_dtype=torch_dtype(model_cfg.dtype))

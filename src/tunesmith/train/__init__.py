@@ -1,0 +1,1 @@
+"""Training: run_sft (the story), TrainingArguments, callbacks and run records."""
