@@ -1,0 +1,38 @@
+"""``tunesmith keys``: every configuration key, its default and what it does."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--method", help="also list the parameters of this method only")
+
+
+def _rows(cls):
+    for f in dataclasses.fields(cls):
+        if f.name == "params":
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        yield f.name, default
+
+
+def run(args) -> int:
+    from ..config import ALIASES, SECTIONS
+    from ..config_help import KEY_HELP
+    from ..methods import METHODS, _load_all
+
+    for section, cls in SECTIONS.items():
+        print(f"[{section}]")
+        for key, default in _rows(cls):
+            print(f"  {key:30} {str(default):18} {KEY_HELP.get(key, '')}")
+    _load_all()
+    for name, method in sorted(METHODS.items()):
+        if args.method and name != args.method:
+            continue
+        fields = list(_rows(method.params_cls))
+        print(f"[method: {name}] {method.summary}")
+        for key, default in fields:
+            print(f"  {key:30} {str(default):18} {KEY_HELP.get(key, '')}")
+    print("[aliases] " + ", ".join(f"{a} -> {c}" for a, c in ALIASES.items()))
+    return 0
