@@ -43,9 +43,19 @@ def _cpu_bf16_native() -> bool:
 
 
 def _cpu_amx() -> bool:
+    # torch >= 2.6 dropped _is_amx_tile_supported; _init_amx asks the kernel for AMX tile state
+    # (True only when the CPU has AMX and the OS enabled it), then /proc/cpuinfo as last resort.
+    for probe in ("_is_amx_tile_supported", "_init_amx"):
+        fn = getattr(torch._C._cpu, probe, None)
+        if fn is not None:
+            try:
+                return bool(fn())
+            except RuntimeError:
+                return False
     try:
-        return bool(torch._C._cpu._is_amx_tile_supported())
-    except AttributeError:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            return " amx_bf16" in fh.read()
+    except OSError:
         return False
 
 
