@@ -121,6 +121,7 @@ class InferConfig:
     top_k: int = 50
     repetition_penalty: float = 1.0
     system: str | None = None
+    stop: list[str] | None = None
     metrics: list[str] = field(default_factory=lambda: ["bleu", "rouge"])
     export_dir: str | None = None
     export_size: float = 5.0
@@ -128,6 +129,7 @@ class InferConfig:
     export_dtype: str = "auto"
     export_legacy_format: bool = False
     export_dequantize: bool = False
+    export_format: str = "safetensors"
 
 
 @dataclass

@@ -90,6 +90,7 @@ KEY_HELP = {
     "top_k": "sample among the k most likely tokens",
     "repetition_penalty": "penalise repeated tokens (1: off)",
     "system": "system prompt for chat",
+    "stop": "extra stop strings: generation ends before any of them (a,b)",
     "metrics": "predict metrics: bleu, rouge, exact_match, accuracy",
     "export_dir": "where export writes the merged model",
     "export_size": "maximum shard size in GB",
@@ -97,6 +98,7 @@ KEY_HELP = {
     "export_dtype": "dtype of the exported weights (auto keeps the training dtype)",
     "export_legacy_format": "accepted for LLaMA-Factory compatibility (always safetensors)",
     "export_dequantize": "merge onto a dequantized copy of a quantized base",
+    "export_format": "safetensors (shards + index) or gguf (one file for llama.cpp, Llama models)",
     # serve
     "host": "address to bind (127.0.0.1 by default; 0.0.0.0 is public)",
     "port": "port to bind",

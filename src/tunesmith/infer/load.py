@@ -1,0 +1,88 @@
+"""The ENGINES registry: ``infer_backend`` -> a loader ``(cfg, adapter) -> Engine``."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..errors import ConfigError
+
+ENGINES: dict[str, Callable] = {}
+
+
+def register_engine(name: str):
+    """Decorator registering an engine loader under ``name``; a duplicate is an error."""
+
+    def wrap(loader):
+        if name in ENGINES:
+            raise ValueError(f"engine '{name}' is already registered")
+        ENGINES[name] = loader
+        return loader
+
+    return wrap
+
+
+def get_engine_loader(name: str) -> Callable:
+    """The loader for backend ``name``; unknown -> ConfigError listing the known names."""
+    if name not in ENGINES:
+        raise ConfigError(f"unknown infer_backend '{name}'; known: {', '.join(sorted(ENGINES))}")
+    return ENGINES[name]
+
+
+def resolve_template(cfg, adapter: str | None, model_path) -> tuple[str, str | None]:
+    """The template to chat with: the config's, or (for ``auto``) the one the run trained with."""
+    from .adapters import training_template
+
+    name, system = cfg.model.template, cfg.model.default_system
+    if name != "auto":
+        return name, system
+    recorded = training_template(adapter) or training_template(model_path)
+    if recorded:
+        return recorded[0], system if system is not None else recorded[1]
+    return name, system
+
+
+@register_engine("hf")
+def load_hf_engine(cfg, adapter: str | None = None):
+    """An HFEngine for the config's model (+ adapter) with the training template.
+
+    ``model_name_or_path`` may be a bundled name, a base model dir, or the output dir of a
+    ``full``/``freeze`` run (a complete model); ``adapter`` (default: the config's) a LoRA dir.
+    """
+    from ..data.templates import get_template
+    from ..model.load import load_model, load_tokenizer, resolve_model_path
+    from .adapters import attach_adapter, check_adapter_dir
+    from .hf import HFEngine
+
+    adapter = adapter if adapter is not None else cfg.model.adapter_name_or_path
+    if adapter:
+        check_adapter_dir(adapter)  # fail before the (slow) model load
+    path = resolve_model_path(cfg.model.model_name_or_path)
+    tokenizer = load_tokenizer(cfg.model, path)
+    quant = None
+    if cfg.model.quantization_bit:
+        from ..model.quantize import quantization_config
+
+        quant = quantization_config(cfg.model)
+    model = load_model(cfg.model, path=path, quantization_config=quant)
+    if adapter:
+        model = attach_adapter(model, adapter, cfg.model.model_name_or_path)
+    name, system = resolve_template(cfg, adapter, path)
+    return HFEngine(model, tokenizer, get_template(name, tokenizer, system))
+
+
+@register_engine("vllm")
+def load_vllm_engine(cfg, adapter: str | None = None):
+    """A vLLM engine (GPU); vllm is imported only here."""
+    from .vllm import load_vllm
+
+    return load_vllm(cfg, adapter)
+
+
+def load_engine(cfg, adapter: str | None = None):
+    """The engine for ``cfg.infer.infer_backend`` with the config's model and adapter.
+
+    Args:
+        cfg: a RunConfig.
+        adapter: an adapter dir overriding ``adapter_name_or_path`` ("" for none).
+    """
+    return get_engine_loader(cfg.infer.infer_backend)(cfg, adapter)
