@@ -1,14 +1,18 @@
 """The METHODS registry: one module per fine-tuning method, each wrapping ``peft``.
 
 A method declares a parameters dataclass (its config keys, validated strictly) and an
-``apply(model, params, cfg)`` that returns the model ready to train.
+``apply(model, params, cfg)`` that returns the model ready to train. A method that needs work
+inside the training loop (AdaLoRA's rank budget) declares ``callbacks(model, params, cfg)``
+returning ``TrainerCallback`` objects for the Trainer.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import typing
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -24,10 +28,16 @@ class Method:
     quantize_base: bool = False  # True: the base is loaded in 4/8 bit (qlora)
     mergeable: bool = True  # False: merge_and_unload does not apply (prompt, prefix, ...)
     summary: str = ""
+    # (model, params, cfg) -> list of TrainerCallback, for methods that act inside the loop
+    callbacks: Callable[..., list] | None = None
+    # (model, params, cfg, out_dir) run after the Trainer saved the adapter/model
+    after_save: Callable[..., None] | None = None
 
 
 METHODS: dict[str, Method] = {}
-_MODULES = ("lora", "qlora", "full")
+_MODULES = ("lora", "qlora", "full", "freeze", "bitfit", "prefix", "prompt", "ptuning", "ia3",
+            "adalora", "adapter")
+BASE_SIGNATURE_FILE = "tunesmith_base.json"
 
 
 def register_method(name: str, params_cls: type, *, summary: str = "", **flags):
@@ -43,9 +53,9 @@ def register_method(name: str, params_cls: type, *, summary: str = "", **flags):
 
 
 def _load_all() -> None:
-    if not METHODS:
-        for mod in _MODULES:
-            importlib.import_module(f"{__name__}.{mod}")
+    # Importing a module registers its methods; importlib caches, so this runs each once.
+    for mod in _MODULES:
+        importlib.import_module(f"{__name__}.{mod}")
 
 
 def get_method(name: str) -> Method:
@@ -104,3 +114,42 @@ def method_params(cfg):
     """The typed parameters of the configured method."""
     method = get_method(cfg.method.method)
     return method, build_params(method, cfg.method.params)
+
+
+def wrap_peft(model, peft_config, method: str):
+    """``get_peft_model`` with peft's own rejections turned into a one-line ConfigError."""
+    from peft import get_peft_model
+
+    try:
+        return get_peft_model(model, peft_config)
+    except (ValueError, TypeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"method '{method}': peft rejected the parameters: {first}") from exc
+
+
+def method_callbacks(cfg, model) -> list:
+    """The TrainerCallbacks the configured method needs (empty for most methods)."""
+    method, params = method_params(cfg)
+    return list(method.callbacks(model, params, cfg)) if method.callbacks else []
+
+
+def finish_save(model, cfg, out_dir) -> None:
+    """Run after ``trainer.save_model(out_dir)``: method-specific conversion, base signature."""
+    method, params = method_params(cfg)
+    if method.after_save:
+        method.after_save(model, params, cfg, out_dir)
+    write_base_signature(model, out_dir)
+
+
+def write_base_signature(model, out_dir) -> Path:
+    """Record the base model's shape next to an adapter (``tunesmith_base.json``).
+
+    ``infer/adapters.check_adapter_base`` reads it to refuse loading the adapter on another base.
+    """
+    from ..infer.adapters import base_signature
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    path = Path(out_dir) / BASE_SIGNATURE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(base_signature(base), indent=2) + "\n", encoding="utf-8")
+    return path

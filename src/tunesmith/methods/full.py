@@ -9,7 +9,8 @@ from . import register_method
 
 @dataclass
 class FullParams:
-    pass
+    def check(self) -> None:
+        """No parameters: everything trains."""
 
 
 @register_method("full", FullParams, saves_adapter=False, mergeable=False,

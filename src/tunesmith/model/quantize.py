@@ -7,7 +7,11 @@ from ..hardware import torch_dtype
 
 
 def quantization_config(model_cfg):
-    """A ``BitsAndBytesConfig`` for ``quantization_bit`` 4 (NF4/FP4, double quant) or 8."""
+    """A ``BitsAndBytesConfig`` for ``quantization_bit`` 4 (NF4/FP4, double quant) or 8.
+
+    The 4-bit compute dtype (what dequantized weights are multiplied in) is the model ``dtype``
+    (``auto``: bf16 where the hardware is fast at it, else fp32).
+    """
     require("bitsandbytes", "qlora", "quantization_bit (QLoRA)")
     from transformers import BitsAndBytesConfig
 
@@ -15,4 +19,11 @@ def quantization_config(model_cfg):
         return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=model_cfg.quantization_type,
                               bnb_4bit_use_double_quant=model_cfg.double_quantization,
-                              bnb_4bit_compute_dtype=torch_dtype(model_cfg.dtype))
+                              bnb_4bit_compute_dtype=torch_dtype(model_cfg.dtype),
+                              bnb_4bit_quant_storage="uint8")
+
+
+def is_quantized(model) -> bool:
+    """True when the (base) model was loaded in 4 or 8 bit by bitsandbytes."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return bool(getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False))

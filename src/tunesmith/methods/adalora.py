@@ -1,0 +1,100 @@
+"""AdaLoRA: LoRA whose ranks are re-allocated during training by importance (peft AdaLoRA).
+
+The rank budget shrinks from ``adalora_init_r`` to ``adalora_target_r`` per layer on average
+between step ``adalora_tinit`` and ``total_step - adalora_tfinal``, updating every
+``adalora_delta_t`` steps. peft needs ``update_and_allocate(step)`` after every optimizer step
+and before the gradients are cleared: :class:`AdaLoraBudget` does it from the Trainer's
+``on_optimizer_step`` hook. ``adalora_total_step`` defaults to the run's total optimizer steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transformers import TrainerCallback
+
+from ..errors import ConfigError
+from . import register_method, wrap_peft
+from .lora import target_modules
+
+
+@dataclass
+class AdaLoraParams:
+    adalora_init_r: int = 12
+    adalora_target_r: int = 8
+    adalora_tinit: int = 0
+    adalora_tfinal: int = 0
+    adalora_delta_t: int = 1
+    adalora_total_step: int | None = None  # None: the run's total optimizer steps
+    adalora_beta1: float = 0.85
+    adalora_beta2: float = 0.85
+    adalora_orth_reg_weight: float = 0.5
+    lora_alpha: float | None = None  # None: peft's default (8)
+    lora_dropout: float = 0.0
+    lora_target: list[str] | None = None
+
+    def check(self) -> None:
+        for key in ("adalora_init_r", "adalora_target_r", "adalora_delta_t"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"key '{key}': must be >= 1, got {getattr(self, key)}")
+        if self.adalora_target_r > self.adalora_init_r:
+            raise ConfigError(f"key 'adalora_target_r': {self.adalora_target_r} exceeds "
+                              f"adalora_init_r {self.adalora_init_r} (the budget only shrinks)")
+        for key in ("adalora_tinit", "adalora_tfinal", "adalora_orth_reg_weight"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"key '{key}': must be >= 0, got {getattr(self, key)}")
+        for key in ("adalora_beta1", "adalora_beta2", "lora_dropout"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"key '{key}': must be in [0, 1), got {getattr(self, key)}")
+        if self.adalora_total_step is not None:
+            check_schedule(self, self.adalora_total_step)
+
+
+def check_schedule(params: AdaLoraParams, total: int) -> None:
+    """The budgeting phase must exist: tinit < total_step - tfinal."""
+    if params.adalora_tinit >= total - params.adalora_tfinal:
+        raise ConfigError(f"AdaLoRA schedule: adalora_tinit ({params.adalora_tinit}) must be below "
+                          f"total steps ({total}) - adalora_tfinal ({params.adalora_tfinal})")
+
+
+def build_adalora_config(params: AdaLoraParams, total_step: int):
+    from peft import AdaLoraConfig
+
+    return AdaLoraConfig(
+        task_type="CAUSAL_LM", init_r=params.adalora_init_r, target_r=params.adalora_target_r,
+        tinit=params.adalora_tinit, tfinal=params.adalora_tfinal, deltaT=params.adalora_delta_t,
+        beta1=params.adalora_beta1, beta2=params.adalora_beta2,
+        orth_reg_weight=params.adalora_orth_reg_weight, total_step=total_step,
+        lora_alpha=params.lora_alpha if params.lora_alpha is not None else 8,
+        lora_dropout=params.lora_dropout, target_modules=target_modules(params.lora_target))
+
+
+class AdaLoraBudget(TrainerCallback):
+    """Calls peft's ``update_and_allocate`` after each optimizer step (grads still present)."""
+
+    def __init__(self, model, params: AdaLoraParams):
+        self.model, self.params = model, params
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.params.adalora_total_step is None:  # now the run's length is known
+            check_schedule(self.params, state.max_steps)
+            self.model.peft_config[self.model.active_adapter].total_step = state.max_steps
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.model.base_model.update_and_allocate(state.global_step)
+
+
+def adalora_callbacks(model, params: AdaLoraParams, cfg) -> list:
+    return [AdaLoraBudget(model, params)]
+
+
+@register_method("adalora", AdaLoraParams, callbacks=adalora_callbacks,
+                 summary="LoRA with ranks re-allocated by importance during training (AdaLoRA)")
+def apply_adalora(model, params: AdaLoraParams, cfg):
+    """Wrap ``model`` with peft's ``AdaLoraConfig`` (the Trainer must use its callback)."""
+    total = params.adalora_total_step or cfg.train.max_steps
+    if total <= 0:  # provisional; AdaLoraBudget sets the real length at train begin
+        total = params.adalora_tinit + params.adalora_tfinal + 1
+    if cfg.train.gradient_checkpointing:
+        model.enable_input_require_grads()
+    return wrap_peft(model, build_adalora_config(params, total), "adalora")
