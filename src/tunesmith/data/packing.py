@@ -1,0 +1,77 @@
+"""Padding-free packing: the rows of a batch laid end to end, each row still on its own.
+
+Rows are placed into bins (first-fit decreasing, bin size = the batch's longest row unless a
+``capacity`` is given) and ``position_ids`` restart at 0 for every row. With no
+``attention_mask``, transformers (>= 4.57 ``masking_utils.find_packed_sequence_indices``) reads the
+position resets as sequence boundaries and builds a block-diagonal causal mask, so no token attends
+across rows. The first token of every row gets label -100: in the unpacked batch it is never a
+target (labels shift by one inside the model), and here it would otherwise be predicted from the
+previous row's last token. The model must run with ``use_cache=False`` (training does):
+with a KV cache transformers skips the packed-sequence detection. Tail padding forms its own segment (positions restart) with -100 labels.
+
+The same rows, the same labels and the same mean over labelled tokens: packing changes how much
+padding is computed, not what is learned (tests/unit/test_packing.py checks loss and gradients).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .tokenize import IGNORE
+
+
+def first_fit_bins(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Row indices grouped into bins of at most ``capacity`` tokens (first-fit decreasing)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for i in order:
+        for b, free in enumerate(room):
+            if lengths[i] <= free:
+                bins[b].append(i)
+                room[b] -= lengths[i]
+                break
+        else:
+            bins.append([i])
+            room.append(capacity - lengths[i])
+    return bins
+
+
+class PackingCollator:
+    """A batch of rows -> ``input_ids``/``labels``/``position_ids`` of shape (bins, L), no mask.
+
+    Args:
+        pad_id: token id for the tail padding of a bin.
+        capacity: bin size in tokens; None packs into bins as long as the batch's longest row
+            (attention stays no more quadratic than the padded batch's).
+    """
+
+    def __init__(self, pad_id: int, capacity: int | None = None):
+        self.pad_id = pad_id
+        self.capacity = capacity
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        lengths = [len(f["input_ids"]) for f in features]
+        capacity = max(self.capacity or 0, max(lengths))
+        bins = first_fit_bins(lengths, capacity)
+        width = max(sum(lengths[i] for i in b) for b in bins)
+        shape = (len(bins), width)
+        ids = torch.full(shape, self.pad_id, dtype=torch.long)
+        labels = torch.full(shape, IGNORE, dtype=torch.long)
+        positions = torch.zeros(shape, dtype=torch.long)
+        for row, members in enumerate(bins):
+            start = 0
+            for i in sorted(members):  # keep the batch's order inside a bin
+                n = lengths[i]
+                ids[row, start:start + n] = torch.as_tensor(features[i]["input_ids"])
+                labels[row, start:start + n] = torch.as_tensor(features[i]["labels"])
+                labels[row, start] = IGNORE
+                positions[row, start:start + n] = torch.arange(n)
+                start += n
+            positions[row, start:] = torch.arange(width - start)  # padding: its own segment
+        return {"input_ids": ids, "labels": labels, "position_ids": positions}
+
+
+def padding_ratio(batch: dict[str, torch.Tensor], n_real: int) -> float:
+    """Share of the batch's token slots that are padding (for reports)."""
+    return 1.0 - n_real / batch["input_ids"].numel()
