@@ -96,7 +96,10 @@ class TrainConfig:
     dataloader_num_workers: int = 0
     report_to: list[str] = field(default_factory=lambda: ["none"])
     run_name: str | None = None
+    tracker_project: str | None = None
+    tracker_tags: list[str] = field(default_factory=list)
     resume_from_checkpoint: str | None = None
+    resume_force: bool = False
     nan_policy: str = "stop"
     plot_loss: bool = True
     nproc_per_node: int = 1
@@ -143,6 +146,7 @@ class ServeConfig:
     max_tokens_cap: int = 4096
     max_n: int = 1
     max_body_bytes: int = 1_000_000
+    shutdown_grace_s: float = 30.0
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "method": MethodConfig,
@@ -404,6 +408,7 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"key 'warmup_ratio': must be in [0, 1), got {t.warmup_ratio}")
     if t.bf16 and t.fp16:
         raise ConfigError("bf16 and fp16 are both true: choose one (or leave both unset for auto)")
+    _validate_train(t)
     if m.quantization_bit not in (None, 4, 8):
         raise ConfigError(f"key 'quantization_bit': must be 4 or 8, got {m.quantization_bit}")
     if m.quantization_type not in ("nf4", "fp4"):
@@ -413,3 +418,26 @@ def validate(cfg: RunConfig) -> None:
     if t.eval_strategy != "no" and not (d.val_size or d.eval_dataset):
         raise ConfigError(f"eval_strategy '{t.eval_strategy}' needs val_size > 0 or eval_dataset")
     validate_method(cfg)
+
+
+def _validate_train(t: TrainConfig) -> None:
+    """TrainConfig range rules (the training engine's; optimizer/scheduler names are checked
+    against transformers in train/arguments.py, still before any model is loaded)."""
+    if t.warmup_steps < 0:
+        raise ConfigError(f"key 'warmup_steps': must be >= 0, got {t.warmup_steps}")
+    for key in ("weight_decay", "max_grad_norm", "dataloader_num_workers"):
+        if getattr(t, key) < 0:
+            raise ConfigError(f"key '{key}': must be >= 0, got {getattr(t, key)}")
+    if t.save_strategy == "steps" and t.save_steps <= 0:
+        raise ConfigError(f"key 'save_steps': must be a positive integer, got {t.save_steps}")
+    if t.eval_steps is not None and t.eval_steps <= 0:
+        raise ConfigError(f"key 'eval_steps': must be a positive integer, got {t.eval_steps}")
+    if t.save_total_limit is not None and t.save_total_limit <= 0:
+        raise ConfigError(f"key 'save_total_limit': must be positive, got {t.save_total_limit}")
+    if t.load_best_model_at_end and t.eval_strategy == "no":
+        raise ConfigError("load_best_model_at_end needs evaluation: set eval_strategy: steps "
+                          "(or epoch) and val_size or eval_dataset")
+    if t.deepspeed and t.fsdp:
+        raise ConfigError("deepspeed and fsdp are both set: choose one")
+    if "none" in t.report_to and len(t.report_to) > 1:
+        raise ConfigError("report_to: 'none' cannot be combined with other trackers")

@@ -109,4 +109,5 @@ KEY_HELP = {
     "max_tokens_cap": "largest max_tokens a request may ask",
     "max_n": "largest n a request may ask",
     "max_body_bytes": "largest request body (413 above)",
+    "shutdown_grace_s": "seconds requests in flight get to finish after SIGTERM (new ones: 503)",
 }
