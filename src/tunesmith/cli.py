@@ -65,7 +65,9 @@ def _module(verb: str):
 def split_config_and_overrides(extras: list[str]) -> tuple[str | None, list[str]]:
     """The first ``*.yaml``/``*.yml`` argument is the config file; the rest are overrides."""
     for i, arg in enumerate(extras):
-        if arg.endswith((".yaml", ".yml")) and "=" not in arg and not arg.startswith("-"):
+        # a sweep's run paths contain '=' (lr=1e-4,...): an existing file is still the config
+        is_file = arg.endswith((".yaml", ".yml")) and ("=" not in arg or os.path.isfile(arg))
+        if is_file and not arg.startswith("-"):
             if i == 0 or not extras[i - 1].startswith("--") or "=" in extras[i - 1]:
                 return arg, extras[:i] + extras[i + 1:]
     return None, extras
