@@ -1,0 +1,101 @@
+"""Turning a request's job events into an SSE stream or one JSON body.
+
+Events arrive on an asyncio queue as ``(choice_index, event)``; see ``infer.scheduler``. Whatever
+happens -- the client leaving (the task is cancelled), an error event, a bug here -- the jobs are
+cancelled in ``finally`` so their rows stop at the next token and the slots are freed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from . import protocol as P
+from .errors import APIError, error_body
+
+log = logging.getLogger("tunesmith.serve")
+DISCONNECT_POLL_S = 0.25
+
+
+def _sse(payload) -> str:
+    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return f"data: {data}\n\n"
+
+
+def _generation_error(message: str) -> dict:
+    return error_body(message, "server_error", None, "generation_failed")
+
+
+def _chunk(rid, model, kind, index, text, finish, with_usage, first=False):
+    if kind == "text":
+        return P.completion_chunk(rid, model, index, text, finish, with_usage)
+    delta = {"role": "assistant", "content": text} if first else ({"content": text} if finish is None else {})
+    return P.chat_chunk(rid, model, index, delta, finish, with_usage)
+
+
+async def sse_events(rid: str, model: str, kind: str, jobs, queue: asyncio.Queue,
+                     include_usage: bool):
+    """``data: {...}`` chunks, then ``data: [DONE]``; an error becomes an error event + [DONE]."""
+    try:
+        if kind == "chat":
+            for job in jobs:
+                yield _sse(_chunk(rid, model, kind, job.index, "", None, include_usage, first=True))
+        open_rows = len(jobs)
+        while open_rows:
+            index, event = await queue.get()
+            if event[0] == "text":
+                yield _sse(_chunk(rid, model, kind, index, event[1], None, include_usage))
+            elif event[0] == "done":
+                open_rows -= 1
+                text = "" if kind == "text" else None
+                yield _sse(_chunk(rid, model, kind, index, text, event[1], include_usage))
+            else:
+                yield _sse(_generation_error(event[1]))
+                break
+        else:
+            if include_usage:
+                obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
+                yield _sse(P.usage_chunk(rid, model, obj, _usage(jobs)))
+        yield _sse("[DONE]")
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the stream already started: report in-band
+        log.error("error while streaming %s", rid, exc_info=exc)
+        yield _sse(_generation_error("The server had an error while streaming the response."))
+        yield _sse("[DONE]")
+    finally:
+        for job in jobs:
+            job.cancel()
+
+
+def _usage(jobs) -> dict:
+    return P.usage(jobs[0].prompt_tokens, sum(j.completion_tokens for j in jobs))
+
+
+async def collect(request, rid: str, model: str, kind: str, jobs, queue: asyncio.Queue) -> dict:
+    """Wait for every choice; a client that disconnects meanwhile cancels its jobs."""
+    texts = {j.index: [] for j in jobs}
+    finish: dict[int, str] = {}
+    try:
+        while len(finish) < len(jobs):
+            try:
+                index, event = await asyncio.wait_for(queue.get(), DISCONNECT_POLL_S)
+            except asyncio.TimeoutError:
+                if await request.is_disconnected():
+                    return {}
+                continue
+            if event[0] == "text":
+                texts[index].append(event[1])
+            elif event[0] == "done":
+                finish[index] = event[1]
+            else:
+                raise APIError(500, event[1], code="generation_failed", type="server_error")
+    finally:
+        for job in jobs:
+            job.cancel()
+    choices = [{"index": i, "text": "".join(texts[i]), "finish_reason": finish[i]}
+               for i in sorted(texts)]
+    build = P.chat_response if kind == "chat" else P.completion_response
+    return build(rid, model, choices, _usage(jobs))
+
