@@ -73,6 +73,10 @@ def training_template(run_dir: str | Path | None) -> tuple[str, str | None] | No
     """
     if not run_dir:
         return None
+    exported = Path(run_dir) / "tunesmith_export.json"  # a merged model from `tunesmith export`
+    if exported.is_file():
+        meta = json.loads(exported.read_text(encoding="utf-8"))
+        return str(meta.get("template") or "auto"), meta.get("default_system")
     saved = Path(run_dir) / "tunesmith_config.yaml"
     if not saved.is_file():
         return None

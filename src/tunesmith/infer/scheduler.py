@@ -61,6 +61,7 @@ class Job:
     cancelled: threading.Event = field(default_factory=threading.Event)
     completion_tokens: int = 0
     finished_at: float | None = None
+    cancelled_at: float | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -68,6 +69,8 @@ class Job:
 
     def cancel(self) -> None:
         """The client went away: stop this row at the next token."""
+        if not self.cancelled.is_set() and self.finished_at is None:
+            self.cancelled_at = time.monotonic()
         self.cancelled.set()
 
 
@@ -107,7 +110,8 @@ class Scheduler:
         self._serial = itertools.count()
         self._draining = False
         self._stopped = False
-        self.counters = {"served": 0, "cancelled": 0, "failed": 0, "batches": 0}
+        self.counters = {"served": 0, "cancelled": 0, "failed": 0, "batches": 0,
+                         "cancel_latency_max_s": 0.0}
         self._thread = threading.Thread(target=self._loop, name="tunesmith-scheduler", daemon=True)
         self._thread.start()
 
@@ -230,6 +234,10 @@ class Scheduler:
         with self._cond:
             job.finished_at = time.monotonic()
             self.counters["cancelled" if reason == "cancelled" else "served"] += 1
+            if reason == "cancelled" and job.cancelled_at is not None:
+                latency = job.finished_at - job.cancelled_at  # client gone -> row stopped
+                self.counters["cancel_latency_max_s"] = max(
+                    self.counters["cancel_latency_max_s"], round(latency, 4))
             self._cond.notify_all()
 
 

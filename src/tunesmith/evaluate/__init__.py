@@ -1,0 +1,1 @@
+"""Evaluation: text metrics, batched predict, loss and perplexity."""

@@ -1,0 +1,59 @@
+"""Write a directory atomically: build it under a hidden temp name, then rename into place.
+
+An export killed half-way leaves only ``.<name>.partial-<pid>`` (never a directory named like
+the export that a loader would accept); the next export to the same place removes it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import ConfigError
+
+MARKER = "tunesmith_export.json"  # present only in complete tunesmith exports
+
+
+def check_destination(dest: Path) -> None:
+    """Refuse to replace a non-empty directory that is not a previous tunesmith export."""
+    if dest.exists() and not dest.is_dir():
+        raise ConfigError(f"export_dir '{dest}' is a file; choose a directory path")
+    if dest.is_dir() and any(dest.iterdir()) and not (dest / MARKER).is_file():
+        raise ConfigError(f"export_dir '{dest}' already exists and is not a tunesmith export; "
+                          "choose an empty or new directory (nothing was overwritten)")
+
+
+def _clean_partials(dest: Path) -> None:
+    for stale in dest.parent.glob(f".{dest.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+@contextmanager
+def atomic_dir(dest: str | Path) -> Iterator[Path]:
+    """Yield a temp dir; on success it replaces ``dest`` in one rename, on error it is removed."""
+    dest = Path(dest).expanduser().resolve()
+    check_destination(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _clean_partials(dest)
+    tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _swap_in(tmp, dest)
+
+
+def _swap_in(tmp: Path, dest: Path) -> None:
+    """Rename ``tmp`` to ``dest``; a previous export is moved aside first and then deleted."""
+    old = None
+    if dest.exists():
+        old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,80 @@
+"""The EXPORTERS registry: ``export_format`` -> how to save a merged model and load it back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Exporter:
+    name: str
+    save: Callable  # (model, tokenizer, template, out_dir, cfg) -> list of file names
+    load: Callable  # (out_dir, dtype name, device) -> model, for the export check
+
+
+EXPORTERS: dict[str, Exporter] = {}
+
+
+def register_exporter(name: str, load: Callable):
+    """Decorator registering a save function (and its loader) under ``name``."""
+
+    def wrap(save):
+        if name in EXPORTERS:
+            raise ValueError(f"exporter '{name}' is already registered")
+        EXPORTERS[name] = Exporter(name, save, load)
+        return save
+
+    return wrap
+
+
+def get_exporter(name: str) -> Exporter:
+    """The exporter for ``export_format``; unknown -> ConfigError listing the known names."""
+    if name == "gguf" and name not in EXPORTERS:
+        from . import gguf  # noqa: F401  (registers itself; imports the gguf package)
+    if name not in EXPORTERS:
+        raise ConfigError(f"key 'export_format': unknown format '{name}'; known: safetensors, gguf")
+    return EXPORTERS[name]
+
+
+def end_of_turn_ids(tokenizer, template) -> list[int]:
+    """EOS plus the template's end-of-turn tokens, so other runtimes stop where we do."""
+    ids = {tokenizer.eos_token_id}
+    for s in template.stop_strings(tokenizer):
+        tok = tokenizer.convert_tokens_to_ids(s.strip())
+        if isinstance(tok, int) and tok != tokenizer.unk_token_id:
+            ids.add(tok)
+    return sorted(i for i in ids if i is not None)
+
+
+def prepare_tokenizer(tokenizer, template):
+    """Carry a named training template into the exported tokenizer's chat_template."""
+    if template.jinja:
+        tokenizer.chat_template = template.jinja
+    return tokenizer
+
+
+def load_safetensors(out_dir: Path, dtype: str, device):
+    from transformers import AutoModelForCausalLM
+
+    from ..hardware import torch_dtype
+
+    model = AutoModelForCausalLM.from_pretrained(str(out_dir), dtype=torch_dtype(dtype),
+                                                 use_safetensors=True)
+    return model.to(device).eval()
+
+
+@register_exporter("safetensors", load_safetensors)
+def save_safetensors(model, tokenizer, template, out_dir: Path, cfg) -> list[str]:
+    """Safetensors shards of at most ``export_size`` GB (+ index), config, generation config,
+    tokenizer."""
+    eos = end_of_turn_ids(tokenizer, template)
+    model.generation_config.eos_token_id = eos if len(eos) > 1 else eos[0]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    max_shard = max(1, int(cfg.infer.export_size * 10**9))  # GB as transformers counts it (10^9)
+    model.save_pretrained(str(out_dir), max_shard_size=max_shard)
+    prepare_tokenizer(tokenizer, template).save_pretrained(str(out_dir))
+    return sorted(p.name for p in out_dir.iterdir())
