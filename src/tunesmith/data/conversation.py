@@ -36,10 +36,14 @@ class RowError(ValueError):
 def check_roles(messages: list[dict]) -> None:
     """Validate role order: optional system first, then user/assistant alternating, assistant last.
 
-    Tool messages may follow an assistant turn. Raises RowError naming the problem.
+    Tool results may follow an assistant turn (its tool call); the assistant speaks next.
+    Raises RowError naming the problem.
     """
     if not messages:
         raise RowError("empty", "conversation has no messages")
+    if messages[0]["role"] == "system" and not isinstance(messages[0]["content"], str):
+        raise RowError("non_string_content", "system message: content must be a string, got "
+                       f"{type(messages[0]['content']).__name__}", key="content")
     body = messages[1:] if messages[0]["role"] == "system" else messages
     expected = "user"
     for i, msg in enumerate(body):
@@ -51,6 +55,10 @@ def check_roles(messages: list[dict]) -> None:
         if role == "system":
             raise RowError("bad_role_order", f"message {i}: system message must come first")
         if role == "tool":
+            if i == 0 or body[i - 1]["role"] not in ("assistant", "tool"):
+                raise RowError("bad_role_order", f"message {i}: a tool result must follow an "
+                               "assistant turn", key="role")
+            expected = "assistant"
             continue
         if role != expected:
             raise RowError("bad_role_order",

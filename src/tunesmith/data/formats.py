@@ -1,12 +1,14 @@
 """Formats: one registered converter per data shape, raw row -> Conversation and nothing more.
 
-Each format has ``detect(row) -> bool`` (for ``format: auto``) and ``convert(row, opts)``.
-A row that cannot be converted raises RowError naming the key and what was expected.
+Each format names its logical keys and their default column names (``keys``); a ``columns:``
+mapping (config key or ``dataset_info.json``) renames any of them, so every format reads any
+file whose columns differ. ``detect(row, columns)`` serves ``format: auto``. A row that cannot be
+converted raises RowError naming the key and what was expected.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import ConfigError, DataError
@@ -16,21 +18,32 @@ from .conversation import Conversation, RowError, check_roles
 @dataclass(frozen=True)
 class Format:
     name: str
-    detect: Callable[[dict], bool]
     convert: Callable[[dict, dict], Conversation]
     summary: str
+    keys: dict = field(default_factory=dict)  # logical key -> default column name
+    required: tuple = ()  # logical keys whose columns identify the format
+    check: Callable[[dict, dict], bool] | None = None  # extra detection test on the row
+
+    def col(self, key: str, columns: dict) -> str:
+        return columns.get(key, self.keys[key])
+
+    def detect(self, row: dict, columns: dict | None = None) -> bool:
+        columns = columns or {}
+        if not all(self.col(k, columns) in row for k in self.required):
+            return False
+        return self.check is None or self.check(row, {k: self.col(k, columns) for k in self.keys})
 
 
 FORMATS: dict[str, Format] = {}
 
 
-def register_format(name: str, detect: Callable[[dict], bool], summary: str):
+def register_format(name: str, summary: str, keys: dict, required: tuple, check=None):
     """Decorator: register ``convert`` as format ``name`` (duplicate -> error)."""
 
     def wrap(convert):
         if name in FORMATS:
             raise ValueError(f"format '{name}' is already registered")
-        FORMATS[name] = Format(name, detect, convert, summary)
+        FORMATS[name] = Format(name, convert, summary, keys, required, check)
         return convert
 
     return wrap
@@ -45,12 +58,32 @@ def get_format(name: str) -> Format:
     return FORMATS[name]
 
 
-def detect_format(rows: list[dict], source: str) -> Format:
+# With an explicit ``columns:`` mapping and ``format: auto``, the mapped logical keys decide
+# (first rule that fits wins), so `columns: {prompt: Question, response: Response}` means
+# prompt/completion on any file.
+_COLUMN_RULES = (("text", "text"), ("cot", "reasoning"), ("query", "alpaca"),
+                 ("history", "alpaca"), ("response", "prompt_completion"))
+
+
+def format_from_columns(columns: dict) -> Format | None:
+    """The format an explicit column mapping implies, or None (then rows decide)."""
+    if not columns or "messages" in columns:
+        return None
+    for key, name in _COLUMN_RULES:
+        if key in columns:
+            return FORMATS[name]
+    return None
+
+
+def detect_format(rows: list, source: str, columns: dict | None = None) -> Format:
     """The single format whose detector accepts the first rows; ambiguity is an error."""
-    sample = [r for r in rows[:20] if isinstance(r, dict)]
+    implied = format_from_columns(columns or {})
+    if implied is not None:
+        return implied
+    sample = [r for r in rows[:20] if isinstance(r, dict)][:5]
     if not sample:
-        raise DataError(f"{source}: no rows to detect the format from")
-    matches = [f for f in FORMATS.values() if all(f.detect(r) for r in sample[:5])]
+        raise DataError(f"{source}: no readable rows to detect the format from")
+    matches = [f for f in FORMATS.values() if all(f.detect(r, columns) for r in sample)]
     if len(matches) == 1:
         return matches[0]
     keys = sorted(sample[0])
@@ -64,24 +97,39 @@ def detect_format(rows: list[dict], source: str) -> Format:
 def _text(row: dict, key: str, *, required: bool = True, allow_empty: bool = False) -> str:
     if key not in row or row[key] is None:
         if required:
-            raise RowError("missing_key", f"missing key '{key}'", key=key)
+            raise RowError("missing_key", f"missing key '{key}' (expected a string)", key=key)
         return ""
     value = row[key]
     if not isinstance(value, str):
         raise RowError("non_string_content",
                        f"key '{key}': expected a string, got {type(value).__name__}", key=key)
     if required and not allow_empty and not value.strip():
-        raise RowError("empty_field", f"key '{key}' is empty", key=key)
+        raise RowError("empty_field", f"key '{key}' is empty (expected non-empty text)", key=key)
     return value
 
 
 def _list(row: dict, key: str) -> list:
     value = row.get(key)
     if value is None:
-        raise RowError("missing_key", f"missing key '{key}'", key=key)
+        raise RowError("missing_key", f"missing key '{key}' (expected a list)", key=key)
     if not isinstance(value, list):
         raise RowError("bad_type", f"key '{key}': expected a list, got {type(value).__name__}", key=key)
     return value
+
+
+def _obj(turn: Any, where: str, key: str) -> dict:
+    if not isinstance(turn, dict):
+        raise RowError("bad_type", f"{where}: expected an object, got {type(turn).__name__}", key=key)
+    return turn
+
+
+def _keys(fmt_name: str, opts: dict) -> dict:
+    return {**FORMATS[fmt_name].keys, **(opts.get("columns") or {})}
+
+
+def _system(row: dict, key: str) -> list[dict]:
+    system = _text(row, key, required=False)
+    return [_msg("system", system)] if system.strip() else []
 
 
 def finish(messages: list[dict]) -> Conversation:
@@ -89,19 +137,16 @@ def finish(messages: list[dict]) -> Conversation:
     return Conversation(messages)
 
 
-def _msg(role: str, content: str) -> dict:
+def _msg(role: str, content: Any) -> dict:
     return {"role": role, "content": content}
 
 
-@register_format("alpaca", lambda r: "instruction" in r and "output" in r,
-                 "instruction, input, output (+ system, history)")
+@register_format("alpaca", "instruction, input, output (+ system, history)",
+                 {"prompt": "instruction", "query": "input", "response": "output",
+                  "system": "system", "history": "history"}, ("prompt", "response"))
 def convert_alpaca(row: dict, opts: dict) -> Conversation:
-    k = {"prompt": "instruction", "query": "input", "response": "output", "system": "system",
-         "history": "history", **opts.get("columns", {})}
-    messages = []
-    system = _text(row, k["system"], required=False)
-    if system:
-        messages.append(_msg("system", system))
+    k = _keys("alpaca", opts)
+    messages = _system(row, k["system"])
     for pair in row.get(k["history"]) or []:
         if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
             raise RowError("bad_type", f"key '{k['history']}': expected [prompt, response] pairs",
@@ -114,114 +159,134 @@ def convert_alpaca(row: dict, opts: dict) -> Conversation:
     return finish(messages)
 
 
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                   "system": "system", "function_call": "assistant", "observation": "tool",
-                   "function": "tool", "tool": "tool"}
+# LLaMA-Factory's sharegpt tags and their defaults; ``function_tag`` turns are the assistant's
+# tool calls, ``observation_tag`` turns the tool results.
+SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human",
+                 "assistant_tag": "gpt", "observation_tag": "observation",
+                 "function_tag": "function_call", "system_tag": "system"}
+OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+               "assistant_tag": "assistant", "observation_tag": "tool",
+               "function_tag": "function_call", "system_tag": "system"}
+_TAG_ROLES = {"user_tag": "user", "assistant_tag": "assistant", "observation_tag": "tool",
+              "function_tag": "assistant", "system_tag": "system"}
+# Common aliases accepted besides the configured tags.
+_ROLE_ALIASES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                 "system": "system", "tool": "tool", "function": "tool", "observation": "tool",
+                 "function_call": "assistant"}
 
 
-@register_format("sharegpt", lambda r: isinstance(r.get("conversations"), list),
-                 "conversations: [{from, value}] (human/gpt/system/function)")
-def convert_sharegpt(row: dict, opts: dict) -> Conversation:
-    tags = {"messages": "conversations", "role_tag": "from", "content_tag": "value",
-            "system": "system", **opts.get("columns", {}), **opts.get("tags", {})}
-    role_map = dict(_SHAREGPT_ROLES)
-    for ours, theirs in (("user", "user_tag"), ("assistant", "assistant_tag"),
-                         ("system", "system_tag"), ("tool", "observation_tag")):
-        if theirs in tags:
-            role_map[tags[theirs]] = ours
-    messages = []
-    system = row.get(tags["system"])
-    if isinstance(system, str) and system.strip():
-        messages.append(_msg("system", system))
-    for i, turn in enumerate(_list(row, tags["messages"])):
-        if not isinstance(turn, dict):
-            raise RowError("bad_type", f"{tags['messages']}[{i}]: expected an object", key=tags["messages"])
-        role = role_map.get(turn.get(tags["role_tag"]))
-        if role is None:
-            raise RowError("bad_role", f"{tags['messages']}[{i}]: unknown role "
-                           f"{turn.get(tags['role_tag'])!r}", key=tags["role_tag"])
-        messages.append(_msg(role, turn.get(tags["content_tag"])))
-    return finish(messages)
+def _role_map(tags: dict) -> dict:
+    roles = dict(_ROLE_ALIASES)
+    roles.update({tags[t]: role for t, role in _TAG_ROLES.items() if t in tags})
+    return roles
 
 
-@register_format("openai", lambda r: isinstance(r.get("messages"), list),
-                 "messages: [{role, content}] (OpenAI chat)")
-def convert_openai(row: dict, opts: dict) -> Conversation:
-    key = opts.get("columns", {}).get("messages", "messages")
+def _messages_with_tags(row: dict, key: str, tags: dict) -> list[dict]:
+    roles, role_tag, content_tag = _role_map(tags), tags["role_tag"], tags["content_tag"]
     messages = []
     for i, turn in enumerate(_list(row, key)):
-        if not isinstance(turn, dict) or "role" not in turn:
-            raise RowError("bad_type", f"{key}[{i}]: expected {{role, content}}", key=key)
-        role = {"human": "user", "gpt": "assistant"}.get(turn["role"], turn["role"])
-        if role not in ("system", "user", "assistant", "tool"):
-            raise RowError("bad_role", f"{key}[{i}]: unknown role {turn['role']!r}", key="role")
-        messages.append(_msg(role, turn.get("content")))
+        turn = _obj(turn, f"{key}[{i}]", key)
+        role = roles.get(turn.get(role_tag)) if isinstance(turn.get(role_tag), str) else None
+        if role is None:
+            raise RowError("bad_role", f"{key}[{i}].{role_tag}: unknown role {turn.get(role_tag)!r} "
+                           f"(expected one of {', '.join(sorted(set(roles)))})", key=role_tag)
+        messages.append(_msg(role, turn.get(content_tag)))
+    return messages
+
+
+def _first_turn_has(tag_key: str, default_tags: dict):
+    def check(row: dict, cols: dict) -> bool:
+        turns = row.get(cols["messages"])
+        return isinstance(turns, list) and bool(turns) and isinstance(turns[0], dict) and \
+            default_tags[tag_key] in turns[0]
+    return check
+
+
+def _tagged(fmt: str, defaults: dict):
+    def convert(row: dict, opts: dict) -> Conversation:
+        k, tags = _keys(fmt, opts), {**defaults, **(opts.get("tags") or {})}
+        return finish(_system(row, k["system"]) + _messages_with_tags(row, k["messages"], tags))
+    return convert
+
+
+register_format("sharegpt", "conversations: [{from, value}] (human/gpt/system/function)",
+                {"messages": "conversations", "system": "system"}, ("messages",),
+                _first_turn_has("role_tag", SHAREGPT_TAGS))(_tagged("sharegpt", SHAREGPT_TAGS))
+register_format("openai", "messages: [{role, content}] (OpenAI chat)",
+                {"messages": "messages", "system": "system"}, ("messages",),
+                _first_turn_has("role_tag", OPENAI_TAGS))(_tagged("openai", OPENAI_TAGS))
+
+
+def _pairs_check(inner: str):
+    def check(row: dict, cols: dict) -> bool:
+        turns = row.get(cols["messages"])
+        return isinstance(turns, list) and bool(turns) and isinstance(turns[0], dict) and \
+            cols[inner] in turns[0]
+    return check
+
+
+def _convert_pairs(fmt: str, row: dict, opts: dict) -> Conversation:
+    """Turn lists ``[{system?, prompt, response}, ...]`` (seed 000 and 002 shapes)."""
+    k = _keys(fmt, opts)
+    messages = _system(row, k["system"])
+    for i, turn in enumerate(_list(row, k["messages"])):
+        turn = _obj(turn, f"{k['messages']}[{i}]", k["messages"])
+        if not messages:  # a system prompt is taken from the first turn only
+            messages += _system(turn, k["system"])
+        messages += [_msg("user", _text(turn, k["prompt"])),
+                     _msg("assistant", _text(turn, k["response"], allow_empty=True))]
     return finish(messages)
 
 
-def _is_pairs(row: dict, keys: tuple[str, ...]) -> bool:
-    conv = row.get("conversation")
-    return isinstance(conv, list) and bool(conv) and isinstance(conv[0], dict) and \
-        any(k in conv[0] for k in keys)
+_PAIR_KEYS = {"messages": "conversation", "system": "system"}
+
+register_format("human_assistant", "conversation: [{human, assistant}] (seed 000 emotional support)",
+                {**_PAIR_KEYS, "prompt": "human", "response": "assistant"}, ("messages",),
+                _pairs_check("prompt"))(lambda row, opts: _convert_pairs("human_assistant", row, opts))
+register_format("input_output", "conversation: [{system, input, output}] (seed 002 multi-turn)",
+                {**_PAIR_KEYS, "prompt": "input", "response": "output"}, ("messages",),
+                _pairs_check("prompt"))(lambda row, opts: _convert_pairs("input_output", row, opts))
 
 
-@register_format("human_assistant", lambda r: _is_pairs(r, ("human", "assistant")),
-                 "conversation: [{human, assistant}] (seed 000 emotional support)")
-def convert_human_assistant(row: dict, opts: dict) -> Conversation:
-    messages = []
-    for i, turn in enumerate(_list(row, "conversation")):
-        if not isinstance(turn, dict):
-            raise RowError("bad_type", f"conversation[{i}]: expected an object", key="conversation")
-        if turn.get("system"):
-            messages.append(_msg("system", _text(turn, "system")))
-        messages += [_msg("user", _text(turn, "human")),
-                     _msg("assistant", _text(turn, "assistant", allow_empty=True))]
-    return finish(messages)
+def _has_completion(row: dict, cols: dict) -> bool:
+    return cols["response"] in row or "response" in row
 
 
-@register_format("input_output", lambda r: _is_pairs(r, ("input", "output")),
-                 "conversation: [{system, input, output}] (seed 002 multi-turn)")
-def convert_input_output(row: dict, opts: dict) -> Conversation:
-    messages = []
-    for i, turn in enumerate(_list(row, "conversation")):
-        if not isinstance(turn, dict):
-            raise RowError("bad_type", f"conversation[{i}]: expected an object", key="conversation")
-        system = turn.get("system")
-        if isinstance(system, str) and system.strip() and not messages:
-            messages.append(_msg("system", system))
-        messages += [_msg("user", _text(turn, "input")),
-                     _msg("assistant", _text(turn, "output", allow_empty=True))]
-    return finish(messages)
-
-
-@register_format("prompt_completion", lambda r: "prompt" in r and ("completion" in r or "response" in r),
-                 "prompt, completion (or response)")
+@register_format("prompt_completion", "prompt, completion (or response)",
+                 {"prompt": "prompt", "response": "completion", "system": "system"}, ("prompt",),
+                 _has_completion)
 def convert_prompt_completion(row: dict, opts: dict) -> Conversation:
-    response_key = "completion" if "completion" in row else "response"
-    messages = []
-    if isinstance(row.get("system"), str) and row["system"].strip():
-        messages.append(_msg("system", row["system"]))
-    messages += [_msg("user", _text(row, "prompt")),
-                 _msg("assistant", _text(row, response_key, allow_empty=True))]
-    return finish(messages)
+    k = _keys("prompt_completion", opts)
+    response = k["response"]
+    if response not in row and "response" not in (opts.get("columns") or {}) and "response" in row:
+        response = "response"
+    return finish(_system(row, k["system"]) + [
+        _msg("user", _text(row, k["prompt"])),
+        _msg("assistant", _text(row, response, allow_empty=True))])
 
 
-@register_format("reasoning", lambda r: "Question" in r and "Response" in r,
-                 "Question, Complex_CoT, Response (seed 001 medical reasoning)")
+@register_format("reasoning", "Question, Complex_CoT, Response (seed 001 medical reasoning)",
+                 {"prompt": "Question", "cot": "Complex_CoT", "response": "Response",
+                  "system": "system"}, ("prompt", "response"))
 def convert_reasoning(row: dict, opts: dict) -> Conversation:
-    k = {"prompt": "Question", "cot": "Complex_CoT", "response": "Response", **opts.get("columns", {})}
-    think_open, think_close = opts.get("think", ("<think>", "</think>"))
+    """The chain of thought goes inside the template's thinking markers, before the answer."""
+    k = _keys("reasoning", opts)
+    think_open, think_close = opts.get("think") or ("<think>", "</think>")
     cot = _text(row, k["cot"], required=False).strip()
     answer = _text(row, k["response"])
     body = f"{think_open}\n{cot}\n{think_close}\n\n{answer}" if cot else answer
-    return finish([_msg("user", _text(row, k["prompt"])), _msg("assistant", body)])
+    return finish(_system(row, k["system"]) + [_msg("user", _text(row, k["prompt"])),
+                                                 _msg("assistant", body)])
 
 
-@register_format("text", lambda r: set(r) <= {"text", "label", "id"} and "text" in r,
-                 "text (plain causal-LM training, stage: pt)")
+def _only_text(row: dict, cols: dict) -> bool:
+    return cols["text"] != "text" or set(row) <= {"text", "label", "id"}
+
+
+@register_format("text", "text (plain causal-LM training, stage: pt)", {"text": "text"},
+                 ("text",), _only_text)
 def convert_text(row: dict, opts: dict) -> Conversation:
-    key = opts.get("columns", {}).get("text", "text")
-    return Conversation(text=_text(row, key))
+    return Conversation(text=_text(row, _keys("text", opts)["text"]))
 
 
 def convert_row(fmt: Format, row: Any, opts: dict) -> Conversation:

@@ -1,22 +1,34 @@
-"""Datasets from a config: resolve, read, convert, validate, tokenize, split.
+"""Datasets from a config: resolve, read, convert, validate, tokenize, cache, split.
 
 Every dropped row is counted by reason in a DataReport; ``data_report.json`` is written with
-each run.
+each run. Rows flow as a stream: read lazily (readers.py), converted one at a time and tokenized
+in batches, so only the tokenized ids are ever held in memory.
+
+``streaming: true`` additionally warns about ``.json`` arrays (JSON has no streaming form; use
+JSONL). ``max_samples`` (per dataset, as in LLaMA-Factory) and per-dataset counts (``name:N`` or
+``num_samples``) stop reading early. A malformed line (invalid JSON, non-UTF-8) stops the run with
+``file:line``; a row with the wrong shape is skipped and counted.
 """
 
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass
-from pathlib import Path
+from itertools import chain, islice
+from typing import Iterator
 
+from ..errors import DataError
 from .conversation import Conversation, RowError
 from .formats import Format, convert_row, detect_format, get_format
-from .readers import read_file
+from .readers import BadRow, data_files, read_file
 from .registry import DatasetSpec, resolve_dataset
 from .report import DataReport
 from .templates import Template
-from .tokenize import Example, encode_conversation, encode_text
+from .tokenize import Example, encode_batch
+
+BATCH = 256  # conversations per tokenizer call
+DETECT_ROWS = 20
 
 
 @dataclass
@@ -24,6 +36,7 @@ class LoadedData:
     train: list[Example]
     eval: list[Example]
     report: DataReport
+    from_cache: bool = False
 
 
 def _substitute(value, placeholders: dict):
@@ -38,93 +51,186 @@ def _substitute(value, placeholders: dict):
     return value
 
 
-def _pick_format(spec: DatasetSpec, data_cfg, rows: list[tuple[str, object]]) -> Format:
+def _columns(spec: DatasetSpec, data_cfg) -> dict:
+    return {**spec.columns, **(data_cfg.columns or {})}
+
+
+def _pick_format(spec: DatasetSpec, data_cfg, head: list) -> Format:
     name = data_cfg.format if data_cfg.format != "auto" else spec.format
     if name != "auto":
         return get_format(name)
-    return detect_format([r for _, r in rows], str(spec.path))
+    rows = [r for _, r in head if not isinstance(r, BadRow)]
+    try:
+        return detect_format(rows, str(spec.path), _columns(spec, data_cfg))
+    except DataError as err:
+        raise DataError(f"dataset '{spec.name}': {err}") from None
+
+
+def _limit(spec: DatasetSpec, data_cfg) -> int | None:
+    limits = [n for n in (spec.num_samples, data_cfg.max_samples) if n]
+    return min(limits) if limits else None
+
+
+def open_dataset(spec: DatasetSpec, data_cfg) -> tuple[Format | None, Iterator]:
+    """The format and a lazy ``(origin, row)`` stream of one dataset (None format when empty)."""
+    if data_cfg.streaming and any(f.suffix == ".json" for f in data_files(spec.path)):
+        warnings.warn(f"{spec.path}: a .json array is parsed whole even with streaming: true; "
+                      "save large datasets as JSONL", stacklevel=3)
+    rows = islice(read_file(spec.path), _limit(spec, data_cfg))
+    head = list(islice(rows, DETECT_ROWS))
+    if not head:
+        return None, iter(())
+    return _pick_format(spec, data_cfg, head), chain(head, rows)
+
+
+def iter_conversations(data_cfg, names: list[str], report: DataReport,
+                       think: tuple[str, str] = ("<think>", "</think>"),
+                       bad_lines: str = "raise") -> Iterator[Conversation]:
+    """Read, convert and validate every row of the named datasets, counting drops.
+
+    Args:
+        bad_lines: ``raise`` (a malformed line stops with file:line) or ``count`` (it is
+            dropped and counted, for ``data validate``).
+    """
+    for name in names:
+        spec = resolve_dataset(name, data_cfg.dataset_dir)
+        fmt, rows = open_dataset(spec, data_cfg)
+        report.sources.append(f"{spec.name}: {spec.path} ({fmt.name if fmt else 'empty'})")
+        if fmt is None:
+            continue
+        opts = {"columns": _columns(spec, data_cfg), "tags": spec.tags, "think": think}
+        for origin, row in rows:
+            conv = _convert(fmt, origin, row, opts, data_cfg, report, bad_lines)
+            if conv is not None:
+                yield conv
+
+
+def _convert(fmt, origin, row, opts, data_cfg, report, bad_lines) -> Conversation | None:
+    report.total += 1
+    if isinstance(row, BadRow):
+        if bad_lines == "raise":
+            raise DataError(f"{origin}: {row.message}")
+        report.drop(row.reason, origin, row.message)
+        return None
+    if data_cfg.placeholders:
+        row = _substitute(row, data_cfg.placeholders)
+    try:
+        conv = convert_row(fmt, row, opts)
+    except RowError as err:
+        report.drop(err.reason, origin, str(err))
+        return None
+    conv.origin = origin
+    return conv
 
 
 def read_conversations(data_cfg, names: list[str], report: DataReport,
                        think: tuple[str, str] = ("<think>", "</think>")) -> list[Conversation]:
-    """Read, convert and validate every row of the named datasets, counting drops."""
-    conversations: list[Conversation] = []
-    for name in names:
-        spec = resolve_dataset(name, data_cfg.dataset_dir)
-        rows = list(read_file(spec.path))
-        if spec.num_samples is not None:
-            rows = rows[: spec.num_samples]
-        if not rows:
-            continue
-        fmt = _pick_format(spec, data_cfg, rows)
-        opts = {"columns": {**spec.columns, **(data_cfg.columns or {})}, "tags": spec.tags,
-                "think": think}
-        for origin, row in rows:
-            report.total += 1
-            if data_cfg.placeholders:
-                row = _substitute(row, data_cfg.placeholders)
-            try:
-                conv = convert_row(fmt, row, opts)
-            except RowError as err:
-                report.drop(err.reason, origin, str(err))
-                continue
-            conv.origin = origin
-            conversations.append(conv)
-    return conversations
+    """Every valid conversation of the named datasets, as a list."""
+    return list(iter_conversations(data_cfg, names, report, think))
 
 
-def tokenize_all(conversations: list[Conversation], tokenizer, template: Template | None,
-                 data_cfg, report: DataReport) -> list[Example]:
-    """Tokenize conversations, counting rows dropped for having no supervised tokens."""
+def _batches(items: Iterator, size: int) -> Iterator[list]:
+    while batch := list(islice(items, size)):
+        yield batch
+
+
+def tokenize_all(conversations, tokenizer, template: Template | None, data_cfg,
+                 report: DataReport, stage: str = "sft") -> list[Example]:
+    """Tokenize conversations in batches, counting rows dropped for having no supervised tokens."""
     examples: list[Example] = []
-    for conv in conversations:
-        try:
-            if conv.text is not None:
-                out = encode_text(conv, tokenizer, cutoff_len=data_cfg.cutoff_len)
-            else:
-                out = encode_conversation(conv, tokenizer, template, train_on=data_cfg.train_on,
-                                          cutoff_len=data_cfg.cutoff_len)
-        except RowError as err:
-            report.drop(err.reason, conv.origin, str(err))
-            continue
-        report.kept += 1
-        report.truncated += sum(e.truncated for e in out)
-        examples.extend(out)
+    for batch in _batches(iter(conversations), BATCH):
+        batch = [c for c in batch if _stage_fits(c, stage, report)]
+        results = encode_batch(batch, tokenizer, template, train_on=data_cfg.train_on,
+                               cutoff_len=data_cfg.cutoff_len)
+        for conv, out in zip(batch, results):
+            if isinstance(out, RowError):
+                report.drop(out.reason, conv.origin, str(out))
+                continue
+            for ex in out:
+                ex.row = report.kept
+            report.kept += 1
+            report.truncated += sum(e.truncated for e in out)
+            examples.extend(out)
     report.samples += len(examples)
     return examples
 
 
+def _stage_fits(conv: Conversation, stage: str, report: DataReport) -> bool:
+    if stage == "pt" and conv.text is None:
+        report.drop("not_text", conv.origin, "stage: pt trains on plain text rows (format: text)")
+        return False
+    return True
+
+
 def split(examples: list[Example], val_size: float, seed: int) -> tuple[list, list]:
-    """A seeded train/validation split; ``val_size`` is a fraction or a row count."""
+    """A seeded train/validation split by source row (``val_size``: fraction or row count).
+
+    Examples of one row (``split_turns``) stay on the same side, so no conversation leaks.
+    """
     if not val_size:
         return examples, []
-    n_val = int(val_size) if val_size >= 1 else max(1, round(len(examples) * val_size))
-    order = list(range(len(examples)))
+    rows = sorted({e.row for e in examples})
+    n_val = int(val_size) if val_size >= 1 else max(1, round(len(rows) * val_size))
+    if n_val >= len(rows):
+        raise DataError(f"val_size={val_size} leaves no training rows ({len(rows)} rows kept)")
+    order = list(rows)
     random.Random(seed).shuffle(order)
-    val_idx = set(order[:n_val])
-    train = [e for i, e in enumerate(examples) if i not in val_idx]
-    return train, [examples[i] for i in sorted(val_idx)]
+    val_rows = set(order[:n_val])
+    return ([e for e in examples if e.row not in val_rows],
+            [e for e in examples if e.row in val_rows])
 
 
-def load_data(cfg, tokenizer, template: Template | None) -> LoadedData:
+def _think(template: Template | None) -> tuple[str, str]:
+    return (template.think_open, template.think_close) if template else ("<think>", "</think>")
+
+
+def _settings(cfg, names: list[str]) -> dict:
+    d = cfg.data
+    return {"dataset": names, "dataset_dir": d.dataset_dir, "format": d.format, "columns": d.columns,
+            "placeholders": d.placeholders, "cutoff_len": d.cutoff_len, "train_on": d.train_on,
+            "max_samples": d.max_samples, "stage": cfg.method.stage}
+
+
+def _dataset_files(d, names: list[str]) -> list:
+    files = []
+    for name in names:
+        spec = resolve_dataset(name, d.dataset_dir)
+        files += data_files(spec.path)
+        # the registry entry (format, columns, tags, num_samples) changes the result too
+        files += [p for p in [spec.path.parent / "dataset_info.json"] if p.is_file()]
+    return files
+
+
+def tokenized(cfg, names: list[str], tokenizer, template: Template | None,
+              cache_root=None) -> tuple[list[Example], DataReport]:
+    """Examples of the named datasets: from the cache when nothing changed, else built and cached."""
+    from . import cache
+
+    d = cfg.data
+    key = cache.cache_key(_dataset_files(d, names), tokenizer, template, _settings(cfg, names))
+    hit = None if d.overwrite_cache else cache.load(key, cache_root)
+    if hit is not None:
+        hit[1].from_cache = True
+        return hit
+    report = DataReport()
+    convs = iter_conversations(d, names, report, _think(template))
+    examples = tokenize_all(convs, tokenizer, template, d, report, cfg.method.stage)
+    if report.kept:
+        cache.save(key, examples, report, cache_root)
+    return examples, report
+
+
+def load_data(cfg, tokenizer, template: Template | None, cache_root=None) -> LoadedData:
     """Train and eval examples for a run config, with the report checked against the limits."""
-    from ..errors import DataError
-
     d = cfg.data
     if not d.dataset:
         raise DataError("no dataset: set dataset: (a file path or a name in dataset_info.json)")
-    report = DataReport()
-    think = (template.think_open, template.think_close) if template else ("<think>", "</think>")
-    convs = read_conversations(d, d.dataset, report, think)
-    if d.max_samples:
-        convs = convs[: d.max_samples]
-    examples = tokenize_all(convs, tokenizer, template, d, report)
+    examples, report = tokenized(cfg, d.dataset, tokenizer, template, cache_root)
     report.check(d.max_drop_ratio, d.strict)
-    seed = d.data_seed if d.data_seed is not None else cfg.train.seed
     if d.eval_dataset:
-        eval_report = DataReport()
-        eval_convs = read_conversations(d, d.eval_dataset, eval_report, think)
-        eval_examples = tokenize_all(eval_convs, tokenizer, template, d, eval_report)
-        return LoadedData(examples, eval_examples, report)
+        eval_examples, eval_report = tokenized(cfg, d.eval_dataset, tokenizer, template, cache_root)
+        eval_report.check(d.max_drop_ratio, d.strict)
+        return LoadedData(examples, eval_examples, report, report.from_cache)
+    seed = d.data_seed if d.data_seed is not None else cfg.train.seed
     train, val = split(examples, d.val_size, seed)
-    return LoadedData(train, val, report)
+    return LoadedData(train, val, report, report.from_cache)

@@ -23,7 +23,6 @@ class DatasetSpec:
     columns: dict = field(default_factory=dict)
     tags: dict = field(default_factory=dict)
     num_samples: int | None = None
-    ranking: bool = False
 
 
 def load_registry(dataset_dir: Path) -> dict:
@@ -39,36 +38,67 @@ def load_registry(dataset_dir: Path) -> dict:
     return data
 
 
-def contained(base: Path, relative: str, what: str) -> Path:
-    """``base/relative`` resolved, refusing anything that escapes ``base``."""
-    if Path(relative).is_absolute():
+def contained(base: Path, relative, what: str) -> Path:
+    """``base/relative`` resolved (symlinks followed), refusing anything outside ``base``.
+
+    Containment is checked on resolved paths, not string prefixes, so ``../``, absolute paths,
+    ``a/../../x`` and symlinks that point out of ``base`` are all refused.
+    """
+    if not isinstance(relative, str) or not relative.strip() or "\x00" in relative:
+        raise DataError(f"{what}: file_name must be a non-empty relative path, got {relative!r}")
+    if Path(relative).is_absolute() or relative.startswith("~"):
         raise DataError(f"{what}: absolute path '{relative}' not allowed; use a path inside {base}")
     root = base.resolve()
-    target = (base / relative).resolve()
-    if not target.is_relative_to(root):
+    try:
+        target = (base / relative).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # symlink loops, bad names
+        raise DataError(f"{what}: cannot resolve '{relative}': {exc}") from None
+    if target == root or not target.is_relative_to(root):
         raise DataError(f"{what}: path '{relative}' escapes dataset_dir {base}")
     return target
 
 
+# LLaMA-Factory ``formatting`` values -> our formats (``openai`` is sharegpt with role/content tags).
 _LF_FORMATS = {"alpaca": "alpaca", "sharegpt": "sharegpt", "openai": "openai"}
+_UNSUPPORTED = {"ranking": "preference (ranking) datasets are for DPO/ORPO/RM training, which "
+                           "tunesmith does not support; use an SFT dataset (stage: sft) instead",
+                "kto_tag": "KTO datasets are not supported (stage: sft or pt only)"}
+
+
+def _entry_error(dataset_dir: Path, name: str, message: str) -> DataError:
+    return DataError(f"{dataset_dir / INFO_FILE}: entry '{name}': {message}")
 
 
 def spec_from_entry(name: str, entry: dict, dataset_dir: Path) -> DatasetSpec:
-    """One ``dataset_info.json`` entry as a DatasetSpec."""
+    """One ``dataset_info.json`` entry as a DatasetSpec (file_name, formatting, columns, tags,
+    ranking, split, num_samples as LLaMA-Factory defines them)."""
     if not isinstance(entry, dict):
-        raise DataError(f"{dataset_dir / INFO_FILE}: entry '{name}' must be an object")
+        raise _entry_error(dataset_dir, name, "must be an object")
+    for key, why in _UNSUPPORTED.items():
+        if entry.get(key):
+            raise _entry_error(dataset_dir, name, why)
     if "file_name" not in entry:
         hint = " (hub/ms/script datasets are not available offline)" if any(
-            k in entry for k in ("hf_hub_url", "ms_hub_url", "script_url")) else ""
-        raise DataError(f"{dataset_dir / INFO_FILE}: entry '{name}' has no file_name{hint}")
+            k in entry for k in ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url")) else ""
+        raise _entry_error(dataset_dir, name, f"has no file_name{hint}")
     path = contained(dataset_dir, entry["file_name"], f"dataset '{name}'")
     if not path.exists():
         raise DataError(f"dataset '{name}': file '{entry['file_name']}' not found in {dataset_dir}")
-    fmt = _LF_FORMATS.get(entry.get("formatting", "alpaca"), entry.get("formatting", "alpaca"))
-    columns = dict(entry.get("columns") or {})
-    tags = dict(entry.get("tags") or {})
-    return DatasetSpec(name, path, fmt, columns, tags, entry.get("num_samples"),
-                       bool(entry.get("ranking")))
+    formatting = entry.get("formatting", "alpaca")
+    if formatting not in _LF_FORMATS:
+        raise _entry_error(dataset_dir, name, f"formatting '{formatting}' is not one of "
+                           f"{', '.join(_LF_FORMATS)}")
+    if entry.get("split", "train") != "train":
+        raise _entry_error(dataset_dir, name, f"split '{entry['split']}': local files have only "
+                           "a 'train' split; point file_name at the file for that split")
+    num = entry.get("num_samples")
+    if num is not None and (not isinstance(num, int) or isinstance(num, bool) or num <= 0):
+        raise _entry_error(dataset_dir, name, f"num_samples must be a positive integer, got {num!r}")
+    for key in ("columns", "tags"):
+        if not isinstance(entry.get(key) or {}, dict):
+            raise _entry_error(dataset_dir, name, f"{key} must be an object")
+    return DatasetSpec(name, path, _LF_FORMATS[formatting], dict(entry.get("columns") or {}),
+                       dict(entry.get("tags") or {}), num)
 
 
 def resolve_dataset(name: str, dataset_dir: str) -> DatasetSpec:
@@ -77,6 +107,8 @@ def resolve_dataset(name: str, dataset_dir: str) -> DatasetSpec:
     count = None
     if ":" in name and name.rsplit(":", 1)[1].isdigit():
         name, count = name.rsplit(":", 1)[0], int(name.rsplit(":", 1)[1])
+        if count <= 0:
+            raise DataError(f"dataset '{name}:{count}': the sample count must be positive")
     registry = load_registry(base) if base.is_dir() else {}
     if name in registry:
         spec = spec_from_entry(name, registry[name], base)

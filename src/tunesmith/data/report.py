@@ -20,6 +20,8 @@ class DataReport:
     samples: int = 0  # tokenized examples (split_turns may make several per row)
     dropped: Counter = field(default_factory=Counter)
     examples: dict = field(default_factory=dict)  # reason -> first locations with messages
+    sources: list = field(default_factory=list)  # "name: file (format)" per dataset read
+    from_cache: bool = False
 
     def drop(self, reason: str, where: str, message: str) -> None:
         self.dropped[reason] += 1
@@ -37,6 +39,8 @@ class DataReport:
             line += " (" + ", ".join(f"{k}: {v}" for k, v in self.dropped.most_common()) + ")"
         if self.truncated:
             line += f", {self.truncated} truncated"
+        if self.from_cache:
+            line += " (tokenized data from cache)"
         return line
 
     def details(self) -> list[str]:
@@ -47,7 +51,8 @@ class DataReport:
         first = self.details()[:3]
         where = ("; first: " + " | ".join(first)) if first else ""
         if self.total == 0:
-            raise DataError("dataset is empty: no rows to train on")
+            names = ", ".join(self.sources) or "no dataset"
+            raise DataError(f"dataset is empty: no rows to train on in {names}")
         if self.kept == 0:
             raise DataError(f"all {self.total} rows were dropped ({dict(self.dropped)}){where}")
         if strict and self.n_dropped:
@@ -59,7 +64,15 @@ class DataReport:
     def to_dict(self) -> dict:
         return {"total": self.total, "kept": self.kept, "dropped": self.n_dropped,
                 "dropped_by_reason": dict(self.dropped), "truncated": self.truncated,
-                "samples": self.samples, "first_errors": self.examples}
+                "samples": self.samples, "first_errors": self.examples, "sources": self.sources,
+                "from_cache": self.from_cache}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DataReport":
+        """The report of a cached run (``to_dict``'s inverse)."""
+        return cls(total=data["total"], kept=data["kept"], truncated=data["truncated"],
+                   samples=data["samples"], dropped=Counter(data["dropped_by_reason"]),
+                   examples=dict(data["first_errors"]), sources=list(data.get("sources", [])))
 
     def save(self, output_dir: str | Path) -> Path:
         path = Path(output_dir) / "data_report.json"

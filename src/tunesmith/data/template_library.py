@@ -50,12 +50,14 @@ _MISTRAL = (
     "{% endfor %}"
 )
 
+# Gemma has no system role: the system text opens the first user turn.
 _GEMMA = (
-    "{{ bos_token }}{% for message in messages %}"
+    "{{ bos_token }}{% set sys = messages[0]['content'] + '\n\n' if messages and messages[0]['role'] == 'system' else '' %}"
+    "{% for message in messages %}{% if message['role'] != 'system' %}"
     "{% set role = 'model' if message['role'] == 'assistant' else 'user' %}"
-    "{% if message['role'] == 'system' %}{{ '<start_of_turn>user\n' + message['content'] + '<end_of_turn>\n' }}"
-    "{% else %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endif %}"
-    "{% endfor %}"
+    "{% set prefix = sys if loop.index0 == (1 if sys else 0) else '' %}"
+    "{{ '<start_of_turn>' + role + '\n' + prefix + message['content'] | trim + '<end_of_turn>\n' }}"
+    "{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
 )
 

@@ -100,14 +100,31 @@ def get_template(name: str, tokenizer, default_system: str | None = None) -> Tem
     return template
 
 
-def _warn_if_mismatch(template: Template, tokenizer) -> None:
+_PROBE = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+          {"role": "user", "content": "Bye"}]
+
+
+def template_mismatch(template: Template, tokenizer) -> str | None:
+    """How ``template`` renders differently from the tokenizer's own chat template, or None.
+
+    Both render the same probe (with the template's default system, if any), once as a finished
+    exchange and once as a generation prompt.
+    """
     own = getattr(tokenizer, "chat_template", None)
-    if not own:
-        return
-    probe = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
-    ours = template.render(tokenizer, probe)
-    theirs = tokenizer.apply_chat_template(probe, tokenize=False)
-    if ours.replace(template.default_system or "\0", "") != theirs.replace(template.default_system or "\0", ""):
-        warnings.warn(f"template '{template.name}' differs from the model's own chat template; "
-                      "a fine-tuned model may then never stop generating. Use template: auto "
-                      "unless you know the model was trained with this one", stacklevel=3)
+    if not own or template.jinja is None:
+        return None
+    for messages, gen in ((template._messages(_PROBE[:2]), False), (template._messages(_PROBE), True)):
+        ours = template.render(tokenizer, messages, add_generation_prompt=gen)
+        theirs = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
+        if ours != theirs:
+            return f"ours {ours[:80]!r} vs the model's {theirs[:80]!r}"
+    return None
+
+
+def _warn_if_mismatch(template: Template, tokenizer) -> None:
+    diff = template_mismatch(template, tokenizer)
+    if diff:
+        warnings.warn(f"template '{template.name}' differs from the model's own chat template "
+                      f"({diff}); a fine-tuned model may then never stop generating. Use "
+                      "template: auto unless you know the model was trained with this one",
+                      stacklevel=3)

@@ -3,6 +3,10 @@
 Labels are exactly the assistant tokens of the chosen ``train_on`` strategy, each turn's
 end-of-turn token included. Truncation policy: keep the first ``cutoff_len`` tokens; a row whose
 supervised tokens are all cut away is dropped (and counted by the caller).
+
+Rendering is per conversation (the Jinja template finds the assistant spans); tokenization is
+batched (:func:`encode_batch`): one fast-tokenizer call for many rendered texts, with offsets
+mapping tokens back to the spans, so labels stay exact.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ class Example:
     input_ids: list[int]
     labels: list[int]
     truncated: bool = False
+    row: int = 0  # index of the source row (split_turns gives several examples per row)
 
 
 def supervised_turns(conv: Conversation, train_on: str) -> list[list[int]]:
@@ -32,40 +37,92 @@ def supervised_turns(conv: Conversation, train_on: str) -> list[list[int]]:
     return [turns]
 
 
-def _label_tokens(offsets, spans, everything: bool) -> list[bool]:
+def _label_mask(offsets, spans, everything: bool) -> list[bool]:
     if everything:
         return [True] * len(offsets)
-    mask = []
-    for start, end in offsets:
-        mask.append(any(s <= start < e for s, e in spans))
-    return mask
+    return [any(s <= start < e for s, e in spans) for start, _ in offsets]
 
 
-def _encode_text(tokenizer, text: str):
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    return enc["input_ids"], enc["offset_mapping"]
+@dataclass
+class _Rendered:
+    text: str
+    spans: list  # character spans to label; None: label everything (plain text)
+    special: bool = False  # add the tokenizer's special tokens (plain text only)
+
+
+def render_samples(conv: Conversation, tokenizer, template: Template | None,
+                   train_on: str) -> list[_Rendered]:
+    """The text and assistant spans of each sample of one conversation."""
+    if conv.text is not None:
+        return [_Rendered(conv.text, None, True)]
+    samples = []
+    for turns in supervised_turns(conv, train_on):
+        messages = conv.messages[: turns[-1] + 1]
+        text, spans = template.assistant_spans(tokenizer, messages, turns)
+        samples.append(_Rendered(text, None if train_on == "everything" else spans))
+    return samples
+
+
+def _tokenize(tokenizer, samples: list[_Rendered]) -> list[tuple[list[int], list]]:
+    """One batched tokenizer call per kind of sample (chat or plain text)."""
+    out: list = [None] * len(samples)
+    for special in (False, True):
+        idx = [i for i, s in enumerate(samples) if s.special == special]
+        if not idx:
+            continue
+        enc = tokenizer([samples[i].text for i in idx], add_special_tokens=special,
+                        return_offsets_mapping=True)
+        for j, i in enumerate(idx):
+            out[i] = (enc["input_ids"][j], enc["offset_mapping"][j])
+    return out
+
+
+def _example(sample: _Rendered, ids: list[int], offsets, tokenizer, cutoff_len: int) -> Example:
+    if sample.special:  # plain text: labels are the inputs, EOS appended so the model stops
+        if tokenizer.eos_token_id is not None:
+            ids = list(ids) + [tokenizer.eos_token_id]
+        return _truncate(ids, list(ids), cutoff_len)
+    mask = _label_mask(offsets, sample.spans or [], sample.spans is None)
+    return _truncate(ids, [t if m else IGNORE for t, m in zip(ids, mask)], cutoff_len)
+
+
+def encode_batch(convs: list[Conversation], tokenizer, template: Template | None, *,
+                 train_on: str, cutoff_len: int) -> list[list[Example] | RowError]:
+    """Encode many conversations with one tokenizer call; a failing row gives its RowError."""
+    rendered: list[list[_Rendered] | RowError] = []
+    for conv in convs:
+        try:
+            rendered.append(render_samples(conv, tokenizer, template, train_on))
+        except RowError as err:
+            rendered.append(err)
+    flat = [s for r in rendered if not isinstance(r, RowError) for s in r]
+    encoded = iter(_tokenize(tokenizer, flat)) if flat else iter(())
+    results: list[list[Example] | RowError] = []
+    for r in rendered:
+        if isinstance(r, RowError):
+            results.append(r)
+            continue
+        pairs = [next(encoded) for _ in r]  # consume this row's encodings before any error
+        try:
+            results.append([_example(s, ids, offs, tokenizer, cutoff_len)
+                            for s, (ids, offs) in zip(r, pairs)])
+        except RowError as err:
+            results.append(err)
+    return results
 
 
 def encode_conversation(conv: Conversation, tokenizer, template: Template, *,
                         train_on: str, cutoff_len: int) -> list[Example]:
     """Tokenize one conversation into one or more examples (several with ``split_turns``)."""
-    examples = []
-    for turns in supervised_turns(conv, train_on):
-        messages = conv.messages[: turns[-1] + 1]
-        text, spans = template.assistant_spans(tokenizer, messages, turns)
-        ids, offsets = _encode_text(tokenizer, text)
-        mask = _label_tokens(offsets, spans, train_on == "everything")
-        labels = [t if m else IGNORE for t, m in zip(ids, mask)]
-        examples.append(_truncate(ids, labels, cutoff_len))
-    return examples
+    [result] = encode_batch([conv], tokenizer, template, train_on=train_on, cutoff_len=cutoff_len)
+    if isinstance(result, RowError):
+        raise result
+    return result
 
 
 def encode_text(conv: Conversation, tokenizer, *, cutoff_len: int) -> list[Example]:
     """Plain text for causal-LM training: labels are the inputs, EOS appended."""
-    ids = tokenizer(conv.text, add_special_tokens=True)["input_ids"]
-    if tokenizer.eos_token_id is not None:
-        ids = ids + [tokenizer.eos_token_id]
-    return [_truncate(ids, list(ids), cutoff_len)]
+    return encode_conversation(conv, tokenizer, None, train_on="all_assistant", cutoff_len=cutoff_len)
 
 
 def _truncate(ids: list[int], labels: list[int], cutoff_len: int) -> Example:
