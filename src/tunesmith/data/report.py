@@ -22,9 +22,12 @@ class DataReport:
     examples: dict = field(default_factory=dict)  # reason -> first locations with messages
     sources: list = field(default_factory=list)  # "name: file (format)" per dataset read
     from_cache: bool = False
+    log: list | None = None  # every drop as "where: message" when set (data validate)
 
     def drop(self, reason: str, where: str, message: str) -> None:
         self.dropped[reason] += 1
+        if self.log is not None:
+            self.log.append(f"{where}: {message}")
         self.examples.setdefault(reason, [])
         if len(self.examples[reason]) < MAX_EXAMPLES:
             self.examples[reason].append(f"{where}: {message}")

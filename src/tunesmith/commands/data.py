@@ -1,0 +1,62 @@
+"""``tunesmith data preview|validate|stats CONFIG``: the dataset as the model will see it."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_arguments(parser) -> None:
+    # The action is a declared positional so argparse consumes it; the config file and key=value
+    # overrides that follow are left for cli.py.
+    parser.add_argument("action", choices=sorted(ACTIONS), help="what to do with the dataset")
+    parser.add_argument("-n", type=int, default=3, help="preview: how many examples to show")
+    parser.add_argument("--strict", action="store_true",
+                        help="validate: exit 2 on any error or warning")
+    parser.add_argument("--json", action="store_true", help="stats: print JSON")
+
+
+def _setup(args):
+    from . import load_run_config
+    from ..data.templates import get_template
+    from ..model.load import load_tokenizer, resolve_model_path
+
+    cfg = load_run_config(args)
+    tokenizer = load_tokenizer(cfg.model, resolve_model_path(cfg.model.model_name_or_path, quiet=True))
+    template = None if cfg.method.stage == "pt" else get_template(
+        cfg.model.template, tokenizer, cfg.model.default_system)
+    if not cfg.data.dataset:
+        from ..errors import DataError
+
+        raise DataError("no dataset: set dataset: (a file path or a name in dataset_info.json)")
+    return cfg, tokenizer, template
+
+
+def _preview(args) -> int:
+    from ..data.preview import preview
+
+    text, report = preview(*_setup(args), n=args.n)
+    print(text)
+    return 0
+
+
+def _validate(args) -> int:
+    from ..data.stats import validate
+
+    lines, code = validate(*_setup(args), strict=args.strict)
+    print("\n".join(lines))
+    return code
+
+
+def _stats(args) -> int:
+    from ..data.stats import format_stats, stats
+
+    st = stats(*_setup(args))
+    print(json.dumps(st, indent=2, ensure_ascii=False) if args.json else format_stats(st))
+    return 0
+
+
+ACTIONS = {"preview": _preview, "validate": _validate, "stats": _stats}
+
+
+def run(args) -> int:
+    return ACTIONS[args.action](args)
