@@ -75,7 +75,7 @@ class TrainConfig:
     per_device_eval_batch_size: int = 8
     gradient_accumulation_steps: int = 1
     lr_scheduler_type: str = "cosine"
-    warmup_steps: int = 0
+    warmup_steps: float = 0  # a value < 1 is a fraction of the total steps (transformers 5)
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0

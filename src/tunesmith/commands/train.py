@@ -1,14 +1,29 @@
-"""``tunesmith train``: fine-tune per the config (``--do_predict`` runs predict instead)."""
+"""``tunesmith train``: fine-tune per the config (``--do_predict`` runs predict instead).
+
+Exit codes: 0 done; 2 a user error (bad config, NaN loss with nan_policy: stop, disk full);
+130 stopped by SIGINT and 143 by SIGTERM, each after saving a checkpoint that
+``resume_from_checkpoint=auto`` continues exactly.
+"""
 
 from __future__ import annotations
+
+import sys
+
+EXIT_HELP = ("exit codes: 0 done, 2 user error (config, NaN loss, disk full), 130 SIGINT / "
+             "143 SIGTERM after saving a resumable checkpoint (resume_from_checkpoint=auto)")
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--smoke", action="store_true",
                         help="a few steps on a few rows, to check a config end to end")
+    parser.epilog = f"{parser.epilog or ''}\n\n{EXIT_HELP}"
 
 
 SMOKE = {"max_steps": 3, "max_samples": 16, "logging_steps": 1, "save_strategy": "no"}
+
+
+def _argv(args) -> list[str]:
+    return ([args.config] if args.config else []) + list(args.overrides)
 
 
 def run(args) -> int:
@@ -23,9 +38,26 @@ def run(args) -> int:
         from .predict import run_predict_config
 
         return run_predict_config(cfg)
+    from ..train.distributed import is_launched, relaunch
+
+    if cfg.train.nproc_per_node > 1 and not is_launched():
+        return relaunch(cfg.train.nproc_per_node, _argv(args))
+    return _train(cfg)
+
+
+def _train(cfg) -> int:
+    from ..errors import TrainingInterrupted
+    from ..train.distributed import is_main_process
     from ..train.sft import run_sft
 
-    metrics = run_sft(cfg)
+    try:
+        metrics = run_sft(cfg)
+    except TrainingInterrupted as stop:
+        if is_main_process():
+            print(f"stopped: {stop}", file=sys.stderr, flush=True)
+        return stop.exit_code
+    if not is_main_process():
+        return 0
     loss = metrics.get("train_loss")
     print(f"done: train_loss={loss:.4f} in {metrics['wall_time_s']:.0f}s -> {cfg.train.output_dir}"
           if loss is not None else f"done -> {cfg.train.output_dir}")

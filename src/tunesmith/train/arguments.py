@@ -1,18 +1,37 @@
-"""Build ``transformers.TrainingArguments`` in one function from our fields + ``trainer_args``."""
+"""Build ``transformers.TrainingArguments`` in one function from our fields + ``trainer_args``.
+
+Every bad value turns into a one-line ConfigError here, before any model is loaded: an unknown
+``trainer_args`` key (with "did you mean"), an unknown optimizer or scheduler, and anything
+``TrainingArguments.__post_init__`` itself rejects (e.g. load_best_model_at_end with mismatched
+save/eval strategies).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
+from ..errors import ConfigError
 from ..hardware import detect, resolve_dtype
+from .distributed import parallel_kwargs
 
 # Our TrainConfig fields passed to TrainingArguments under the same name.
 PASS_THROUGH = (
     "output_dir", "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
     "per_device_eval_batch_size", "gradient_accumulation_steps", "lr_scheduler_type",
-    "warmup_steps", "weight_decay", "max_grad_norm", "optim", "seed", "gradient_checkpointing",
+    "weight_decay", "max_grad_norm", "optim", "seed", "gradient_checkpointing",
     "logging_steps", "eval_strategy", "save_strategy", "save_steps", "save_total_limit",
     "save_only_model", "load_best_model_at_end", "metric_for_best_model",
-    "dataloader_num_workers", "run_name", "deepspeed", "torch_compile",
+    "dataloader_num_workers", "run_name", "torch_compile",
 )
+# Keys tunesmith sets itself; overriding them through trainer_args would break the run record.
+RESERVED = ("remove_unused_columns", "disable_tqdm", "include_num_input_tokens_seen")
+# Optimizers that need bitsandbytes (8-bit / paged states).
+BNB_OPTIMS = ("adamw_bnb_8bit", "adamw_8bit", "ademamix_8bit", "lion_8bit", "lion_32bit",
+              "paged_adamw_32bit", "paged_adamw_8bit", "paged_ademamix_32bit",
+              "paged_ademamix_8bit", "paged_lion_32bit", "paged_lion_8bit", "rmsprop_bnb",
+              "rmsprop_bnb_8bit", "rmsprop_bnb_32bit", "galore_adamw_8bit",
+              "galore_adamw_8bit_layerwise")
 
 
 def precision_flags(cfg) -> dict:
@@ -38,28 +57,101 @@ def training_dtype(cfg) -> str:
     return resolve_dtype(cfg.model.dtype)
 
 
+@functools.lru_cache(maxsize=1)
+def _field_names() -> tuple[str, ...]:
+    from transformers import TrainingArguments
+
+    return tuple(f.name for f in dataclasses.fields(TrainingArguments) if f.init)
+
+
+def check_trainer_args(extra: dict) -> None:
+    """Unknown or reserved ``trainer_args`` keys -> ConfigError naming the nearest valid key."""
+    from ..config import suggest
+
+    names = _field_names()
+    for key in extra:
+        if key in RESERVED:
+            raise ConfigError(f"trainer_args: '{key}' is set by tunesmith and cannot be overridden")
+        if key not in names:
+            raise ConfigError(f"trainer_args: unknown TrainingArguments key '{key}'"
+                              f"{suggest(key, names)}")
+
+
+def check_optim(name: str) -> None:
+    """Unknown optimizer -> ConfigError; a bitsandbytes optimizer without bitsandbytes -> hint."""
+    from transformers.training_args import OptimizerNames
+
+    from ..config import suggest
+
+    known = [o.value for o in OptimizerNames]
+    if name not in known:
+        raise ConfigError(f"key 'optim': unknown optimizer '{name}'{suggest(name, known)}; "
+                          "common: adamw_torch, adamw_8bit, paged_adamw_8bit, sgd, adafactor")
+    if name in BNB_OPTIMS:
+        from ..errors import require
+
+        require("bitsandbytes", "qlora", f"optim '{name}'")
+
+
+def check_scheduler(name: str) -> None:
+    from transformers.trainer_utils import SchedulerType
+
+    from ..config import suggest
+
+    known = [s.value for s in SchedulerType]
+    if name not in known:
+        raise ConfigError(f"key 'lr_scheduler_type': unknown scheduler '{name}'"
+                          f"{suggest(name, known)}; known: {', '.join(known)}")
+
+
+def warmup(t) -> float | int:
+    """transformers 5 dropped ``warmup_ratio``: a float ``warmup_steps`` < 1 is a ratio."""
+    if t.warmup_steps:
+        return float(t.warmup_steps) if t.warmup_steps < 1 else int(t.warmup_steps)
+    return float(t.warmup_ratio) if t.warmup_ratio else 0
+
+
+def _base_kwargs(cfg) -> dict:
+    t = cfg.train
+    kwargs = {name: getattr(t, name) for name in PASS_THROUGH}
+    kwargs.update(precision_flags(cfg))
+    kwargs["warmup_steps"] = warmup(t)
+    if t.eval_steps:
+        kwargs["eval_steps"] = t.eval_steps
+    if t.load_best_model_at_end and not t.metric_for_best_model:
+        kwargs["metric_for_best_model"] = "eval_loss"
+    if t.gradient_checkpointing:
+        kwargs["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    if "activation_checkpointing" in _field_names():  # the transformers >= 5.2x name
+        kwargs["activation_checkpointing"] = kwargs.pop("gradient_checkpointing")
+        if "gradient_checkpointing_kwargs" in kwargs and "activation_checkpointing_kwargs" in _field_names():
+            kwargs["activation_checkpointing_kwargs"] = kwargs.pop("gradient_checkpointing_kwargs")
+    kwargs["dataloader_pin_memory"] = detect().device == "cuda"
+    report = [r for r in t.report_to if r != "none"]
+    kwargs["report_to"] = report or "none"
+    if t.group_by_length:
+        kwargs["train_sampling_strategy"] = "group_by_length"
+    kwargs.update(parallel_kwargs(t))
+    return kwargs
+
+
 def build_training_args(cfg, **overrides):
     """TrainingArguments from the config; ``trainer_args`` passes anything else through."""
     from transformers import TrainingArguments
 
     t = cfg.train
-    kwargs = {name: getattr(t, name) for name in PASS_THROUGH}
-    kwargs.update(precision_flags(cfg))
-    if t.warmup_ratio and not t.warmup_steps:
-        kwargs["warmup_steps"] = t.warmup_ratio  # transformers 5: a float < 1 is a ratio
-    if t.eval_steps:
-        kwargs["eval_steps"] = t.eval_steps
-    if t.gradient_checkpointing:
-        kwargs["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
-    report = [r for r in t.report_to if r != "none"]
-    kwargs["report_to"] = report or "none"
-    kwargs["remove_unused_columns"] = False
-    if t.group_by_length:
-        kwargs["train_sampling_strategy"] = "group_by_length"
-    kwargs["disable_tqdm"] = True
-    kwargs["logging_first_step"] = True
+    check_trainer_args(t.trainer_args)
+    check_optim(t.trainer_args.get("optim", t.optim))
+    check_scheduler(t.trainer_args.get("lr_scheduler_type", t.lr_scheduler_type))
+    kwargs = _base_kwargs(cfg)
+    kwargs.update(remove_unused_columns=False, disable_tqdm=True, logging_first_step=True,
+                  include_num_input_tokens_seen="non_padding")
     kwargs.update(t.trainer_args)
     kwargs.update(overrides)
     if kwargs.get("save_strategy") == "no":
         kwargs.pop("save_total_limit", None)
-    return TrainingArguments(**kwargs)
+    try:
+        return TrainingArguments(**kwargs)
+    except (ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"training arguments rejected: {first}") from None

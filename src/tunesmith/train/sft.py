@@ -1,4 +1,10 @@
-"""run_sft: tokenizer -> template -> dataset -> model -> method -> trainer -> train -> save."""
+"""run_sft: tokenizer -> template -> dataset -> model -> method -> trainer -> train -> save.
+
+Resume: ``resume_from_checkpoint: auto`` picks the newest complete checkpoint; its fingerprint
+must match this run's (base model, data, batch layout) unless ``resume_force: true``.
+Interruption: SIGINT/SIGTERM finish the step, save a checkpoint and raise TrainingInterrupted
+(exit 130/143). A non-finite loss stops before the update (NonFiniteLoss, exit 2).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+from transformers import set_seed
+
+from .. import methods
 from ..config import save_config
 from ..data.collate import PadCollator
 from ..data.load import load_data
@@ -13,14 +22,22 @@ from ..data.templates import get_template
 from ..methods import method_params
 from ..model.load import load_tokenizer, resolve_model_path
 from .arguments import build_training_args
-from .callbacks import LogCallback, NanGuard, peak_memory_mb
+from .callbacks import LogCallback, ProgressCallback, peak_memory_mb
+from .checkpoint import (clean_stale, disk_full_error, is_disk_full, latest_checkpoint,
+                         read_marker, resolve_resume)
 from .dataset import ExampleDataset
-from .model import load_for_training, describe_trainable
+from .distributed import is_main_process
+from .fingerprint import check_resume, run_fingerprint
+from .model import describe_trainable, load_for_training
 from .records import plot_loss, write_model_card
+from .signals import StopOnSignal, StopRequest, interrupted, trap_signals
+from .trackers import setup_trackers
+from .trainer import NonFiniteLoss, TunesmithTrainer, non_finite_params
 
 
 def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    if is_main_process():
+        print(msg, file=sys.stderr, flush=True)
 
 
 def run_sft(cfg) -> dict:
@@ -28,47 +45,116 @@ def run_sft(cfg) -> dict:
 
     Returns:
         The final metrics (train loss, runtime, peak memory, ...).
+    Raises:
+        TrainingInterrupted: after SIGINT/SIGTERM, once the resume checkpoint is saved.
+        NonFiniteLoss: NaN/inf loss with ``nan_policy: stop``.
     """
     start = time.time()
     out = Path(cfg.train.output_dir)
-    save_config(cfg, out)
+    setup_trackers(cfg)
+    args = build_training_args(cfg)  # every argument error before anything is loaded
+    if is_main_process():
+        save_config(cfg, out)
+        clean_stale(out)
     path = resolve_model_path(cfg.model.model_name_or_path)
     tokenizer = load_tokenizer(cfg.model, path)
     template = None if cfg.method.stage == "pt" else get_template(
         cfg.model.template, tokenizer, cfg.model.default_system)
     data = load_data(cfg, tokenizer, template)
-    data.report.save(out)
+    if is_main_process():
+        data.report.save(out)
     log(data.report.summary())
+    fingerprint = run_fingerprint(cfg, path, data, args.world_size)
+    resume = find_resume(cfg, out, fingerprint)
     method, params = method_params(cfg)
-    model = load_for_training(cfg, path)
-    model = method.apply(model, params, cfg)
+    set_seed(cfg.train.seed)  # adapter init (LoRA A, ...) draws from the global RNG
+    model = method.apply(load_for_training(cfg, path), params, cfg)
     log(describe_trainable(model))
-    trainer = build_trainer(cfg, model, tokenizer, data)
-    result = trainer.train(resume_from_checkpoint=cfg.train.resume_from_checkpoint)
+    trainer = build_trainer(cfg, model, tokenizer, data, args=args, fingerprint=fingerprint)
+    result = train(trainer, resume, out)
     metrics = {**result.metrics, "peak_mem_mb": round(peak_memory_mb(), 1),
                "wall_time_s": round(time.time() - start, 2)}
+    if trainer.nan_policy == "skip":
+        metrics["skipped_steps"] = trainer.skipped_steps
     if data.eval:
         metrics.update(trainer.evaluate())
     save_run(trainer, tokenizer, cfg, out, metrics)
     return metrics
 
 
-def build_trainer(cfg, model, tokenizer, data):
-    from transformers import Trainer
+def find_resume(cfg, out: Path, fingerprint: dict) -> Path | None:
+    """The checkpoint to resume from (checked against this run's fingerprint), or None."""
+    value = cfg.train.resume_from_checkpoint
+    resume = resolve_resume(value, out)
+    if value and resume is None:
+        log(f"no complete checkpoint in {out}: starting from the beginning")
+    if resume is None:
+        return None
+    warning = check_resume(resume, read_marker(resume).get("fingerprint"), fingerprint,
+                           cfg.train.resume_force)
+    if warning:
+        log(warning)
+    log(f"resuming from {resume}")
+    return resume
 
-    args = build_training_args(cfg)
-    callbacks = [LogCallback(cfg.train.output_dir)]
-    if cfg.train.nan_policy == "stop":
-        callbacks.append(NanGuard())
-    return Trainer(model=model, args=args, train_dataset=ExampleDataset(data.train),
-                   eval_dataset=ExampleDataset(data.eval) if data.eval else None,
-                   data_collator=PadCollator(tokenizer.pad_token_id),
-                   processing_class=tokenizer, callbacks=callbacks)
+
+def train(trainer, resume: Path | None, out: Path):
+    """``trainer.train`` with SIGINT/SIGTERM turned into a checkpoint and TrainingInterrupted."""
+    request = StopRequest()
+    trainer.add_callback(StopOnSignal(request))
+    with trap_signals(request):
+        try:
+            result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        finally:
+            for cb in trainer.callback_handler.callbacks:
+                if isinstance(cb, ProgressCallback):
+                    cb.close()
+    if request.signum and trainer.state.global_step < trainer.state.max_steps:
+        raise interrupted(request, latest_checkpoint(out), out)
+    return result
+
+
+def make_collator(cfg, tokenizer):
+    """The one place the batch collator is chosen (padding; packing may add another)."""
+    return PadCollator(tokenizer.pad_token_id)
+
+
+def build_trainer(cfg, model, tokenizer, data, args=None, fingerprint=None):
+    """The Trainer with our callbacks (log, progress, the method's own) and no dict printing."""
+    from transformers.trainer_callback import PrinterCallback
+
+    args = args or build_training_args(cfg)
+    callbacks = [LogCallback(cfg.train.output_dir), ProgressCallback()]
+    if hasattr(methods, "method_callbacks"):
+        callbacks += methods.method_callbacks(cfg, model)
+    trainer = TunesmithTrainer(
+        model=model, args=args, train_dataset=ExampleDataset(data.train),
+        eval_dataset=ExampleDataset(data.eval) if data.eval else None,
+        data_collator=make_collator(cfg, tokenizer), processing_class=tokenizer,
+        callbacks=callbacks, nan_policy=cfg.train.nan_policy, fingerprint=fingerprint)
+    trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def save_run(trainer, tokenizer, cfg, out: Path, metrics: dict) -> None:
-    """Adapter or model, tokenizer, results JSON, loss plot and model card."""
-    trainer.save_model(str(out))
+    """Adapter or model, tokenizer, results JSON, loss plots and model card."""
+    bad = non_finite_params(trainer.model)
+    if bad:
+        raise NonFiniteLoss(f"refusing to save: parameter {bad[0]} is not finite (NaN/inf)")
+    try:
+        trainer.save_model(str(out))
+        if trainer.is_world_process_zero():
+            _save_records(trainer, tokenizer, cfg, out, metrics)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(out, out) from None
+        raise
+    log(f"saved to {out}")
+
+
+def _save_records(trainer, tokenizer, cfg, out: Path, metrics: dict) -> None:
+    if hasattr(methods, "finish_save"):
+        methods.finish_save(trainer.model, cfg, out)
     tokenizer.save_pretrained(str(out))
     trainer.save_metrics("train", {k: v for k, v in metrics.items() if not k.startswith("eval_")})
     if any(k.startswith("eval_") for k in metrics):
@@ -78,4 +164,3 @@ def save_run(trainer, tokenizer, cfg, out: Path, metrics: dict) -> None:
         plot_loss(out)
         plot_loss(out, "eval_loss")
     write_model_card(out, cfg, metrics)
-    log(f"saved to {out}")

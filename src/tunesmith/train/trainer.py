@@ -1,0 +1,159 @@
+"""``TunesmithTrainer``: the HF Trainer, one level deep, with three guarantees added.
+
+1. Checkpoints are atomic: ``_save_checkpoint`` writes into a staging dir, adds the completion
+   marker (with the run fingerprint) and renames it into place (``checkpoint.py``).
+2. Every optimizer step is checked for a non-finite loss or gradient norm before the update
+   (not only at logging steps): ``nan_policy: stop`` raises naming the step; ``skip`` drops the
+   update and counts it.
+3. Nothing non-finite is ever saved (checked before every checkpoint and the final save).
+
+Test hooks (environment, used only by tests/faults): ``TUNESMITH_TEST_NAN_AT_STEP=k`` makes the
+loss of step k NaN; ``TUNESMITH_TEST_SLOW_SAVE=s`` sleeps s seconds inside a checkpoint write.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import Trainer
+from transformers.trainer_utils import rotate_checkpoints
+
+from ..errors import TunesmithError
+from .checkpoint import (disk_full_error, is_disk_full, publish, staging_root, write_marker)
+
+
+class NonFiniteLoss(TunesmithError):
+    """Training produced NaN/inf (``nan_policy: stop``)."""
+
+
+def _all_ranks_max(value: int) -> int:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    flag = torch.tensor([value], dtype=torch.long)
+    if dist.get_backend() == "nccl":
+        flag = flag.cuda()
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def non_finite_params(model) -> list[str]:
+    """Names of trainable parameters holding NaN/inf (empty when all are finite)."""
+    return [n for n, p in model.named_parameters()
+            if p.requires_grad and not torch.isfinite(p.detach()).all()]
+
+
+class TunesmithTrainer(Trainer):
+    """Trainer with atomic checkpoints, a per-step NaN guard and a run fingerprint."""
+
+    def __init__(self, *args, nan_policy: str = "stop", fingerprint: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.nan_policy = nan_policy
+        self.fingerprint = fingerprint
+        self.skipped_steps = 0
+        self._bad_loss_step: int | None = None
+        self._staging: Path | None = None
+        self._nan_at = int(os.environ.get("TUNESMITH_TEST_NAN_AT_STEP", "0") or 0)
+
+    # --- per-step NaN guard ---------------------------------------------------------------
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        out = super().compute_loss(model, inputs, *args, **kwargs)
+        if self._nan_at and self.state.global_step + 1 == self._nan_at and model.training:
+            if isinstance(out, tuple):
+                return (out[0] * float("nan"), *out[1:])
+            return out * float("nan")
+        return out
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            self._bad_loss_step = self.state.global_step + 1
+        return loss
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        """Runs once per optimizer step, before ``optimizer.step()``: the place to refuse it."""
+        grad_norm = super()._get_grad_norm(model, grad_norm)
+        step = self.state.global_step + 1
+        bad_loss = _all_ranks_max(int(self._bad_loss_step == step))
+        norm = float(grad_norm) if grad_norm is not None else 0.0
+        if bad_loss or not math.isfinite(norm):
+            self._non_finite(model, step, "loss" if bad_loss else "gradient norm")
+        return grad_norm
+
+    def _non_finite(self, model, step: int, what: str) -> None:
+        if self.nan_policy == "skip":
+            model.zero_grad(set_to_none=True)  # optimizers skip params without grad: no update
+            self.skipped_steps += 1
+            print(f"warning: non-finite {what} at step {step}: update skipped "
+                  f"({self.skipped_steps} skipped so far)", file=sys.stderr, flush=True)
+            return
+        model.zero_grad(set_to_none=True)
+        raise NonFiniteLoss(
+            f"non-finite {what} (NaN/inf) at step {step}; training stopped before applying it. "
+            f"Likely cause: learning rate {self.args.learning_rate:g} too high (or fp16 "
+            "overflow, or rows with extreme lengths); lower learning_rate, set max_grad_norm, or "
+            "nan_policy: skip. No checkpoint of this state was saved")
+
+    def log(self, logs, start_time=None):
+        if self.nan_policy == "skip" and "loss" in logs:
+            logs["skipped_steps"] = self.skipped_steps
+        super().log(logs, start_time)
+
+    # --- atomic checkpoints ---------------------------------------------------------------
+    def _get_output_dir(self, trial):
+        if self._staging is not None:
+            return str(self._staging)
+        return super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial):
+        run_dir = Path(super()._get_output_dir(trial))
+        step = self.state.global_step
+        final = run_dir / f"checkpoint-{step}"
+        bad = non_finite_params(self.model)
+        if bad:
+            raise NonFiniteLoss(f"refusing to save checkpoint-{step}: parameter {bad[0]} is "
+                                "not finite (NaN/inf)")
+        self._staging = staging_root(run_dir, step)
+        try:
+            super()._save_checkpoint(model, trial)
+            _barrier()
+            if self.args.should_save:
+                self._finish_checkpoint(self._staging / final.name, final, run_dir)
+            _barrier()
+        except Exception as exc:
+            if self.args.should_save:
+                shutil.rmtree(self._staging, ignore_errors=True)
+            if is_disk_full(exc):
+                raise disk_full_error(final, run_dir) from None
+            raise
+        finally:
+            self._staging = None
+
+    def _finish_checkpoint(self, staged: Path, final: Path, run_dir: Path) -> None:
+        best = self.state.best_model_checkpoint
+        if best and Path(best).parent == self._staging:
+            self.state.best_model_checkpoint = str(run_dir / Path(best).name)
+            self.state.save_to_json(str(staged / "trainer_state.json"))
+        slow = float(os.environ.get("TUNESMITH_TEST_SLOW_SAVE", "0") or 0)
+        if slow:
+            print(f"TUNESMITH_TEST: writing {final.name}", file=sys.stderr, flush=True)
+            time.sleep(slow)
+        write_marker(staged, self.state.global_step, self.fingerprint)
+        publish(staged, final)
+        shutil.rmtree(self._staging, ignore_errors=True)
+        rotate_checkpoints(str(run_dir), self.args.save_total_limit,
+                           self.state.best_model_checkpoint, use_mtime=False)
