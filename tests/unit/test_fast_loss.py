@@ -7,7 +7,7 @@ import torch
 
 from tunesmith.data.collate import PadCollator
 from tunesmith.data.packing import PackingCollator
-from tunesmith.train.fast_loss import labelled_loss, supports_fast_loss
+from tunesmith.train.fast_loss import enable_fast_loss, labelled_loss, supports_fast_loss
 
 from .test_packing import rows, tiny_llama
 
@@ -56,3 +56,21 @@ def test_softcapped_models_keep_standard_path():
     model = tiny_llama("sdpa")
     model.config.final_logit_softcapping = 30.0
     assert not supports_fast_loss(model)
+
+
+def test_enabled_forward_through_peft_matches_and_eval_keeps_logits():
+    base = tiny_llama("sdpa")
+    model = lora(base)
+    batch = PackingCollator(0)(rows(seed=6))
+    ref = model(**batch).loss
+    ref_grads = grads(model, ref)
+    assert enable_fast_loss(base, chunk=16)
+    out = model(**batch)
+    assert out.logits is None
+    fast_grads = grads(model, out.loss)
+    torch.testing.assert_close(out.loss, ref, rtol=1e-6, atol=1e-7)
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, rtol=1e-5, atol=1e-8, msg=name)
+    model.eval()
+    assert model(**batch).logits is not None
+    assert not enable_fast_loss(base)  # idempotent

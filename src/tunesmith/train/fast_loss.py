@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from transformers import Trainer
 
 IGNORE = -100
 # Config attributes that mean logits are not just lm_head(hidden).
@@ -77,15 +76,38 @@ def labelled_loss(model, inputs: dict, num_items_in_batch=None, chunk: int | Non
     return total / num_items_in_batch
 
 
-class FastLossTrainer(Trainer):
-    """A Trainer whose training loss projects only labelled positions (evaluation unchanged)."""
+_PASSIVE = ("attention_mask", "position_ids", "use_cache", "return_dict", "output_attentions",
+            "output_hidden_states", "logits_to_keep")
 
-    loss_chunk: int | None = None
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if return_outputs or not model.training or not supports_fast_loss(model):
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        loss = labelled_loss(model, inputs, num_items_in_batch, self.loss_chunk)
-        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-            loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does
-        return loss
+def _fast_applies(model, input_ids, labels, kwargs: dict) -> bool:
+    active = [k for k, v in kwargs.items() if v is not None and k not in _PASSIVE]
+    return model.training and input_ids is not None and labels is not None and not active
+
+
+def enable_fast_loss(model, chunk: int | None = None) -> bool:
+    """Make ``model``'s training forward (with labels) compute :func:`labelled_loss`.
+
+    Installed on the causal-LM instance itself (before or after PEFT wraps it: PEFT calls the
+    base model's ``forward``, and LoRA layers sit inside it), so no Trainer subclass is needed.
+    Outputs then carry the loss and ``logits=None``; evaluation, generation and calls with
+    ``inputs_embeds``/caches use the original forward. Returns False (nothing changed) when the
+    model does not qualify (:func:`supports_fast_loss`).
+    """
+    base = _base_model(model)
+    if not supports_fast_loss(model) or getattr(base, "_tunesmith_fast_loss", False):
+        return False
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    original = base.forward
+
+    def forward(input_ids=None, labels=None, num_items_in_batch=None, **kwargs):
+        if not _fast_applies(base, input_ids, labels, kwargs):
+            extra = {"num_items_in_batch": num_items_in_batch} if num_items_in_batch is not None else {}
+            return original(input_ids=input_ids, labels=labels, **extra, **kwargs)
+        batch = {"input_ids": input_ids, "labels": labels, **kwargs}
+        return CausalLMOutputWithPast(loss=labelled_loss(base, batch, num_items_in_batch, chunk))
+
+    base.forward = forward
+    base._tunesmith_fast_loss = True
+    return True

@@ -1,0 +1,1 @@
+"""Benchmarks: training against peers (train), speed ablation (speed), serving (serve), methods."""

@@ -1,0 +1,119 @@
+"""``tunesmith bench speed``: which speed technique pays, measured A/B in one process.
+
+Each variant trains the same batches of a workload (bundled model, LoRA r=8 all-linear) for a
+few optimizer steps; variants are interleaved round by round so a noisy neighbour hits them alike,
+and the median step time per variant is reported with its speed-up over the first (the peers'
+setting: padded batches, logits everywhere, gradient checkpointing) in the automatic dtype;
+the last variant shows what fp32 weights would cost on this CPU.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    dtype: str  # "fp32" | "bf16"
+    packing: bool
+    fast_loss: bool
+    checkpointing: bool
+
+
+VARIANTS = {
+    "padded": Variant("padded, full logits, ckpt (peers' setting)", "auto", False, False, True),
+    "pack": Variant("packed, full logits, ckpt", "auto", True, False, True),
+    "pack+fast": Variant("packed, labelled-only loss, ckpt", "auto", True, True, True),
+    "pack+fast-ckpt": Variant("packed, labelled-only loss, no ckpt", "auto", True, True, False),
+    "fp32": Variant("padded, full logits, ckpt, fp32 weights", "fp32", False, False, True),
+}
+
+
+def workload_examples(workload: str, n_rows: int):
+    """The first ``n_rows`` tokenized examples of a workload, and the tokenizer."""
+    from ..config import load_config
+    from ..data.load import load_data
+    from ..data.templates import get_template
+    from ..model.load import load_tokenizer, resolve_model_path
+    from .workloads import get_workload, train_overrides
+
+    w = get_workload(workload)
+    cfg = load_config(None, train_overrides(w, "/tmp/unused"))
+    path = resolve_model_path(cfg.model.model_name_or_path)
+    tokenizer = load_tokenizer(cfg.model, path)
+    template = get_template(cfg.model.template, tokenizer, cfg.model.default_system)
+    return load_data(cfg, tokenizer, template).train[:n_rows], tokenizer, path
+
+
+def _model(path, variant: Variant):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from ..hardware import torch_dtype
+
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(variant.dtype))
+    model.config.use_cache = False
+    if variant.checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    torch.manual_seed(0)
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4)
+    return model, opt
+
+
+def _step(model, opt, batch, fast: bool) -> float:
+    from ..train.fast_loss import labelled_loss
+
+    start = time.perf_counter()
+    loss = labelled_loss(model, batch) if fast else model(**batch).loss
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def run_ablation(workload: str = "W2", steps: int = 3, batch_size: int = 8, rounds: int = 1,
+                 names: list[str] | None = None) -> list[dict]:
+    """Median seconds per step for each variant (interleaved rounds) and the speed-up."""
+    from ..data.collate import PadCollator
+    from ..data.packing import PackingCollator
+
+    examples, tokenizer, path = workload_examples(workload, steps * batch_size)
+    feats = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
+    chunks = [feats[i:i + batch_size] for i in range(0, len(feats), batch_size)]
+    chosen = {k: VARIANTS[k] for k in (names or VARIANTS)}
+    times: dict[str, list[float]] = {k: [] for k in chosen}
+    for _ in range(rounds):
+        for key, v in chosen.items():
+            collate = PackingCollator(tokenizer.pad_token_id) if v.packing else PadCollator(
+                tokenizer.pad_token_id)
+            model, opt = _model(path, v)
+            measured = [_step(model, opt, collate(c), v.fast_loss) for c in chunks]
+            times[key] += measured[1:] or measured  # the first step pays kernel set-up
+            del model, opt
+    tokens = sum(len(f["input_ids"]) for f in feats) / len(chunks)
+    base = statistics.median(times[next(iter(chosen))])
+    return [{"variant": k, "setting": v.name, "median_step_s": round(statistics.median(times[k]), 3),
+             "tokens_per_s": round(tokens / statistics.median(times[k]), 1),
+             "speedup": round(base / statistics.median(times[k]), 2)} for k, v in chosen.items()]
+
+
+def format_ablation(rows: list[dict]) -> str:
+    lines = ["| variant | setting | median s/step | real tok/s | speed-up |", "|---|---|---|---|---|"]
+    lines += [f"| {r['variant']} | {r['setting']} | {r['median_step_s']} | {r['tokens_per_s']} | "
+              f"{r['speedup']}x |" for r in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    result = run_ablation(*(sys.argv[1:2] or ["W2"]))
+    print(format_ablation(result))
+    print(json.dumps(result))

@@ -1,0 +1,78 @@
+"""Bench results -> JSON and a markdown report (medians over repeats, ratios to each peer)."""
+
+from __future__ import annotations
+
+import statistics
+
+METRICS = ("tokens_per_s", "train_s", "wall_s", "first_step_s", "peak_rss_mb", "final_loss")
+
+
+def aggregate(runs: list[dict]) -> dict:
+    """Per tool: min and median of each metric over its successful repeats (+ errors)."""
+    tools: dict[str, dict] = {}
+    for r in runs:
+        t = tools.setdefault(r["tool"], {"runs": [], "errors": []})
+        (t["errors"] if "error" in r else t["runs"]).append(r)
+    for t in tools.values():
+        for m in METRICS + ("first_loss", "achieved_flops", "peak_gpu_mb"):
+            values = [r[m] for r in t["runs"] if r.get(m) is not None]
+            if values:
+                t[m] = {"min": min(values), "median": statistics.median(values),
+                        "max": max(values)}
+    return tools
+
+
+def ratios(tools: dict, ours: str = "tunesmith") -> dict:
+    """tunesmith's tokens/s over each peer's (median), and peak RSS relative to each peer."""
+    out = {}
+    mine = tools.get(ours, {})
+    for name, t in tools.items():
+        if name == ours or "tokens_per_s" not in t or "tokens_per_s" not in mine:
+            continue
+        out[name] = {"speed": mine["tokens_per_s"]["median"] / t["tokens_per_s"]["median"],
+                     "peak_rss": mine["peak_rss_mb"]["median"] / t["peak_rss_mb"]["median"],
+                     "first_loss_diff": abs(mine["first_loss"]["median"] - t["first_loss"]["median"])
+                     if "first_loss" in t and "first_loss" in mine else None}
+    return out
+
+
+def _fmt(stat: dict | None, digits: int = 1) -> str:
+    if not stat:
+        return "-"
+    if stat["min"] == stat["max"]:
+        return f"{stat['median']:.{digits}f}"
+    return f"{stat['median']:.{digits}f} (min {stat['min']:.{digits}f})"
+
+
+def format_report(result: dict, tolerance: float = 1e-3) -> str:
+    """Markdown: machine, workload, one row per tool, ratios and the equal-work check."""
+    hw, spec, tools = result["hardware"], result["spec"], result["tools"]
+    lines = [f"# tunesmith bench train: {spec['workload']}", "",
+             f"- machine: {hw['name']} ({hw['capability']}, {hw['cores']} cores); dtype "
+             f"{spec['dtype']} ({hw['reason']})",
+             f"- matmul peak measured now: fp32 {hw['peak_fp32'] / 1e9:.0f} GFLOP/s, bf16 "
+             f"{hw['peak_bf16'] / 1e9:.0f} GFLOP/s",
+             f"- workload: {spec['n_rows']} rows, {spec['steps']} steps of {spec['batch']} rows, "
+             f"{spec['tokens']:,} real tokens trained; LoRA r={spec['lora_rank']} all-linear, "
+             f"lr {spec['learning_rate']}, gradient checkpointing "
+             f"{'on' if spec['gradient_checkpointing'] else 'off'} for the peers",
+             f"- repeats: {result['repeats']} (median shown, min in brackets)", "",
+             "| tool | tokens/s | train s | wall s | first step s | peak RSS MiB | first loss "
+             "| final loss | % of peak |", "|---|---|---|---|---|---|---|---|---|"]
+    peak = hw["peak_bf16"] if spec["dtype"] == "bf16" else hw["peak_fp32"]
+    for name, t in tools.items():
+        if not t["runs"]:
+            lines.append(f"| {name} | failed: {t['errors'][0]['error']} |||||||")
+            continue
+        pct = 100 * t["achieved_flops"]["median"] / peak if "achieved_flops" in t else 0
+        lines.append(f"| {name} | {_fmt(t.get('tokens_per_s'))} | {_fmt(t.get('train_s'))} | "
+                     f"{_fmt(t.get('wall_s'))} | {_fmt(t.get('first_step_s'))} | "
+                     f"{_fmt(t.get('peak_rss_mb'), 0)} | {_fmt(t.get('first_loss'), 4)} | "
+                     f"{_fmt(t.get('final_loss'), 4)} | {pct:.1f}% |")
+    for name, r in result["ratios"].items():
+        diff = r["first_loss_diff"]
+        check = ("-" if diff is None else
+                 f"first-step loss differs by {diff:.2e} ({'equal work' if diff <= tolerance else 'NOT equal: check'})")
+        lines.append(f"\n- vs {name}: **{r['speed']:.2f}x** tokens/s, peak RSS "
+                     f"{r['peak_rss']:.2f}x; {check}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,81 @@
+"""Run one tool on a prepared workload in a child process and measure it from the outside.
+
+Wall time runs from launch to exit; time to first step from launch to the end of the first
+optimizer step; training time from ``on_train_begin`` to the end of training. Peak RSS is the
+child's own maximum resident set, from ``os.wait4`` (so runs never share a number).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from .workloads import get_workload, train_overrides
+
+# tunesmith's own settings on top of the shared ones: what `tunesmith bench speed` found to pay.
+OURS = {"packing": True, "fast_loss": True}
+
+
+def ours_command(spec: dict, run_dir: Path, result: Path, extra: dict) -> tuple[list[str], dict]:
+    """Write the run's tunesmith config and return the child command."""
+    w = get_workload(spec["workload"])
+    keys = train_overrides(w, run_dir / "output", spec["max_steps"])
+    keys.update({"gradient_checkpointing": spec["gradient_checkpointing"],
+                 "trainer_args": {"train_sampling_strategy": "sequential"}, **extra})
+    config = run_dir / "tunesmith.yaml"
+    config.write_text(yaml.safe_dump(keys, sort_keys=False), encoding="utf-8")
+    run = run_dir / "run.json"
+    run.write_text(json.dumps({"config": str(config), "result": str(result)}), encoding="utf-8")
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    return [sys.executable, "-m", "tunesmith.bench.child_ours", str(run)], env
+
+
+def measure(cmd: list[str], env: dict, log: Path, timeout_s: float) -> dict:
+    """Run ``cmd``; return launch/exit times, exit code and the child's peak RSS (MiB)."""
+    with log.open("w", encoding="utf-8") as fh:
+        start = time.time()
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        timer = threading.Timer(timeout_s, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"t_launch": start, "t_exit": time.time(), "returncode": proc.returncode,
+            "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def summarize(tool: str, spec: dict, outer: dict, inner: dict, flops_per_token: float) -> dict:
+    """One run's metrics from the outside measurement and the child's timing record."""
+    losses = {int(k): v for k, v in inner.get("losses", {}).items()}
+    train_s = inner["t_end"] - inner["t_begin"]
+    tokens = spec["tokens"]
+    return {"tool": tool, "steps": inner.get("steps"), "tokens": tokens,
+            "train_s": round(train_s, 2), "tokens_per_s": round(tokens / train_s, 2),
+            "wall_s": round(outer["t_exit"] - outer["t_launch"], 2),
+            "first_step_s": round(inner["t_first_step"] - outer["t_launch"], 2),
+            "peak_rss_mb": round(outer["peak_rss_mb"], 1),
+            "peak_gpu_mb": inner.get("peak_gpu_mb"),
+            "first_loss": losses.get(min(losses)) if losses else None,
+            "final_loss": losses.get(max(losses)) if losses else None,
+            "achieved_flops": flops_per_token * tokens / train_s}
+
+
+def run_tool(tool: str, cmd: list[str], env: dict, spec: dict, run_dir: Path, result: Path,
+             flops_per_token: float, timeout_s: float) -> dict:
+    """Run and summarize; a failed run returns ``{"tool", "error"}`` naming its log."""
+    log = run_dir / "log.txt"
+    outer = measure(cmd, env, log, timeout_s)
+    if outer["returncode"] != 0 or not result.is_file():
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or [""]
+        return {"tool": tool, "error": f"exit {outer['returncode']}: {tail[0][:200]} (log: {log})"}
+    return summarize(tool, spec, outer, json.loads(result.read_text(encoding="utf-8")),
+                     flops_per_token)

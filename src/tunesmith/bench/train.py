@@ -1,0 +1,81 @@
+"""``tunesmith bench train``: tunesmith and the peers on one workload, one run at a time."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .prepare import prepare
+from .report import aggregate, format_report, ratios
+from .run import OURS, ours_command, run_tool
+from .workloads import get_workload
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def machine(peak_seconds: float = 1.0) -> dict:
+    from ..hardware import detect
+    from .peak import measure_peaks
+
+    hw = detect()
+    peaks = measure_peaks(peak_seconds)
+    return {"name": hw.name, "device": hw.device, "capability": hw.cpu_capability,
+            "reason": hw.reason, "auto_dtype": hw.auto_dtype, "cores": os.cpu_count(),
+            "peak_fp32": peaks["fp32"], "peak_bf16": peaks["bf16"]}
+
+
+def flops_per_token(model_path: str) -> float:
+    from transformers import AutoConfig
+
+    from .peak import model_flops_per_token
+
+    return model_flops_per_token(AutoConfig.from_pretrained(model_path))
+
+
+def tool_commands(peers: list[str], out: Path) -> dict:
+    """name -> callable(spec, run_dir, result) giving (cmd, env); installs peers first."""
+    from .peers import command, get_peer, install
+
+    table = {"tunesmith": lambda spec, d, r: ours_command(spec, d, r, OURS)}
+    for name in peers:
+        peer = get_peer(name)
+        python = install(peer, out, say)
+        table[name] = (lambda p, py: lambda spec, d, r: command(p, py, d.parent / "spec.json"))(
+            peer, python)
+    return table
+
+
+def bench_train(workload: str = "W1", peers: list[str] | None = None, steps: int = 0,
+                repeats: int = 1, out: Path = Path("bench_out"), timeout_s: float = 3600,
+                peak_seconds: float = 1.0, tools: dict | None = None) -> dict:
+    """Prepare, install, run every tool ``repeats`` times (interleaved), write result + report."""
+    w = get_workload(workload)
+    base = Path(out) / w.name
+    spec = prepare(w, base, steps)
+    say(f"{w.name}: {spec['n_rows']} rows, {spec['steps']} steps, {spec['tokens']:,} tokens")
+    hw = machine(peak_seconds)
+    tools = tools or tool_commands(peers or [], Path(out))
+    fpt = flops_per_token(spec["model"])
+    runs = []
+    for rep in range(repeats):
+        for name, make in tools.items():
+            run_dir = base / name / f"run{rep + 1}"
+            run_dir.mkdir(parents=True, exist_ok=True)
+            result = run_dir / "timing.json"
+            result.unlink(missing_ok=True)
+            cmd, env = make(spec, run_dir, result)
+            say(f"[{time.strftime('%H:%M:%S')}] {name} run {rep + 1}/{repeats} ...")
+            runs.append(run_tool(name, cmd, env, spec, run_dir, result, fpt, timeout_s))
+            say(f"  -> {json.dumps(runs[-1])}")
+    aggregated = aggregate(runs)
+    result = {"spec": spec, "hardware": hw, "repeats": repeats, "runs": runs,
+              "tools": aggregated, "ratios": ratios(aggregated)}
+    (base / "result.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    report = format_report(result)
+    (base / "report.md").write_text(report, encoding="utf-8")
+    return result

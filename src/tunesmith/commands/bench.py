@@ -1,0 +1,90 @@
+"""``tunesmith bench train|speed|peak|methods|serve``: measure tunesmith (and its peers)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+
+def add_arguments(parser) -> None:
+    sub = parser.add_subparsers(dest="what", metavar="<what>")
+    t = sub.add_parser("train", help="train a workload with tunesmith and the peers, side by side")
+    t.add_argument("--workload", default="W1", help="W1 (identity), W2 (instructions), W3 (multi-turn)")
+    t.add_argument("--peers", default="", help="comma list: llamafactory,trl (installed into "
+                                               "<out>/venvs on first use)")
+    t.add_argument("--steps", type=int, default=0, help="partial mode: only the first N steps")
+    t.add_argument("--repeats", type=int, default=1, help="runs per tool (min and median reported)")
+    t.add_argument("--out", default="bench_out", help="bench directory (venvs, runs, reports)")
+    t.add_argument("--timeout", type=float, default=3600, help="seconds allowed per run")
+    s = sub.add_parser("speed", help="A/B the speed techniques on a workload in one process")
+    s.add_argument("--workload", default="W2")
+    s.add_argument("--steps", type=int, default=3, help="steps per variant per round (the first is set-up)")
+    s.add_argument("--rounds", type=int, default=1)
+    s.add_argument("--variants", default="", help="comma list (default: all)")
+    sub.add_parser("peak", help="measure this machine's fp32 and bf16 matmul peak")
+    sub.add_parser("methods", help="compare fine-tuning methods (memory, speed, loss)")
+    sub.add_parser("serve", help="serving throughput and time to first token at 1/8/32 clients")
+
+
+def _optional(module: str, attr: str, what: str):
+    from ..errors import TunesmithError
+
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ModuleNotFoundError, AttributeError):
+        raise TunesmithError(f"'tunesmith bench {what}' is not available in this version") from None
+
+
+def run(args) -> int:
+    what = getattr(args, "what", None)
+    if what is None:
+        print("usage: tunesmith bench {train,speed,peak,methods,serve} (see --help)")
+        return 2
+    return HANDLERS[what](args)
+
+
+def _train(args) -> int:
+    from ..bench.train import bench_train
+
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    result = bench_train(args.workload, peers, args.steps, args.repeats, Path(args.out),
+                         args.timeout)
+    from ..bench.report import format_report
+
+    print(format_report(result))
+    print(f"(report: {Path(args.out) / result['spec']['workload'] / 'report.md'})")
+    return 0
+
+
+def _speed(args) -> int:
+    from ..bench.ablation import format_ablation, run_ablation
+
+    names = [v for v in args.variants.split(",") if v] or None
+    print(format_ablation(run_ablation(args.workload, args.steps, rounds=args.rounds, names=names)))
+    return 0
+
+
+def _peak(args) -> int:
+    from ..bench.peak import measure_peaks
+
+    print(json.dumps({k: f"{v / 1e9:.0f} GFLOP/s" for k, v in measure_peaks().items()}))
+    return 0
+
+
+def _methods(args) -> int:
+    run_table = _optional("tunesmith.bench.methods", "run_methods_table", "methods")
+    fmt = _optional("tunesmith.bench.methods", "format_methods_table", "methods")
+    print(fmt(run_table()))
+    return 0
+
+
+def _serve(args) -> int:
+    run_bench = _optional("tunesmith.bench.serve", "run_serve_bench", "serve")
+    out = run_bench()
+    if out is not None:
+        print(out if isinstance(out, str) else json.dumps(out, indent=1, default=str))
+    return 0
+
+
+HANDLERS = {"train": _train, "speed": _speed, "peak": _peak, "methods": _methods, "serve": _serve}

@@ -1,0 +1,116 @@
+"""``tunesmith estimate``: parameters, memory and time before training.
+
+The model is built on the meta device from its config (no weights read), the configured method
+is applied to count trainable parameters, the data is tokenized to get the batch that will need
+the most memory, and :mod:`.memory` turns those into MiB. ``calibrate`` times a few real steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .memory import MIB, MemoryEstimate, ParamCounts, Shapes, estimate_memory, model_shapes
+
+
+@dataclass
+class DataShape:
+    rows: int
+    tokens: int
+    label_tokens: int
+    p50: int
+    p90: int
+    p100: int
+    batch_tokens: int  # tokens in the largest micro-batch as it is fed (padded or packed)
+    batch_labels: int
+    longest: int
+
+
+@dataclass
+class Estimate:
+    model: str
+    dtype: str
+    device: str
+    params: ParamCounts
+    shapes: Shapes
+    data: DataShape
+    memory: MemoryEstimate
+    steps: int
+    gpu_mb: float | None = None
+    seconds_per_step: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def count_params(cfg, path, dtype: str) -> tuple[ParamCounts, Shapes]:
+    """Total and trainable parameters of the configured method, on the meta device."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from ..methods import method_params
+
+    config = AutoConfig.from_pretrained(str(path), trust_remote_code=cfg.model.trust_remote_code)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    method, params = method_params(cfg)
+    model = method.apply(model, params, cfg)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    full = trainable > 0.5 * total  # full/freeze train the base weights in the base dtype
+    per = 4 if (dtype == "fp32" or not full) else 2
+    return ParamCounts(total, trainable, dtype, per), model_shapes(config)
+
+
+def data_shape(cfg, tokenizer, template) -> DataShape:
+    """Length percentiles and the largest micro-batch (padded, or packed when ``packing``)."""
+    from ..data.load import load_data
+
+    examples = load_data(cfg, tokenizer, template).train
+    lengths = sorted((len(e.input_ids), sum(x != -100 for x in e.labels)) for e in examples)
+    n, b = len(lengths), cfg.train.per_device_train_batch_size
+    top = lengths[-b:]
+    longest = top[-1][0]
+    batch_tokens = sum(x for x, _ in top) if cfg.data.packing else longest * len(top)
+    pick = lambda q: lengths[min(n - 1, int(q * n))][0]  # noqa: E731
+    return DataShape(n, sum(x for x, _ in lengths), sum(y for _, y in lengths), pick(0.5),
+                     pick(0.9), longest, batch_tokens, sum(y for _, y in top), longest)
+
+
+def steps_of(cfg, rows: int) -> int:
+    t = cfg.train
+    if t.max_steps and t.max_steps > 0:
+        return t.max_steps
+    per_step = t.per_device_train_batch_size * t.gradient_accumulation_steps
+    return int(-(-rows // per_step) * t.num_train_epochs)
+
+
+def checkpoint_file_mb(path) -> float:
+    from pathlib import Path
+
+    return sum(p.stat().st_size for p in Path(path).glob("*.safetensors")) / MIB
+
+
+def estimate_run(cfg, gpu_mb: float | None = None) -> Estimate:
+    """The full estimate for a run config (no calibration; see :func:`calibrate`)."""
+    from ..data.templates import get_template
+    from ..hardware import detect
+    from ..model.load import load_tokenizer, resolve_model_path
+    from ..train.arguments import training_dtype
+
+    path = resolve_model_path(cfg.model.model_name_or_path)
+    dtype = training_dtype(cfg)
+    counts, shapes = count_params(cfg, path, dtype)
+    tokenizer = load_tokenizer(cfg.model, path)
+    template = None if cfg.method.stage == "pt" else get_template(
+        cfg.model.template, tokenizer, cfg.model.default_system)
+    data = data_shape(cfg, tokenizer, template)
+    device = "gpu" if gpu_mb else detect().device
+    fast = getattr(cfg.train, "fast_loss", False)
+    memory = estimate_memory(counts, shapes, tokens=data.batch_tokens, longest=data.longest,
+                             logit_positions=data.batch_labels if fast else data.batch_tokens,
+                             ckpt=cfg.train.gradient_checkpointing,
+                             file_mb=checkpoint_file_mb(path), device="cpu" if device == "cpu" else "gpu")
+    est = Estimate(str(cfg.model.model_name_or_path), dtype, device, counts, shapes, data, memory,
+                   steps_of(cfg, data.rows), gpu_mb)
+    if gpu_mb and memory.peak_mb > gpu_mb:
+        est.notes.append(f"does not fit in {gpu_mb / 1024:.0f} GiB: lower the batch, shorten "
+                         "cutoff_len, turn on gradient_checkpointing or use qlora")
+    return est

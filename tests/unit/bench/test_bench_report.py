@@ -1,0 +1,108 @@
+"""bench: workloads, token accounting, report formatting and the run pipeline with fake tools."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tunesmith.bench.prepare import total_steps, trained_tokens
+from tunesmith.bench.report import aggregate, format_report, ratios
+from tunesmith.bench.workloads import WORKLOADS, get_workload, train_overrides
+from tunesmith.bench.workloads.generate import w2_rows, w3_rows
+from tunesmith.errors import ConfigError
+
+
+def fake_run(tool, tps, rss, loss=1.0, **kw):
+    return {"tool": tool, "steps": 3, "tokens": 300, "train_s": 300 / tps, "tokens_per_s": tps,
+            "wall_s": 20.0, "first_step_s": 5.0, "peak_rss_mb": rss, "peak_gpu_mb": None,
+            "first_loss": loss, "final_loss": loss - 0.5, "achieved_flops": 1e9, **kw}
+
+
+def fake_result(runs):
+    tools = aggregate(runs)
+    return {"spec": {"workload": "W1", "dtype": "bf16", "n_rows": 80, "steps": 3, "batch": 8,
+                     "tokens": 300, "lora_rank": 8, "learning_rate": 5e-4,
+                     "gradient_checkpointing": True},
+            "hardware": {"name": "Test CPU", "capability": "AVX512", "cores": 2, "reason": "r",
+                         "peak_fp32": 2e11, "peak_bf16": 1e12},
+            "repeats": 2, "runs": runs, "tools": tools, "ratios": ratios(tools)}
+
+
+def test_workloads_are_seeded_and_shipped():
+    assert w2_rows(n=20) == w2_rows(n=20) and w3_rows(n=5) == w3_rows(n=5)
+    assert w2_rows(n=20, seed=9) != w2_rows(n=20)
+    shipped = json.loads(get_workload("w2").path.read_text(encoding="utf-8"))
+    assert shipped == w2_rows()  # the shipped file is what the generator makes
+    for w in WORKLOADS.values():
+        assert w.path.is_file()
+    with pytest.raises(ConfigError, match="W1, W2, W3"):
+        get_workload("W9")
+
+
+def test_train_overrides_partial_mode(tmp_path):
+    keys = train_overrides(get_workload("W1"), tmp_path, steps=5)
+    assert keys["max_steps"] == 5 and keys["lora_rank"] == 8 and keys["lora_target"] == "all"
+    assert keys["placeholders"] == {"name": "Nova", "author": "Tunesmith Labs"}
+    assert train_overrides(get_workload("W2"), tmp_path)["max_steps"] == -1
+
+
+def test_token_accounting_follows_sequential_epochs():
+    lengths = [10, 20, 30, 40, 50]
+    assert trained_tokens(lengths, 2, 3) == 150
+    assert trained_tokens(lengths, 2, 4) == 180  # epoch 2 starts again at row 0
+    assert total_steps(5, 2, 3.0, 0) == 9 and total_steps(5, 2, 3.0, 4) == 4
+
+
+def test_report_medians_ratios_and_equal_work_check():
+    runs = [fake_run("tunesmith", 100, 1000), fake_run("tunesmith", 120, 900),
+            fake_run("trl", 50, 2000, loss=1.0004), fake_run("trl", 40, 2100, loss=1.0004),
+            {"tool": "llamafactory", "error": "exit 1: boom (log: x)"}]
+    result = fake_result(runs)
+    assert result["tools"]["tunesmith"]["tokens_per_s"] == {"min": 100, "median": 110, "max": 120}
+    assert result["ratios"]["trl"]["speed"] == pytest.approx(110 / 45)
+    text = format_report(result)
+    assert "Test CPU (AVX512, 2 cores); dtype bf16" in text
+    assert "| tunesmith | 110.0 (min 100.0) |" in text
+    assert "**2.44x** tokens/s" in text and "equal work" in text
+    assert "| llamafactory | failed: exit 1: boom" in text
+    bad = fake_result([fake_run("tunesmith", 1, 1), fake_run("trl", 1, 1, loss=1.1)])
+    assert "NOT equal" in format_report(bad)
+
+
+FAKE_CHILD = """
+import json, sys, time
+from pathlib import Path
+out = Path(sys.argv[1])
+t0 = time.time()
+x = bytearray(30 * 2**20)  # a visible RSS
+out.write_text(json.dumps({"t_begin": t0, "t_first_step": t0 + 0.01, "t_end": t0 + 0.5,
+                           "losses": {"1": 2.0, "3": 1.5}, "steps": 3}))
+"""
+
+
+def test_bench_train_pipeline_with_fake_tools(tmp_path, bundled_dir):
+    from tunesmith.bench.train import bench_train
+
+    def fake(spec, run_dir, result):
+        return [sys.executable, "-c", FAKE_CHILD, str(result)], {}
+
+    def failing(spec, run_dir, result):
+        return [sys.executable, "-c", "raise SystemExit('no peer here')"], {}
+
+    result = bench_train("W1", steps=3, repeats=1, out=tmp_path, peak_seconds=0.05,
+                         tools={"tunesmith": fake, "trl": failing})
+    spec = result["spec"]
+    assert spec["steps"] == 3 and spec["n_rows"] == 80 and spec["tokens"] > 0
+    rows = (tmp_path / "W1" / "rows.jsonl").read_text().splitlines()
+    assert len(rows) == 80 and "-100" in rows[0]
+    lf = json.loads((tmp_path / "W1" / "lf_data" / "data.json").read_text())
+    assert "Nova" in json.dumps(lf) and "{{name}}" not in json.dumps(lf)
+    ours = result["tools"]["tunesmith"]
+    assert ours["peak_rss_mb"]["median"] > 30 and ours["first_loss"]["median"] == 2.0
+    assert ours["tokens_per_s"]["median"] == pytest.approx(spec["tokens"] / 0.5)
+    assert "no peer here" in result["tools"]["trl"]["errors"][0]["error"]
+    report = (tmp_path / "W1" / "report.md").read_text()
+    assert "| tunesmith |" in report and "failed" in report
