@@ -23,6 +23,11 @@ class Format:
     keys: dict = field(default_factory=dict)  # logical key -> default column name
     required: tuple = ()  # logical keys whose columns identify the format
     check: Callable[[dict, dict], bool] | None = None  # extra detection test on the row
+    family: str = ""  # formats of one family differ only in default column names
+
+    def resolved(self, columns: dict) -> tuple:
+        """What this format does with ``columns``: equal for interchangeable formats."""
+        return (self.family or self.name, tuple(sorted((k, self.col(k, columns)) for k in self.keys)))
 
     def col(self, key: str, columns: dict) -> str:
         return columns.get(key, self.keys[key])
@@ -37,13 +42,13 @@ class Format:
 FORMATS: dict[str, Format] = {}
 
 
-def register_format(name: str, summary: str, keys: dict, required: tuple, check=None):
+def register_format(name: str, summary: str, keys: dict, required: tuple, check=None, family=""):
     """Decorator: register ``convert`` as format ``name`` (duplicate -> error)."""
 
     def wrap(convert):
         if name in FORMATS:
             raise ValueError(f"format '{name}' is already registered")
-        FORMATS[name] = Format(name, convert, summary, keys, required, check)
+        FORMATS[name] = Format(name, convert, summary, keys, required, check, family)
         return convert
 
     return wrap
@@ -84,6 +89,8 @@ def detect_format(rows: list, source: str, columns: dict | None = None) -> Forma
     if not sample:
         raise DataError(f"{source}: no readable rows to detect the format from")
     matches = [f for f in FORMATS.values() if all(f.detect(r, columns) for r in sample)]
+    # formats that would read these columns identically are one match, not an ambiguity
+    matches = list({f.resolved(columns or {}): f for f in reversed(matches)}.values())[::-1]
     if len(matches) == 1:
         return matches[0]
     keys = sorted(sample[0])
@@ -242,10 +249,10 @@ _PAIR_KEYS = {"messages": "conversation", "system": "system"}
 
 register_format("human_assistant", "conversation: [{human, assistant}] (seed 000 emotional support)",
                 {**_PAIR_KEYS, "prompt": "human", "response": "assistant"}, ("messages",),
-                _pairs_check("prompt"))(lambda row, opts: _convert_pairs("human_assistant", row, opts))
+                _pairs_check("prompt"), "pairs")(lambda row, opts: _convert_pairs("human_assistant", row, opts))
 register_format("input_output", "conversation: [{system, input, output}] (seed 002 multi-turn)",
                 {**_PAIR_KEYS, "prompt": "input", "response": "output"}, ("messages",),
-                _pairs_check("prompt"))(lambda row, opts: _convert_pairs("input_output", row, opts))
+                _pairs_check("prompt"), "pairs")(lambda row, opts: _convert_pairs("input_output", row, opts))
 
 
 def _has_completion(row: dict, cols: dict) -> bool:
