@@ -51,7 +51,7 @@ class _Sampling(_Strict):
     max_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
     n: int = Field(1, ge=1)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)  # torch.manual_seed's range
     stream: bool = False
     stream_options: StreamOptions | None = None
     frequency_penalty: float | None = None

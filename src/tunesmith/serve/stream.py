@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 from . import protocol as P
 from .errors import APIError, error_body
@@ -77,13 +78,17 @@ async def collect(request, rid: str, model: str, kind: str, jobs, queue: asyncio
     """Wait for every choice; a client that disconnects meanwhile cancels its jobs."""
     texts = {j.index: [] for j in jobs}
     finish: dict[int, str] = {}
+    next_check = time.monotonic() + DISCONNECT_POLL_S
     try:
         while len(finish) < len(jobs):
+            # Events may arrive every few ms, so poll for a disconnect on a clock, not on idle.
+            if time.monotonic() >= next_check:
+                if await request.is_disconnected():
+                    return {}
+                next_check = time.monotonic() + DISCONNECT_POLL_S
             try:
                 index, event = await asyncio.wait_for(queue.get(), DISCONNECT_POLL_S)
             except asyncio.TimeoutError:
-                if await request.is_disconnected():
-                    return {}
                 continue
             if event[0] == "text":
                 texts[index].append(event[1])
