@@ -32,6 +32,8 @@ class Method:
     callbacks: Callable[..., list] | None = None
     # (model, params, cfg, out_dir) run after the Trainer saved the adapter/model
     after_save: Callable[..., None] | None = None
+    # (params) -> reason this configuration cannot merge, or None (e.g. LoRA layer_replication)
+    merge_blocker: Callable[..., str | None] | None = None
 
 
 METHODS: dict[str, Method] = {}
@@ -125,6 +127,18 @@ def wrap_peft(model, peft_config, method: str):
     except (ValueError, TypeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"method '{method}': peft rejected the parameters: {first}") from exc
+
+
+def merge_refusal(cfg) -> str | None:
+    """Why ``merge_and_unload`` must not be used for this run's method/params, or None.
+
+    Export merges a ``mergeable`` method's adapter (qlora: onto a full-precision base).
+    """
+    method, params = method_params(cfg)
+    if not method.mergeable:
+        kind = "a full model is saved" if not method.saves_adapter else "it is not a weight delta"
+        return f"method '{method.name}' cannot be merged ({kind})"
+    return method.merge_blocker(params) if method.merge_blocker else None
 
 
 def method_callbacks(cfg, model) -> list:

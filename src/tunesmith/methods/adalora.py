@@ -3,15 +3,13 @@
 The rank budget shrinks from ``adalora_init_r`` to ``adalora_target_r`` per layer on average
 between step ``adalora_tinit`` and ``total_step - adalora_tfinal``, updating every
 ``adalora_delta_t`` steps. peft needs ``update_and_allocate(step)`` after every optimizer step
-and before the gradients are cleared: :class:`AdaLoraBudget` does it from the Trainer's
-``on_optimizer_step`` hook. ``adalora_total_step`` defaults to the run's total optimizer steps.
+and before the gradients are cleared: ``adalora_budget.AdaLoraBudget`` does it from the
+Trainer's ``on_optimizer_step`` hook. ``adalora_total_step`` defaults to the run's total optimizer steps.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from transformers import TrainerCallback
 
 from ..errors import ConfigError
 from . import register_method, wrap_peft
@@ -69,22 +67,9 @@ def build_adalora_config(params: AdaLoraParams, total_step: int):
         lora_dropout=params.lora_dropout, target_modules=target_modules(params.lora_target))
 
 
-class AdaLoraBudget(TrainerCallback):
-    """Calls peft's ``update_and_allocate`` after each optimizer step (grads still present)."""
-
-    def __init__(self, model, params: AdaLoraParams):
-        self.model, self.params = model, params
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if self.params.adalora_total_step is None:  # now the run's length is known
-            check_schedule(self.params, state.max_steps)
-            self.model.peft_config[self.model.active_adapter].total_step = state.max_steps
-
-    def on_optimizer_step(self, args, state, control, **kwargs):
-        self.model.base_model.update_and_allocate(state.global_step)
-
-
 def adalora_callbacks(model, params: AdaLoraParams, cfg) -> list:
+    from .adalora_budget import AdaLoraBudget  # imports the Trainer stack: only when training
+
     return [AdaLoraBudget(model, params)]
 
 

@@ -14,7 +14,7 @@ INIT_CHOICES = ("true", "false", "gaussian", "pissa", "pissa_niter_K", "olora", 
 # Inits that change the base weights (residual); their adapters are converted to plain LoRA
 # on save so that they load on the original base (peft's weight conversion).
 MUTATING_INITS = ("pissa", "olora")
-INIT_ADAPTER_DIR = ".tunesmith_init_adapter"
+INIT_ADAPTER_DIR = "tunesmith_init_adapter"  # peft names the adapter after it: no dots
 
 
 @dataclass
@@ -160,7 +160,15 @@ def convert_saved_adapter(model, params: LoraParams, cfg, out_dir) -> None:
     shutil.rmtree(init_dir, ignore_errors=True)
 
 
-@register_method("lora", LoraParams, after_save=convert_saved_adapter,
+def lora_merge_blocker(params: LoraParams) -> str | None:
+    """Why this LoRA cannot be merged into the base weights, or None."""
+    if params.layer_replication:
+        return ("layer_replication: replicated layers share their base weights, so merging would "
+                "add every copy's delta to the same tensor")
+    return None
+
+
+@register_method("lora", LoraParams, after_save=convert_saved_adapter, merge_blocker=lora_merge_blocker,
                  summary="low-rank adapters on linear layers (peft LoRA)")
 def apply_lora(model, params: LoraParams, cfg):
     """Wrap ``model`` with a LoRA adapter; returns the ``PeftModel``."""

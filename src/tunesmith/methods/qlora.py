@@ -12,7 +12,8 @@ import warnings
 from dataclasses import dataclass
 
 from . import register_method, wrap_peft
-from .lora import LoraParams, build_lora_config, convert_saved_adapter, save_init_adapter
+from .lora import (LoraParams, build_lora_config, convert_saved_adapter, lora_merge_blocker,
+                   save_init_adapter)
 
 
 @dataclass
@@ -27,6 +28,7 @@ class QLoraParams(LoraParams):
 
 
 @register_method("qlora", QLoraParams, quantize_base=True, after_save=convert_saved_adapter,
+                 merge_blocker=lora_merge_blocker,
                  summary="LoRA on a 4/8-bit quantized base (bitsandbytes); merge after dequantize")
 def apply_qlora(model, params: QLoraParams, cfg):
     """Prepare the k-bit base (casts norms to fp32, enables input grads) and add LoRA."""
