@@ -29,10 +29,11 @@ install-dev: $(VENV)/.installed-dev
 demo: install
 	$(BIN)/python -m tunesmith.demo
 
-# The web UI tests drive Debian's chromium; install it where missing (needs root + apt).
+# The web UI tests drive Debian's chromium (Playwright's own browser download fails offline);
+# install it where missing (needs root + apt), with a CJK font for the Chinese interface.
 browser:
 	@command -v chromium >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && \
-	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+	  (apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null) || \
 	  echo "WARNING: chromium could not be installed; web UI browser tests will be skipped")
 
 test: install-dev browser

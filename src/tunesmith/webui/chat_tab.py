@@ -50,7 +50,7 @@ def build(ui) -> None:
         refresh = L(gr.Button("", elem_id="chat_refresh", scale=0), "refresh", "value")
     trust = L(gr.Checkbox(False, label="", elem_id="chat_trust"), "trust_remote_code")
     system = L(gr.Textbox("", label="", elem_id="chat_system"), "system")
-    with L(gr.Accordion("", open=False), "sampling"):
+    with L(gr.Accordion("", open=True), "sampling"):
         with gr.Row():
             max_new = gr.Slider(1, 1024, value=128, step=1, label="max_new_tokens", elem_id="chat_max_new")
             temperature = gr.Slider(0, 2, value=0.0, step=0.05, label="temperature")

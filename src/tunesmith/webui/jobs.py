@@ -87,7 +87,9 @@ class Job:
         if self.log_path is None or not self.log_path.is_file():
             return ""
         text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        # Progress bars redraw with \r: keep only each line's last redraw.
+        shown = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n")]
+        return "\n".join([line for line in shown if line.strip()][-lines:])
 
     def kill(self) -> None:
         """Used when the UI shuts down: never leave a training process behind."""

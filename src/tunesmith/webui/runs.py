@@ -77,9 +77,12 @@ def loss_frame(runs: dict[str, Path]):
     """A long DataFrame (step, loss, run) for one LinePlot comparing several runs."""
     import pandas as pd
 
-    rows = [{"step": r["step"], "loss": r["loss"], "run": name}
+    rows = [(r["step"], r["loss"], name)
             for name, path in runs.items() for r in safe_log(path) if "loss" in r]
-    return pd.DataFrame(rows, columns=["step", "loss", "run"])
+    # Typed columns even when empty: the plot's axis types are fixed from its first value.
+    return pd.DataFrame({"step": pd.Series([r[0] for r in rows], dtype="int64"),
+                         "loss": pd.Series([r[1] for r in rows], dtype="float64"),
+                         "run": pd.Series([r[2] for r in rows], dtype="object")})
 
 
 def is_adapter(path: Path) -> bool:

@@ -62,54 +62,18 @@ def check_datasets(roots: Roots, names: list[str]) -> list[str]:
 
 
 def preview(cfg, count: int = 3) -> str:
-    """HTML of the first ``count`` examples as the model sees them, labels highlighted.
-
-    Uses the training code path: ``data.load.read_conversations``, ``templates`` and
-    ``tokenize.encode_conversation`` (the same tokens and labels training gets).
-    """
-    from ..data.load import read_conversations
-    from ..data.report import DataReport
+    """HTML of the first ``count`` examples as the model sees them: ``data.preview`` (the code
+    behind ``tunesmith data preview``), so the UI shows exactly what training gets."""
+    from ..data.preview import preview as data_preview
     from ..data.templates import get_template
-    from ..data.tokenize import IGNORE, encode_conversation, encode_text
     from ..model.load import load_tokenizer, resolve_model_path
 
     tokenizer = load_tokenizer(cfg.model, resolve_model_path(cfg.model.model_name_or_path, quiet=True))
     template = None if cfg.method.stage == "pt" else get_template(
         cfg.model.template, tokenizer, cfg.model.default_system)
-    report = DataReport()
-    convs = read_conversations(cfg.data, cfg.data.dataset, report)[:count]
-    blocks = []
-    for conv in convs:
-        examples = (encode_text(conv, tokenizer, cutoff_len=cfg.data.cutoff_len) if conv.text is not None
-                    else encode_conversation(conv, tokenizer, template, train_on=cfg.data.train_on,
-                                             cutoff_len=cfg.data.cutoff_len))
-        for ex in examples:
-            blocks.append(_render(tokenizer, ex.input_ids, [lab != IGNORE for lab in ex.labels],
-                                  conv.origin))
-    head = f"<p>{html.escape(report.summary())}</p>"
-    return head + "".join(blocks)
-
-
-def _render(tokenizer, ids: list[int], labelled: list[bool], origin: str) -> str:
-    """Token runs: supervised ones (the loss is computed on them) on a green background."""
-    parts, run, flag = [], [], None
-    for tok, lab in zip(ids, labelled):
-        if flag is not None and lab != flag:
-            parts.append(_span(tokenizer.decode(run), flag))
-            run = []
-        run.append(tok)
-        flag = lab
-    if run:
-        parts.append(_span(tokenizer.decode(run), flag))
-    n = sum(labelled)
-    return (f"<div class='ts-example'><small>{html.escape(origin)} · {len(ids)} tokens, "
-            f"{n} labelled</small><pre style='white-space:pre-wrap'>{''.join(parts)}</pre></div>")
-
-
-def _span(text: str, labelled: bool) -> str:
-    style = "background:#c8f7c5" if labelled else "color:#666"
-    return f"<span style='{style}'>{html.escape(text)}</span>"
-
+    text, report = data_preview(cfg, tokenizer, template, n=count)
+    return (f"<p>{html.escape(report.summary())}</p>"
+            f"<pre style='white-space:pre-wrap;max-height:480px;overflow:auto'>{html.escape(text)}</pre>")
 
 
 def adapter_update(roots: Roots):

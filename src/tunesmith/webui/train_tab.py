@@ -83,7 +83,7 @@ def build(ui) -> None:
         resume_btn = L(gr.Button("", elem_id="train_resume"), "resume", "value")
     with gr.Row():
         yaml_box = L(gr.Code("", language="yaml", label="", elem_id="train_yaml"), "yaml")
-        cli_box = L(gr.Code("", language="shell", label="", elem_id="train_cli"), "cli")
+        cli_box = L(gr.Code("", language="shell", label="", elem_id="train_cli", wrap_lines=True), "cli")
     status = gr.Markdown(t(ui.lang, "idle"), elem_id="train_status")
     plot = L(gr.LinePlot(loss_frame({}), x="step", y="loss", color="run", label="",
                          elem_id="train_loss", height=280), "loss")
