@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 
 from ..errors import ConfigError
 from ..hardware import detect, resolve_dtype
@@ -26,12 +27,17 @@ PASS_THROUGH = (
 )
 # Keys tunesmith sets itself; overriding them through trainer_args would break the run record.
 RESERVED = ("remove_unused_columns", "disable_tqdm", "include_num_input_tokens_seen")
-# Optimizers that need bitsandbytes (8-bit / paged states).
-BNB_OPTIMS = ("adamw_bnb_8bit", "adamw_8bit", "ademamix_8bit", "lion_8bit", "lion_32bit",
-              "paged_adamw_32bit", "paged_adamw_8bit", "paged_ademamix_32bit",
-              "paged_ademamix_8bit", "paged_lion_32bit", "paged_lion_8bit", "rmsprop_bnb",
-              "rmsprop_bnb_8bit", "rmsprop_bnb_32bit", "galore_adamw_8bit",
-              "galore_adamw_8bit_layerwise")
+# Optimizers backed by an optional package: (name prefix or name) -> (module, pip name).
+OPTIM_PACKAGES = (
+    ("galore_", "galore_torch", "galore-torch"), ("apollo_", "apollo_torch", "apollo-torch"),
+    ("schedule_free_", "schedulefree", "schedulefree"), ("adamw_torch_8bit", "torchao", "torchao"),
+    ("adamw_torch_4bit", "torchao", "torchao"), ("adamw_anyprecision", "torchdistx", "torchdistx"),
+    ("lomo", "lomo_optim", "lomo-optim"), ("adalomo", "lomo_optim", "lomo-optim"),
+    ("grokadamw", "grokadamw", "grokadamw"), ("stable_adamw", "optimi", "torch-optimi"),
+    ("paged_", "bitsandbytes", "bitsandbytes"), ("rmsprop_bnb", "bitsandbytes", "bitsandbytes"),
+    ("adamw_bnb_8bit", "bitsandbytes", "bitsandbytes"), ("adamw_8bit", "bitsandbytes", "bitsandbytes"),
+    ("ademamix_8bit", "bitsandbytes", "bitsandbytes"), ("lion_", "bitsandbytes", "bitsandbytes"),
+)
 
 
 def precision_flags(cfg) -> dict:
@@ -87,10 +93,10 @@ def check_optim(name: str) -> None:
     if name not in known:
         raise ConfigError(f"key 'optim': unknown optimizer '{name}'{suggest(name, known)}; "
                           "common: adamw_torch, adamw_8bit, paged_adamw_8bit, sgd, adafactor")
-    if name in BNB_OPTIMS:
-        from ..errors import require
-
-        require("bitsandbytes", "qlora", f"optim '{name}'")
+    for prefix, module, pip_name in OPTIM_PACKAGES:
+        if name.startswith(prefix) and importlib.util.find_spec(module) is None:
+            raise ConfigError(f"key 'optim': '{name}' needs the '{pip_name}' package: "
+                              f"pip install {pip_name} (or use adamw_torch)")
 
 
 def check_scheduler(name: str) -> None:
@@ -127,6 +133,8 @@ def _base_kwargs(cfg) -> dict:
         if "gradient_checkpointing_kwargs" in kwargs and "activation_checkpointing_kwargs" in _field_names():
             kwargs["activation_checkpointing_kwargs"] = kwargs.pop("gradient_checkpointing_kwargs")
     kwargs["dataloader_pin_memory"] = detect().device == "cuda"
+    if detect().device == "cpu":  # also makes accelerate pick MULTI_CPU + gloo under torchrun
+        kwargs["use_cpu"] = True
     report = [r for r in t.report_to if r != "none"]
     kwargs["report_to"] = report or "none"
     if t.group_by_length:

@@ -17,17 +17,19 @@ from ..errors import ConfigError, require
 
 def _tensorboard(out: Path, cfg) -> None:
     require("tensorboard", "track", "report_to: tensorboard")
-    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "runs"))
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "runs")  # the run record lives in output_dir
 
 
 def _wandb(out: Path, cfg) -> None:
     require("wandb", "track", "report_to: wandb")
     if not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") not in ("disabled",):
         os.environ["WANDB_MODE"] = "offline"
-    os.environ.setdefault("WANDB_DIR", str(out))
-    os.environ.setdefault("WANDB_PROJECT", cfg.train.tracker_project or "tunesmith")
+    os.environ["WANDB_DIR"] = str(out)
+    os.environ["WANDB_PROJECT"] = cfg.train.tracker_project or "tunesmith"
     if cfg.train.tracker_tags:
-        os.environ.setdefault("WANDB_TAGS", ",".join(cfg.train.tracker_tags))
+        os.environ["WANDB_TAGS"] = ",".join(cfg.train.tracker_tags)
+    else:
+        os.environ.pop("WANDB_TAGS", None)
     os.environ.setdefault("WANDB_SILENT", "true")
 
 
@@ -35,8 +37,8 @@ def _swanlab(out: Path, cfg) -> None:
     require("swanlab", "track", "report_to: swanlab")
     if not os.environ.get("SWANLAB_API_KEY") and os.environ.get("SWANLAB_MODE") != "disabled":
         os.environ["SWANLAB_MODE"] = "offline"
-    os.environ.setdefault("SWANLAB_LOG_DIR", str(out / "swanlog"))
-    os.environ.setdefault("SWANLAB_PROJECT", cfg.train.tracker_project or "tunesmith")
+    os.environ["SWANLAB_LOG_DIR"] = str(out / "swanlog")
+    os.environ["SWANLAB_PROJECT"] = cfg.train.tracker_project or "tunesmith"
 
 
 TRACKERS = {"tensorboard": _tensorboard, "wandb": _wandb, "swanlab": _swanlab, "none": None}

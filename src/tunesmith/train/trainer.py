@@ -24,7 +24,7 @@ import torch
 from transformers import Trainer
 from transformers.trainer_utils import rotate_checkpoints
 
-from ..errors import TunesmithError
+from ..errors import ConfigError, TunesmithError
 from .checkpoint import (disk_full_error, is_disk_full, publish, staging_root, write_marker)
 
 
@@ -68,6 +68,14 @@ class TunesmithTrainer(Trainer):
         self._bad_loss_step: int | None = None
         self._staging: Path | None = None
         self._nan_at = int(os.environ.get("TUNESMITH_TEST_NAN_AT_STEP", "0") or 0)
+
+    def create_optimizer(self, *args, **kwargs):
+        """An optimizer whose package is missing -> one line naming it (not a traceback)."""
+        try:
+            return super().create_optimizer(*args, **kwargs)
+        except ImportError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ConfigError(f"key 'optim': '{self.args.optim}' cannot be built: {first}") from None
 
     # --- per-step NaN guard ---------------------------------------------------------------
     def compute_loss(self, model, inputs, *args, **kwargs):
