@@ -26,6 +26,9 @@ def add_arguments(parser) -> None:
                         help="seed of the --samples draw (the training seed is the config's seed=)")
     parser.add_argument("--parallel", type=int, default=1, metavar="N",
                         help="run N trainings at once (default 1: one after another)")
+    parser.add_argument("--predict", action="store_true",
+                        help="after training, run `tunesmith predict` in each run (BLEU-4/ROUGE "
+                             "on eval_dataset, the val_size split, or the dataset) and compare")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate every point and list the runs, without training")
 
@@ -69,7 +72,7 @@ def run(args) -> int:
         for plan in plans:
             print(f"  {plan.name}", flush=True)
         return 0
-    results = run_plans(plans, group=root.name, parallel=args.parallel,
+    results = run_plans(plans, group=root.name, parallel=args.parallel, predict=args.predict,
                         on_result=progress_printer(len(plans)))
     command = "tunesmith sweep " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else [])
     report = write_report(root, results, grid.keys, command)

@@ -14,6 +14,8 @@ from .runner import RunResult
 
 METRIC_COLUMNS = ("train_loss", "final_loss", "eval_loss", "peak_mem_mb", "tokens_per_s",
                   "train_runtime_s", "steps")
+PREDICT_BOOKKEEPING = ("predict_samples", "predict_runtime", "predict_samples_per_second",
+                      "predict_batch_size", "predict_split")
 
 
 def _last(log: list[dict], key: str):
@@ -44,8 +46,8 @@ def result_row(result: RunResult) -> dict:
         "train_runtime_s": m.get("train_runtime"),
         "steps": _last(log, "step"),
     })
-    for key, value in m.items():  # predict metrics, when the sweep ran predict
-        if key.startswith("predict_"):
+    for key, value in m.items():  # predict scores, when the sweep ran predict
+        if key.startswith("predict_") and key not in PREDICT_BOOKKEEPING:
             row[key] = value
     row["error"] = result.error
     return row

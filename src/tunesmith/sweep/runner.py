@@ -26,6 +26,8 @@ from .grid import point_name, point_tags
 CONFIG_DIR = "sweep_configs"  # the run YAMLs, outside the run dirs (which hold only the run)
 LOG_DIR = "sweep_logs"
 DONE_FILE = "all_results.json"
+PREDICT_DIR = "predict"  # predict writes its own data_report.json: keep it apart
+PREDICT_FILE = "predict_results.json"
 
 
 @dataclass
@@ -110,19 +112,36 @@ def tracker_env(plan: RunPlan, group: str) -> dict[str, str]:
     return env
 
 
-def launch(plan: RunPlan, group: str) -> subprocess.Popen:
-    """Start ``tunesmith train`` on the run's YAML, output into its log file."""
+def _train_command(plan: RunPlan) -> list[str]:
+    """Write the run's YAML (and a copy that may start over a failed attempt); the train command."""
     plan.config_path.parent.mkdir(parents=True, exist_ok=True)
-    plan.log_path.parent.mkdir(parents=True, exist_ok=True)
     raw = dict(plan.raw)
     if plan.run_dir.exists():  # an unfinished (or reconfigured) earlier attempt: start over
         raw["overwrite_output_dir"] = True
         (plan.run_dir / DONE_FILE).unlink(missing_ok=True)  # never mistake it for this run's
+        (plan.run_dir / PREDICT_DIR / PREDICT_FILE).unlink(missing_ok=True)
     plan.config_path.write_text(_dump(plan.raw), encoding="utf-8")
     run_yaml = plan.config_path.with_suffix(".run.yaml")
     run_yaml.write_text(_dump(raw), encoding="utf-8")
-    cmd = [sys.executable, "-m", "tunesmith.cli", "train", str(run_yaml)]
-    log = plan.log_path.open("w", encoding="utf-8")
+    return [sys.executable, "-m", "tunesmith.cli", "train", str(run_yaml)]
+
+
+def _predict_command(plan: RunPlan) -> list[str]:
+    """``tunesmith predict`` with the run's config on its adapter (or full model)."""
+    tuned = "adapter_name_or_path" if (plan.run_dir / "adapter_config.json").is_file() \
+        else "model_name_or_path"
+    return [sys.executable, "-m", "tunesmith.cli", "predict", str(plan.config_path),
+            f"{tuned}={plan.run_dir}", f"output_dir={plan.run_dir / PREDICT_DIR}", "--no-progress"]
+
+
+COMMANDS = {"train": _train_command, "predict": _predict_command}
+
+
+def launch(plan: RunPlan, step: str, group: str, first: bool) -> subprocess.Popen:
+    """Start one step (train or predict) of a run, its output into the run's log file."""
+    cmd = COMMANDS[step](plan)
+    plan.log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = plan.log_path.open("w" if first else "a", encoding="utf-8")
     try:
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, **tracker_env(plan, group)})
@@ -131,13 +150,16 @@ def launch(plan: RunPlan, group: str) -> subprocess.Popen:
 
 
 def read_result(plan: RunPlan, status: str, wall_s: float = 0.0) -> RunResult:
-    """The run's metrics and per-step log as written by the training run."""
+    """The run's metrics (+ predict metrics) and per-step log as written by the run."""
     from ..train.records import read_log
 
     metrics = {}
-    done = plan.run_dir / DONE_FILE
-    if done.is_file():
-        metrics = json.loads(done.read_text(encoding="utf-8"))
+    for path, keep in ((plan.run_dir / DONE_FILE, lambda k: True),
+                       (plan.run_dir / PREDICT_DIR / PREDICT_FILE, lambda k: k.startswith("predict_"))):
+        if path.is_file():
+            values = json.loads(path.read_text(encoding="utf-8"))
+            metrics.update({k: v for k, v in values.items() if keep(k) and
+                            isinstance(v, (int, float, str))})
     result = RunResult(plan, status, metrics, read_log(plan.run_dir), wall_s)
     if status == "failed":
         result.error = _last_error(plan.log_path)
@@ -153,10 +175,25 @@ def _last_error(log_path: Path) -> str:
     return (errors or lines or ["no output"])[-1][:200]
 
 
-def run_plans(plans: list[RunPlan], group: str, parallel: int = 1,
+def steps_to_run(plan: RunPlan, predict: bool) -> list[str]:
+    """What a run still needs: nothing when finished (and predicted, if asked)."""
+    if not is_finished(plan):
+        return ["train", "predict"] if predict else ["train"]
+    done = (plan.run_dir / PREDICT_DIR / PREDICT_FILE).is_file()
+    return ["predict"] if predict and not done else []
+
+
+def _step_ok(plan: RunPlan, step: str, returncode: int) -> bool:
+    marker = plan.run_dir / (DONE_FILE if step == "train" else f"{PREDICT_DIR}/{PREDICT_FILE}")
+    return returncode == 0 and marker.is_file()
+
+
+def run_plans(plans: list[RunPlan], group: str, parallel: int = 1, predict: bool = False,
               on_result: Callable[[RunResult], None] | None = None,
               poll_s: float = 0.5) -> list[RunResult]:
     """Run every unfinished plan, ``parallel`` at a time; finished ones are reported as skipped.
+
+    Each run is a chain of steps (train, then predict with ``predict``), each a subprocess.
 
     Returns:
         One RunResult per plan, in plan order.
@@ -166,29 +203,33 @@ def run_plans(plans: list[RunPlan], group: str, parallel: int = 1,
     results: dict[str, RunResult] = {}
     pending = deque()
     for plan in plans:
-        if is_finished(plan):
+        steps = steps_to_run(plan, predict)
+        if steps:
+            pending.append((plan, steps))
+        else:
             results[plan.name] = read_result(plan, "skipped")
             _notify(on_result, results[plan.name])
-        else:
-            pending.append(plan)
-    active: dict[str, tuple[RunPlan, subprocess.Popen, float]] = {}
+    active: dict[str, list] = {}  # name -> [plan, remaining steps, process, step, start]
     try:
         while pending or active:
             while pending and len(active) < parallel:
-                plan = pending.popleft()
-                active[plan.name] = (plan, launch(plan, group), time.time())
-            for name, (plan, proc, start) in list(active.items()):
+                plan, steps = pending.popleft()
+                active[plan.name] = [plan, steps[1:], launch(plan, steps[0], group, True),
+                                     steps[0], time.time()]
+            for name, (plan, rest, proc, step, start) in list(active.items()):
                 if proc.poll() is None:
                     continue
+                ok = _step_ok(plan, step, proc.returncode)
+                if ok and rest:
+                    active[name][1:4] = [rest[1:], launch(plan, rest[0], group, False), rest[0]]
+                    continue
                 del active[name]
-                status = "done" if proc.returncode == 0 and (plan.run_dir / DONE_FILE).is_file() \
-                    else "failed"
-                results[name] = read_result(plan, status, time.time() - start)
+                results[name] = read_result(plan, "done" if ok else "failed", time.time() - start)
                 _notify(on_result, results[name])
             if active:
                 time.sleep(poll_s)
     finally:
-        _stop(active)
+        _stop([entry[2] for entry in active.values()])
     return [results[p.name] for p in plans]
 
 
@@ -197,12 +238,12 @@ def _notify(callback, result: RunResult) -> None:
         callback(result)
 
 
-def _stop(active: dict) -> None:
+def _stop(processes: list) -> None:
     """Interrupted: end the runs still going (ours, by process), so nothing is left behind."""
-    for _, proc, _ in active.values():
+    for proc in processes:
         if proc.poll() is None:
             proc.terminate()
-    for _, proc, _ in active.values():
+    for proc in processes:
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
