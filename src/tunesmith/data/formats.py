@@ -85,10 +85,13 @@ def detect_format(rows: list, source: str, columns: dict | None = None) -> Forma
     implied = format_from_columns(columns or {})
     if implied is not None:
         return implied
-    sample = [r for r in rows[:20] if isinstance(r, dict)][:5]
+    sample = [r for r in rows[:20] if isinstance(r, dict)]
     if not sample:
         raise DataError(f"{source}: no readable rows to detect the format from")
-    matches = [f for f in FORMATS.values() if all(f.detect(r, columns) for r in sample)]
+    # the formats that fit the most sample rows (a few bad rows are then dropped, not fatal)
+    counts = {f.name: sum(f.detect(r, columns) for r in sample) for f in FORMATS.values()}
+    best = max(counts.values())
+    matches = [FORMATS[n] for n, c in counts.items() if c == best and c > 0]
     # formats that would read these columns identically are one match, not an ambiguity
     matches = list({f.resolved(columns or {}): f for f in reversed(matches)}.values())[::-1]
     if len(matches) == 1:

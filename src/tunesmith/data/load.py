@@ -60,6 +60,9 @@ def _pick_format(spec: DatasetSpec, data_cfg, head: list) -> Format:
     if name != "auto":
         return get_format(name)
     rows = [r for _, r in head if not isinstance(r, BadRow)]
+    if not rows:  # nothing readable to detect from: the first bad line is the error
+        origin, bad = head[0]
+        raise DataError(f"{origin}: {bad.message}")
     try:
         return detect_format(rows, str(spec.path), _columns(spec, data_cfg))
     except DataError as err:

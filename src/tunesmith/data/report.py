@@ -57,7 +57,8 @@ class DataReport:
             names = ", ".join(self.sources) or "no dataset"
             raise DataError(f"dataset is empty: no rows to train on in {names}")
         if self.kept == 0:
-            raise DataError(f"all {self.total} rows were dropped ({dict(self.dropped)}){where}")
+            names = f" of {', '.join(self.sources)}" if self.sources else ""
+            raise DataError(f"all {self.total} rows{names} were dropped ({dict(self.dropped)}){where}")
         if strict and self.n_dropped:
             raise DataError(f"{self.n_dropped} bad rows and strict is set{where}")
         if self.n_dropped / self.total > max_drop_ratio:
