@@ -107,6 +107,7 @@ class TrainConfig:
     fsdp: str | None = None
     torch_compile: bool = False
     group_by_length: bool = False
+    fast_loss: bool = True
     trainer_args: dict = field(default_factory=dict)
     do_train: bool = False
     do_eval: bool = False

@@ -79,6 +79,7 @@ KEY_HELP = {
     "fsdp": "FSDP options passed to the Trainer",
     "torch_compile": "compile the model with torch.compile",
     "group_by_length": "batch rows of similar length together",
+    "fast_loss": "LM head and loss only at labelled positions (same loss, less time and memory)",
     "trainer_args": "any other transformers TrainingArguments, as a mapping",
     "do_train": "LLaMA-Factory flag: train",
     "do_eval": "LLaMA-Factory flag: evaluate",

@@ -17,6 +17,10 @@ def load_for_training(cfg, path):
     model.config.use_cache = False
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.train.fast_loss:
+        from .fast_loss import enable_fast_loss
+
+        enable_fast_loss(model)
     return model
 
 

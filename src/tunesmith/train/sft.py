@@ -115,7 +115,11 @@ def train(trainer, resume: Path | None, out: Path):
 
 
 def make_collator(cfg, tokenizer):
-    """The one place the batch collator is chosen (padding; packing may add another)."""
+    """The one place the batch collator is chosen: padding, or padding-free packing."""
+    if cfg.data.packing:
+        from ..data.packing import PackingCollator
+
+        return PackingCollator(tokenizer.pad_token_id)
     return PadCollator(tokenizer.pad_token_id)
 
 
