@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ..data.conversation import Conversation, RowError
 from ..data.load import read_conversations, split
 from ..data.report import DataReport
-from ..data.tokenize import encode_conversation
+from ..data.tokenize import encode_batch
 from ..errors import DataError
 
 # Drop reasons that mean "this row has no reference answer to compare with".
@@ -53,31 +53,34 @@ def _raise_no_rows(names: list[str], report: DataReport):
 
 def _trainable(convs: list[Conversation], tokenizer, template, data_cfg, report) -> list:
     """The conversations training would keep (so the validation split matches training's)."""
+    results = encode_batch(convs, tokenizer, template, train_on=data_cfg.train_on,
+                           cutoff_len=data_cfg.cutoff_len)
     kept = []
-    for conv in convs:
-        try:
-            encode_conversation(conv, tokenizer, template, train_on="all_assistant",
-                                cutoff_len=data_cfg.cutoff_len)
-        except RowError as err:
-            report.drop(err.reason, conv.origin, str(err))
-            continue
-        kept.append(conv)
+    for conv, out in zip(convs, results):
+        if isinstance(out, RowError):
+            report.drop(out.reason, conv.origin, str(out))
+        else:
+            kept.append(conv)
     return kept
+
+
+@dataclass
+class _Row:
+    row: int  # index among kept rows, as training's split() keys them
+    conv: Conversation
 
 
 def load_samples(cfg, tokenizer, template) -> tuple[list[Sample], DataReport, str]:
     """The samples to predict on, the data report, and which split they are.
 
     ``eval_dataset`` when set; else the validation split when ``val_size`` is set; else the
-    whole ``dataset`` (as LLaMA-Factory's ``--do_predict``), limited by ``max_samples``.
+    whole ``dataset`` (as LLaMA-Factory's ``--do_predict``); ``max_samples`` applies per dataset.
     """
     d = cfg.data
     if not d.dataset and not d.eval_dataset:
         raise DataError("no dataset: set dataset: (a file path or a name in dataset_info.json)")
     names = d.eval_dataset or d.dataset
     convs, report = _read(cfg, names, template)
-    if d.max_samples and not d.eval_dataset:
-        convs = convs[: d.max_samples]
     convs = [c for c in convs if c.text is None]
     if not convs:
         raise DataError("predict needs chat rows with reference answers, not plain text (stage: pt)")
@@ -86,6 +89,7 @@ def load_samples(cfg, tokenizer, template) -> tuple[list[Sample], DataReport, st
     where = f"eval_dataset {', '.join(names)}" if d.eval_dataset else f"dataset {', '.join(names)}"
     if d.val_size and not d.eval_dataset:
         seed = d.data_seed if d.data_seed is not None else cfg.train.seed
-        convs = split(convs, d.val_size, seed)[1]
+        held_out = split([_Row(i, c) for i, c in enumerate(convs)], d.val_size, seed)[1]
+        convs = [r.conv for r in held_out]
         where = f"validation split (val_size={d.val_size}) of {where}"
     return [to_sample(c) for c in convs], report, where

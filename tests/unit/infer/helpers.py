@@ -12,6 +12,9 @@ TAUGHT = [
 ]
 
 
+STEPS = 60
+
+
 @functools.lru_cache(maxsize=None)
 def taught_parts(model_dir: str, eos_elsewhere: bool = True):
     """(model, tokenizer, template) after overfitting the tiny model on TAUGHT (~5 s).
@@ -21,6 +24,7 @@ def taught_parts(model_dir: str, eos_elsewhere: bool = True):
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from tunesmith.data.collate import PadCollator
     from tunesmith.data.conversation import Conversation
     from tunesmith.data.templates import get_template
     from tunesmith.data.tokenize import encode_conversation
@@ -31,11 +35,12 @@ def taught_parts(model_dir: str, eos_elsewhere: bool = True):
     examples = [encode_conversation(Conversation(m + [{"role": "assistant", "content": a}]),
                                     tokenizer, template, train_on="all_assistant", cutoff_len=256)[0]
                 for m, a in TAUGHT]
+    batch = PadCollator(tokenizer.pad_token_id)([vars(e) for e in examples])
+    batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "labels")}
     torch.manual_seed(0)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(80):
-        loss = sum(model(input_ids=torch.tensor([e.input_ids]), labels=torch.tensor([e.labels])).loss
-                   for e in examples)
+    for _ in range(STEPS):
+        loss = model(**batch).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
