@@ -2,7 +2,7 @@
 
 Each variant trains the same batches of a workload (bundled model, LoRA r=8 all-linear) for a
 few optimizer steps; variants are interleaved round by round so a noisy neighbour hits them alike,
-and the median step time per variant is reported with its speed-up over the first (the peers'
+and the median CPU time per step of each variant is reported with its speed-up over the first (the peers'
 setting: padded batches, logits everywhere, gradient checkpointing) in the automatic dtype;
 the last variant shows what fp32 weights would cost on this CPU.
 """
@@ -67,14 +67,16 @@ def _model(path, variant: Variant):
 
 
 def _step(model, opt, batch, fast: bool) -> float:
+    """CPU seconds of one optimizer step (process time: robust to other load on a shared
+    machine, where wall time swings 2x; with torch's threads busy it tracks wall time)."""
     from ..train.fast_loss import labelled_loss
 
-    start = time.perf_counter()
+    start = time.process_time()
     loss = labelled_loss(model, batch) if fast else model(**batch).loss
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def run_ablation(workload: str = "W2", steps: int = 3, batch_size: int = 8, rounds: int = 1,
@@ -98,14 +100,14 @@ def run_ablation(workload: str = "W2", steps: int = 3, batch_size: int = 8, roun
             del model, opt
     tokens = sum(len(f["input_ids"]) for f in feats) / len(chunks)
     base = statistics.median(times[next(iter(chosen))])
-    return [{"variant": k, "setting": v.name, "median_step_s": round(statistics.median(times[k]), 3),
+    return [{"variant": k, "setting": v.name, "median_step_cpu_s": round(statistics.median(times[k]), 3),
              "tokens_per_s": round(tokens / statistics.median(times[k]), 1),
              "speedup": round(base / statistics.median(times[k]), 2)} for k, v in chosen.items()]
 
 
 def format_ablation(rows: list[dict]) -> str:
-    lines = ["| variant | setting | median s/step | real tok/s | speed-up |", "|---|---|---|---|---|"]
-    lines += [f"| {r['variant']} | {r['setting']} | {r['median_step_s']} | {r['tokens_per_s']} | "
+    lines = ["| variant | setting | median CPU s/step | real tok per CPU s | speed-up |", "|---|---|---|---|---|"]
+    lines += [f"| {r['variant']} | {r['setting']} | {r['median_step_cpu_s']} | {r['tokens_per_s']} | "
               f"{r['speedup']}x |" for r in rows]
     return "\n".join(lines)
 

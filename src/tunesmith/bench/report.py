@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 
-METRICS = ("tokens_per_s", "train_s", "wall_s", "first_step_s", "peak_rss_mb", "final_loss")
+METRICS = ("tokens_per_s", "tokens_per_cpu_s", "train_s", "wall_s", "first_step_s", "peak_rss_mb", "final_loss")
 
 
 def aggregate(runs: list[dict]) -> dict:
@@ -29,7 +29,10 @@ def ratios(tools: dict, ours: str = "tunesmith") -> dict:
     for name, t in tools.items():
         if name == ours or "tokens_per_s" not in t or "tokens_per_s" not in mine:
             continue
+        cpu = "tokens_per_cpu_s"
         out[name] = {"speed": mine["tokens_per_s"]["median"] / t["tokens_per_s"]["median"],
+                     "cpu_speed": (mine[cpu]["median"] / t[cpu]["median"]
+                                   if cpu in mine and cpu in t else None),
                      "peak_rss": mine["peak_rss_mb"]["median"] / t["peak_rss_mb"]["median"],
                      "first_loss_diff": abs(mine["first_loss"]["median"] - t["first_loss"]["median"])
                      if "first_loss" in t and "first_loss" in mine else None}
@@ -57,15 +60,16 @@ def format_report(result: dict, tolerance: float = 1e-3) -> str:
              f"lr {spec['learning_rate']}, gradient checkpointing "
              f"{'on' if spec['gradient_checkpointing'] else 'off'} for the peers",
              f"- repeats: {result['repeats']} (median shown, min in brackets)", "",
-             "| tool | tokens/s | train s | wall s | first step s | peak RSS MiB | first loss "
-             "| final loss | % of peak |", "|---|---|---|---|---|---|---|---|---|"]
+             "| tool | tokens/s | tokens/CPU-s | train s | wall s | first step s | peak RSS MiB "
+             "| first loss | final loss | % of peak |", "|---|---|---|---|---|---|---|---|---|---|"]
     peak = hw["peak_bf16"] if spec["dtype"] == "bf16" else hw["peak_fp32"]
     for name, t in tools.items():
         if not t["runs"]:
-            lines.append(f"| {name} | failed: {t['errors'][0]['error']} |||||||")
+            lines.append(f"| {name} | failed: {t['errors'][0]['error']} ||||||||")
             continue
         pct = 100 * t["achieved_flops"]["median"] / peak if "achieved_flops" in t else 0
-        lines.append(f"| {name} | {_fmt(t.get('tokens_per_s'))} | {_fmt(t.get('train_s'))} | "
+        lines.append(f"| {name} | {_fmt(t.get('tokens_per_s'))} | {_fmt(t.get('tokens_per_cpu_s'))} | "
+                     f"{_fmt(t.get('train_s'))} | "
                      f"{_fmt(t.get('wall_s'))} | {_fmt(t.get('first_step_s'))} | "
                      f"{_fmt(t.get('peak_rss_mb'), 0)} | {_fmt(t.get('first_loss'), 4)} | "
                      f"{_fmt(t.get('final_loss'), 4)} | {pct:.1f}% |")
@@ -73,6 +77,7 @@ def format_report(result: dict, tolerance: float = 1e-3) -> str:
         diff = r["first_loss_diff"]
         check = ("-" if diff is None else
                  f"first-step loss differs by {diff:.2e} ({'equal work' if diff <= tolerance else 'NOT equal: check'})")
-        lines.append(f"\n- vs {name}: **{r['speed']:.2f}x** tokens/s, peak RSS "
+        cpu = f" ({r['cpu_speed']:.2f}x per CPU-second)" if r.get("cpu_speed") else ""
+        lines.append(f"\n- vs {name}: **{r['speed']:.2f}x** tokens/s{cpu}, peak RSS "
                      f"{r['peak_rss']:.2f}x; {check}")
     return "\n".join(lines) + "\n"

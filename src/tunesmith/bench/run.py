@@ -2,7 +2,9 @@
 
 Wall time runs from launch to exit; time to first step from launch to the end of the first
 optimizer step; training time from ``on_train_begin`` to the end of training. Peak RSS is the
-child's own maximum resident set, from ``os.wait4`` (so runs never share a number).
+child's own maximum resident set, from ``os.wait4`` (so runs never share a number). Tokens per
+CPU-second (training loop's process time) is reported beside tokens/s: on a shared machine wall
+time swings with other load, CPU time much less.
 """
 
 from __future__ import annotations
@@ -50,17 +52,20 @@ def measure(cmd: list[str], env: dict, log: Path, timeout_s: float) -> dict:
             timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
     return {"t_launch": start, "t_exit": time.time(), "returncode": proc.returncode,
-            "peak_rss_mb": usage.ru_maxrss / 1024}
+            "peak_rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime}
 
 
 def summarize(tool: str, spec: dict, outer: dict, inner: dict, flops_per_token: float) -> dict:
     """One run's metrics from the outside measurement and the child's timing record."""
     losses = {int(k): v for k, v in inner.get("losses", {}).items()}
     train_s = inner["t_end"] - inner["t_begin"]
+    train_cpu_s = inner.get("cpu_end", 0) - inner.get("cpu_begin", 0)
     tokens = spec["tokens"]
     return {"tool": tool, "steps": inner.get("steps"), "tokens": tokens,
             "train_s": round(train_s, 2), "tokens_per_s": round(tokens / train_s, 2),
+            "tokens_per_cpu_s": round(tokens / train_cpu_s, 2) if train_cpu_s > 0 else None,
             "wall_s": round(outer["t_exit"] - outer["t_launch"], 2),
+            "cpu_s": round(outer.get("cpu_s", 0), 2),
             "first_step_s": round(inner["t_first_step"] - outer["t_launch"], 2),
             "peak_rss_mb": round(outer["peak_rss_mb"], 1),
             "peak_gpu_mb": inner.get("peak_gpu_mb"),

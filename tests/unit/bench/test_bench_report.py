@@ -18,7 +18,8 @@ from tunesmith.errors import ConfigError
 def fake_run(tool, tps, rss, loss=1.0, **kw):
     return {"tool": tool, "steps": 3, "tokens": 300, "train_s": 300 / tps, "tokens_per_s": tps,
             "wall_s": 20.0, "first_step_s": 5.0, "peak_rss_mb": rss, "peak_gpu_mb": None,
-            "first_loss": loss, "final_loss": loss - 0.5, "achieved_flops": 1e9, **kw}
+            "first_loss": loss, "final_loss": loss - 0.5, "achieved_flops": 1e9,
+            "tokens_per_cpu_s": tps / 2, **kw}
 
 
 def fake_result(runs):
@@ -65,7 +66,8 @@ def test_report_medians_ratios_and_equal_work_check():
     assert result["ratios"]["trl"]["speed"] == pytest.approx(110 / 45)
     text = format_report(result)
     assert "Test CPU (AVX512, 2 cores); dtype bf16" in text
-    assert "| tunesmith | 110.0 (min 100.0) |" in text
+    assert "| tunesmith | 110.0 (min 100.0) | 55.0 (min 50.0) |" in text
+    assert "(2.44x per CPU-second)" in text
     assert "**2.44x** tokens/s" in text and "equal work" in text
     assert "| llamafactory | failed: exit 1: boom" in text
     bad = fake_result([fake_run("tunesmith", 1, 1), fake_run("trl", 1, 1, loss=1.1)])
@@ -77,9 +79,11 @@ import json, sys, time
 from pathlib import Path
 out = Path(sys.argv[1])
 t0 = time.time()
+c0 = time.process_time()
 x = bytearray(30 * 2**20)  # a visible RSS
 out.write_text(json.dumps({"t_begin": t0, "t_first_step": t0 + 0.01, "t_end": t0 + 0.5,
-                           "losses": {"1": 2.0, "3": 1.5}, "steps": 3}))
+                           "losses": {"1": 2.0, "3": 1.5}, "steps": 3,
+                           "cpu_begin": c0, "cpu_end": c0 + 0.25}))
 """
 
 
@@ -103,6 +107,7 @@ def test_bench_train_pipeline_with_fake_tools(tmp_path, bundled_dir):
     ours = result["tools"]["tunesmith"]
     assert ours["peak_rss_mb"]["median"] > 30 and ours["first_loss"]["median"] == 2.0
     assert ours["tokens_per_s"]["median"] == pytest.approx(spec["tokens"] / 0.5)
+    assert ours["tokens_per_cpu_s"]["median"] == pytest.approx(spec["tokens"] / 0.25)
     assert "no peer here" in result["tools"]["trl"]["errors"][0]["error"]
     report = (tmp_path / "W1" / "report.md").read_text()
     assert "| tunesmith |" in report and "failed" in report

@@ -19,6 +19,7 @@ class BenchTiming(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.record["t_begin"] = time.time()
+        self.record["cpu_begin"] = time.process_time()
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.record["t_first_step"] is None:
@@ -31,6 +32,7 @@ class BenchTiming(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.record["t_end"] = time.time()
+        self.record["cpu_end"] = time.process_time()
         self.record["child_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         try:
             import torch
