@@ -15,6 +15,7 @@ import importlib.util
 from ..errors import ConfigError
 from ..hardware import detect, resolve_dtype
 from .distributed import parallel_kwargs
+from .trackers import OWN_CALLBACK
 
 # Our TrainConfig fields passed to TrainingArguments under the same name.
 PASS_THROUGH = (
@@ -135,7 +136,7 @@ def _base_kwargs(cfg) -> dict:
     kwargs["dataloader_pin_memory"] = detect().device == "cuda"
     if detect().device == "cpu":  # also makes accelerate pick MULTI_CPU + gloo under torchrun
         kwargs["use_cpu"] = True
-    report = [r for r in t.report_to if r != "none"]
+    report = [r for r in t.report_to if r != "none" and r not in OWN_CALLBACK]
     kwargs["report_to"] = report or "none"
     if t.group_by_length:
         kwargs["train_sampling_strategy"] = "group_by_length"

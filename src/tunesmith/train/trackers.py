@@ -38,10 +38,55 @@ def _swanlab(out: Path, cfg) -> None:
     if not os.environ.get("SWANLAB_API_KEY") and os.environ.get("SWANLAB_MODE") != "disabled":
         os.environ["SWANLAB_MODE"] = "offline"
     os.environ["SWANLAB_LOG_DIR"] = str(out / "swanlog")
-    os.environ["SWANLAB_PROJECT"] = cfg.train.tracker_project or "tunesmith"
+    # swanlab 0.10 reads nested settings from SWANLAB_<FIELD>_<SUB>: the project name is
+    # SWANLAB_PROJECT_NAME (a plain SWANLAB_PROJECT would be parsed as the whole project object).
+    os.environ.pop("SWANLAB_PROJECT", None)
+    os.environ["SWANLAB_PROJECT_NAME"] = cfg.train.tracker_project or "tunesmith"
 
 
 TRACKERS = {"tensorboard": _tensorboard, "wandb": _wandb, "swanlab": _swanlab, "none": None}
+# Trackers whose Trainer integration we add ourselves (see swanlab_callback), not via report_to.
+OWN_CALLBACK = ("swanlab",)
+
+
+class _SwanLabShim:
+    """The swanlab module, with ``get_run()`` returning None when no run is active (swanlab
+    0.10 raises RuntimeError there, which transformers' SwanLabCallback does not expect)."""
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+    def get_run(self):
+        try:
+            return self._module.get_run()
+        except RuntimeError:
+            return None
+
+
+def swanlab_callback():
+    """transformers' SwanLabCallback over the shim; finishes its run at train end so a second
+    run in the same process (web UI, sweep) starts a new one."""
+    from transformers.integrations import SwanLabCallback
+
+    class Callback(SwanLabCallback):
+        def __init__(self):
+            super().__init__()
+            self._swanlab = _SwanLabShim(self._swanlab)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            super().on_train_end(args, state, control, **kwargs)
+            if state.is_world_process_zero and self._swanlab.get_run() is not None:
+                self._swanlab.finish()
+
+    return Callback()
+
+
+def tracker_callbacks(cfg) -> list:
+    """Callbacks for the trackers in OWN_CALLBACK that ``report_to`` names."""
+    return [swanlab_callback()] if "swanlab" in cfg.train.report_to else []
 
 
 def check_report_to(names: list[str]) -> None:
