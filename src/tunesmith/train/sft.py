@@ -31,7 +31,7 @@ from .fingerprint import check_resume, run_fingerprint
 from .model import describe_trainable, load_for_training
 from .records import plot_loss, write_model_card
 from .signals import StopOnSignal, StopRequest, interrupted, trap_signals
-from .trackers import setup_trackers
+from .trackers import setup_trackers, tracker_callbacks
 from .trainer import NonFiniteLoss, TunesmithTrainer, non_finite_params
 
 
@@ -128,7 +128,7 @@ def build_trainer(cfg, model, tokenizer, data, args=None, fingerprint=None):
     from transformers.trainer_callback import PrinterCallback
 
     args = args or build_training_args(cfg)
-    callbacks = [LogCallback(cfg.train.output_dir), ProgressCallback()]
+    callbacks = [LogCallback(cfg.train.output_dir), ProgressCallback(), *tracker_callbacks(cfg)]
     if hasattr(methods, "method_callbacks"):
         callbacks += methods.method_callbacks(cfg, model)
     trainer = TunesmithTrainer(
