@@ -16,8 +16,10 @@ def run(args) -> int:
     merge, saved = result["merge"], result["saved"]
     print(f"exported {result['dtype']} {cfg.infer.export_format} to {result['export_dir']} "
           f"({len(result['files'])} files)")
+    drift = result[f"saved_{result['dtype']}_vs_adapter"]
     print(f"check passed: merged vs adapter logits max |diff| {merge['max_abs_diff']:.3g} "
           f"(tolerance {merge['tolerance']:.3g}, top-1 agreement {merge['top1_agreement']:.3f}); "
-          f"saved files vs checked model max |diff| {saved['max_abs_diff']:.3g} "
+          f"{saved['tensors']} saved tensors equal the merged ones bit for bit; saved "
+          f"{result['dtype']} model vs adapter max |diff| {drift['max_abs_diff']:.3g} "
           f"-> {result['export_dir']}/export_check.json")
     return 0

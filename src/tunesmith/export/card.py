@@ -22,8 +22,8 @@ def write_card(out_dir: Path, meta: dict, report: dict) -> Path:
         "", "## Check", "",
         f"On a {report['probe_tokens']}-token probe conversation, the merged model's logits differ "
         f"from base + adapter by at most {merge['max_abs_diff']:.3g} (tolerance "
-        f"{merge['tolerance']:.3g}; top-1 agreement {merge['top1_agreement']:.3f}); the saved "
-        f"files reproduce the checked model to {saved['max_abs_diff']:.3g}. "
+        f"{merge['tolerance']:.3g}; top-1 agreement {merge['top1_agreement']:.3f}); all "
+        f"{saved['tensors']} saved tensors, loaded back, equal the checked ones bit for bit. "
         f"Result: {'passed' if report['passed'] else 'FAILED'} (details: `export_check.json`).",
         "", "## Use", "",
         "```bash",

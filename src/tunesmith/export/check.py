@@ -4,11 +4,11 @@ Two comparisons on a probe conversation rendered with the training template:
 
 1. ``merge``: merged model (in memory, fp32) vs base + adapter (fp32): max |logit difference|
    must be within ``tolerance`` (float rounding only; a wrong merge is off by whole units).
-2. ``saved``: the exported files loaded back vs the in-memory merged model cast to the export
-   dtype: must agree to 1e-5 of the largest logit (bit-identical on CPU: the files hold
-   exactly what was checked).
+2. ``saved``: every tensor of the exported files, loaded back, must equal the merged model's
+   tensor cast to the export dtype, bit for bit (the files hold exactly what was checked).
 
-The drift from casting to a smaller dtype (bf16/fp16) is reported too, with top-1 agreement.
+The logit drift of the saved model from base + adapter (fp32) is reported too, with top-1
+agreement: ~1e-6 in fp32, larger in bf16/fp16 (rounding of the weights).
 """
 
 from __future__ import annotations
@@ -44,13 +44,21 @@ def compare(reference: torch.Tensor, other: torch.Tensor) -> dict:
             "top1_agreement": round(float(top1), 6)}
 
 
-def build_report(adapter_logits, merged_logits, cast_logits, saved_logits, dtype: str) -> dict:
+def compare_tensors(expected: dict, loaded: dict) -> dict:
+    """Bitwise comparison of the merged state dict with the one loaded back from the files."""
+    missing = [k for k in expected if k not in loaded]
+    differ = [k for k in expected if k in loaded
+              and not torch.equal(expected[k].cpu(), loaded[k].to(expected[k].dtype).cpu())]
+    return {"tensors": len(expected), "missing": missing[:5], "different": differ[:5],
+            "passed": not missing and not differ}
+
+
+def build_report(adapter_logits, merged_logits, saved_tensors: dict, saved_logits,
+                 dtype: str) -> dict:
     """The ``export_check.json`` content; ``passed`` is what the export depends on."""
     merge = {**compare(adapter_logits, merged_logits), "tolerance": tolerance(adapter_logits)}
     merge["passed"] = merge["max_abs_diff"] <= merge["tolerance"]
-    saved = compare(cast_logits, saved_logits)
-    saved["passed"] = saved["max_abs_diff"] <= 1e-5 * max(1.0, float(cast_logits.abs().max()))
     drift = compare(adapter_logits, saved_logits)
-    return {"probe_tokens": int(adapter_logits.shape[1]), "merge": merge, "saved": saved,
-            f"export_dtype_{dtype}_vs_adapter": drift,
-            "passed": bool(merge["passed"] and saved["passed"])}
+    return {"probe_tokens": int(adapter_logits.shape[1]), "merge": merge, "saved": saved_tensors,
+            f"saved_{dtype}_vs_adapter": drift,
+            "passed": bool(merge["passed"] and saved_tensors["passed"])}

@@ -17,7 +17,7 @@ import torch
 from ..errors import ConfigError, ModelError
 from ..hardware import resolve_dtype, torch_dtype
 from .atomic import MARKER, atomic_dir, check_destination
-from .check import build_report, logits_of, probe_ids
+from .check import build_report, compare_tensors, logits_of, probe_ids
 from .formats import get_exporter
 from .card import write_card
 
@@ -116,11 +116,12 @@ def run_export(cfg) -> dict:
     merged = logits_of(model, ids)
     dtype = export_dtype(cfg, path)
     model = model.to(torch_dtype(dtype))
-    cast = logits_of(model, ids)
     with atomic_dir(dest) as tmp:
         files = exporter.save(model, tokenizer, template, tmp, cfg)
-        saved = logits_of(exporter.load(tmp, dtype, model.device), ids)
-        report = build_report(reference, merged, cast, saved, dtype)
+        loaded = exporter.load(tmp, dtype, model.device)
+        tensors = compare_tensors(model.state_dict(), loaded.state_dict())
+        report = build_report(reference, merged, tensors, logits_of(loaded, ids), dtype)
+        del loaded
         _write_record(tmp, dest, cfg, report, files, dtype, template)
         if not report["passed"]:
             raise ModelError("export check failed (merged model differs from the adapter model: "
