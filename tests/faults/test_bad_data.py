@@ -8,6 +8,7 @@ training. A few cases also run through the real CLI in a subprocess (exit 2, no 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -140,8 +141,6 @@ def test_bad_file_is_a_one_line_error(tmp_path, tok, case):
         _load(tok, dataset=str(path))
     message = str(err.value)
     assert "\n" not in message
-    import re
-
     assert re.search(pattern.format(path=re.escape(str(path))), message), message
 
 
@@ -259,31 +258,44 @@ def test_eos_labelled_without_pad_token(tiny_llama3_dir, tmp_path):
     assert batch["labels"][0, n - 1].item() == eot and (batch["labels"][2, 5:] == IGNORE).all()
 
 
-# --- through the real CLI: exit 2, one line naming the place, no traceback -----------------
-@pytest.mark.parametrize("case", ["truncated_jsonl", "non_utf8_jsonl", "all_rows_bad"])
-def test_cli_train_refuses_bad_file(tmp_path, tiny_model_dir, case):
+# --- through the CLI: exit 2, one line naming the place, no traceback ----------------------
+def _cli_args(tmp_path, tiny_model_dir, *extra):
+    return ["train", f"model_name_or_path={tiny_model_dir}", f"output_dir={tmp_path / 'run'}",
+            "max_steps=1", "dtype=fp32", *extra]
+
+
+@pytest.mark.parametrize("case", ["truncated_jsonl", "non_utf8_jsonl", "all_rows_bad", "empty_jsonl",
+                                  "unsupported_suffix"])
+def test_cli_train_refuses_bad_file(tmp_path, tiny_model_dir, capsys, case):
+    from tunesmith.cli import main
+
     name, data, pattern = FILE_FAULTS[case]
     path = _bytes(tmp_path / name, data)
-    cmd = [sys.executable, "-m", "tunesmith.cli", "train", f"model_name_or_path={tiny_model_dir}",
-           f"dataset={path}", f"output_dir={tmp_path / 'run'}", "max_steps=1", "dtype=fp32"]
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TUNESMITH_HOME": str(tmp_path / "home"),
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    import re
-
-    assert len(errors) == 1 and re.search(pattern.format(path=re.escape(str(path))), errors[0]), proc.stderr
+    assert main(_cli_args(tmp_path, tiny_model_dir, f"dataset={path}")) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in err and len(errors) == 1
+    assert re.search(pattern.format(path=re.escape(str(path))), errors[0]), err
     assert not (tmp_path / "run" / "adapter_model.safetensors").exists()
 
 
-def test_cli_train_refuses_traversal(tmp_path, tiny_model_dir):
+def test_cli_train_refuses_traversal(tmp_path, tiny_model_dir, capsys):
+    from tunesmith.cli import main
+
     _registry(tmp_path, {"evil": {"file_name": "../../etc/passwd"}})
-    cmd = [sys.executable, "-m", "tunesmith.cli", "train", f"model_name_or_path={tiny_model_dir}",
-           "dataset=evil", f"dataset_dir={tmp_path}", f"output_dir={tmp_path / 'run'}"]
+    assert main(_cli_args(tmp_path, tiny_model_dir, "dataset=evil", f"dataset_dir={tmp_path}")) == 2
+    err = capsys.readouterr().err
+    assert "dataset 'evil': path '../../etc/passwd' escapes dataset_dir" in err and "Traceback" not in err
+
+
+def test_cli_subprocess_truncated_jsonl(tmp_path, tiny_model_dir):
+    """The real process: exit status 2, one error line with file:line, no traceback."""
+    path = _bytes(tmp_path / "d.jsonl", GOOD_LINE + b"\n" + GOOD_LINE[:20])
+    cmd = [sys.executable, "-m", "tunesmith.cli", *_cli_args(tmp_path, tiny_model_dir, f"dataset={path}")]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TUNESMITH_HOME": str(tmp_path / "home"),
-           "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "dataset 'evil': path '../../etc/passwd' escapes dataset_dir" in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {path}:2: invalid JSON: Unterminated string starting at (column 15)"] or (
+        len(errors) == 1 and f"{path}:2: invalid JSON" in errors[0]), proc.stderr
