@@ -32,22 +32,23 @@ def assert_trains_exactly(run: Run, intended, may_stay=lambda name, tensor: Fals
     assert run.unchanged_frozen()
 
 
-def reload(run: Run, base_dir):
+def reload(run: Run, base_dir, **base_kwargs):
     """The saved run loaded back with plain transformers / peft."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     if (run.out / "adapter_config.json").is_file():
-        base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+        base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32,
+                                                    **base_kwargs)
         return PeftModel.from_pretrained(base, str(run.out))
     return AutoModelForCausalLM.from_pretrained(str(run.out), dtype=torch.float32)
 
 
-def assert_reloads(run: Run, base_dir, atol: float = 1e-5):
+def assert_reloads(run: Run, base_dir, atol: float = 1e-5, **base_kwargs):
     """Save -> load gives the logits of the in-memory trained model."""
     ids = sample_ids()
     expected = logits_of(run.model, ids)
-    loaded = reload(run, base_dir)
+    loaded = reload(run, base_dir, **base_kwargs)
     torch.testing.assert_close(logits_of(loaded, ids), expected, atol=atol, rtol=0)
     return loaded
 

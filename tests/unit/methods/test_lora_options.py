@@ -78,3 +78,11 @@ def test_loftq_on_cpu_is_a_clear_error(tiny_overrides):
         pytest.skip("LoftQ runs on CUDA; this checks the CPU message")
     with pytest.raises(ConfigError, match="loftq needs a CUDA GPU"):
         train_method({**tiny_overrides, "init_lora_weights": "loftq", "loftq_bits": 4})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="peft's LoftQ runs on CUDA only")
+def test_loftq_trains_on_gpu(tiny_overrides, tiny_model_dir):
+    run = train_method({**tiny_overrides, "init_lora_weights": "loftq", "loftq_bits": 4,
+                        "loftq_iter": 1, "lora_target": "q_proj,v_proj"})
+    assert_method_works(run, tiny_model_dir, _lora, mergeable=True)
