@@ -58,8 +58,6 @@ def contained(base: Path, relative, what: str) -> Path:
     return target
 
 
-# LLaMA-Factory ``formatting`` values -> our formats (``openai`` is sharegpt with role/content tags).
-_LF_FORMATS = {"alpaca": "alpaca", "sharegpt": "sharegpt", "openai": "openai"}
 _UNSUPPORTED = {"ranking": "preference (ranking) datasets are for DPO/ORPO/RM training, which "
                            "tunesmith does not support; use an SFT dataset (stage: sft) instead",
                 "kto_tag": "KTO datasets are not supported (stage: sft or pt only)"}
@@ -84,10 +82,10 @@ def spec_from_entry(name: str, entry: dict, dataset_dir: Path) -> DatasetSpec:
     path = contained(dataset_dir, entry["file_name"], f"dataset '{name}'")
     if not path.exists():
         raise DataError(f"dataset '{name}': file '{entry['file_name']}' not found in {dataset_dir}")
-    formatting = entry.get("formatting", "alpaca")
-    if formatting not in _LF_FORMATS:
+    formatting = _formatting(entry)
+    if formatting not in _known_formats():
         raise _entry_error(dataset_dir, name, f"formatting '{formatting}' is not one of "
-                           f"{', '.join(_LF_FORMATS)}")
+                           f"{', '.join(_known_formats())}")
     if entry.get("split", "train") != "train":
         raise _entry_error(dataset_dir, name, f"split '{entry['split']}': local files have only "
                            "a 'train' split; point file_name at the file for that split")
@@ -97,8 +95,29 @@ def spec_from_entry(name: str, entry: dict, dataset_dir: Path) -> DatasetSpec:
     for key in ("columns", "tags"):
         if not isinstance(entry.get(key) or {}, dict):
             raise _entry_error(dataset_dir, name, f"{key} must be an object")
-    return DatasetSpec(name, path, _LF_FORMATS[formatting], dict(entry.get("columns") or {}),
-                       dict(entry.get("tags") or {}), num)
+    columns = dict(entry.get("columns") or {})
+    if formatting == "text" and set(columns) == {"prompt"}:
+        columns = {"text": columns["prompt"]}
+    return DatasetSpec(name, path, formatting, columns, dict(entry.get("tags") or {}), num)
+
+
+def _known_formats() -> list[str]:
+    from .formats import FORMATS
+
+    return ["auto", *FORMATS]
+
+
+def _formatting(entry: dict) -> str:
+    """The entry's format: LLaMA-Factory's ``formatting`` (default alpaca) or any of ours.
+
+    LLaMA-Factory's pre-training datasets are alpaca entries whose only column is ``prompt``
+    (e.g. ``columns: {prompt: text}``): those are read as plain text.
+    """
+    formatting = entry.get("formatting", "alpaca")
+    columns = entry.get("columns")
+    if formatting == "alpaca" and isinstance(columns, dict) and set(columns) == {"prompt"}:
+        return "text"
+    return formatting
 
 
 def resolve_dataset(name: str, dataset_dir: str) -> DatasetSpec:

@@ -117,3 +117,20 @@ def test_symlink_inside_dataset_dir_is_allowed(tmp_path):
     os.symlink(tmp_path / "real.json", tmp_path / "alias.json")
     registry(tmp_path, {"ok": {"file_name": "alias.json"}})
     assert resolve_dataset("ok", str(tmp_path)).path == (tmp_path / "real.json").resolve()
+
+
+EXAMPLES = {"identity": 80, "emotional_support": 42, "emotional_support_pc": 20, "multi_turn": 20,
+            "medical_reasoning": 20, "imdb_like": 40}
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_example_datasets_load_completely(chatml_tok, name):
+    from tests.conftest import REPO
+
+    stage = "pt" if name == "imdb_like" else "sft"
+    cfg = make_cfg(dataset=name, dataset_dir=str(REPO / "examples" / "data"), stage=stage,
+                   cutoff_len=1024, placeholders={"name": "Nova", "author": "Tunesmith Labs"})
+    data = load_data(cfg, chatml_tok, None if stage == "pt" else get_template("auto", chatml_tok))
+    assert (data.report.total, data.report.kept, data.report.truncated) == (EXAMPLES[name], EXAMPLES[name], 0)
+    if name == "medical_reasoning":
+        assert "<think>\n" in chatml_tok.decode(data.train[0].input_ids)
