@@ -103,12 +103,20 @@ def encode_batch(convs: list[Conversation], tokenizer, template: Template | None
             results.append(r)
             continue
         pairs = [next(encoded) for _ in r]  # consume this row's encodings before any error
-        try:
-            results.append([_example(s, ids, offs, tokenizer, cutoff_len)
-                            for s, (ids, offs) in zip(r, pairs)])
-        except RowError as err:
-            results.append(err)
+        results.append(_row_examples(r, pairs, tokenizer, cutoff_len))
     return results
+
+
+def _row_examples(samples, pairs, tokenizer, cutoff_len: int) -> list[Example] | RowError:
+    """A row's examples; with several samples (split_turns) only those left without any label
+    are dropped, and the row fails only when all are."""
+    kept, error = [], None
+    for s, (ids, offs) in zip(samples, pairs):
+        try:
+            kept.append(_example(s, ids, offs, tokenizer, cutoff_len))
+        except RowError as err:
+            error = err
+    return kept if kept else error
 
 
 def encode_conversation(conv: Conversation, tokenizer, template: Template, *,
