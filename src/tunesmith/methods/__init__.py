@@ -38,7 +38,7 @@ class Method:
 
 METHODS: dict[str, Method] = {}
 _MODULES = ("lora", "qlora", "full", "freeze", "bitfit", "prefix", "prompt", "ptuning", "ia3",
-            "adalora", "adapter")
+            "adalora", "adapter", "lycoris", "vera", "oft")
 BASE_SIGNATURE_FILE = "tunesmith_base.json"
 
 

@@ -28,6 +28,10 @@ CASES = {
                 lambda n: "prompt_encoder" in n),
     "ia3": ({"ia3_target": "q_proj,up_proj,down_proj", "ia3_feedforward": "down_proj"},
             lambda n: "ia3_l" in n and any(f".{m}." in n for m in ("q_proj", "up_proj", "down_proj"))),
+    "loha": ({"lycoris_rank": 4, "lycoris_target": "q_proj,v_proj"}, lambda n: "hada_" in n),
+    "lokr": ({"lycoris_rank": 4, "lycoris_target": "q_proj,v_proj"}, lambda n: "lokr_" in n),
+    "vera": ({"vera_rank": 16, "vera_target": "q_proj,v_proj"}, lambda n: "vera_lambda" in n),
+    "oft": ({"oft_block_size": 8, "oft_target": "q_proj,v_proj"}, lambda n: "oft_R" in n),
     "adalora": ({"adalora_init_r": 6, "adalora_target_r": 2, "adalora_tinit": 1,
                  "adalora_tfinal": 1}, lambda n: "lora_" in n),
 }

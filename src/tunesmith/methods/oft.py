@@ -1,0 +1,34 @@
+"""OFT: orthogonal fine-tuning, a learned block-diagonal rotation of each weight (peft OFT).
+It preserves the angles between neurons; mergeable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from . import register_method, wrap_peft
+from .lora import target_modules
+
+
+@dataclass
+class OftParams:
+    oft_block_size: int = 32  # must divide the targeted layers' input size
+    oft_target: list[str] | None = None  # None or ["all"]: every linear layer but lm_head
+    oft_module_dropout: float = 0.0
+    oft_coft: bool = False  # constrained OFT
+
+    def check(self) -> None:
+        if self.oft_block_size <= 0:
+            raise ConfigError(f"key 'oft_block_size': must be a positive integer, got {self.oft_block_size}")
+        if not 0 <= self.oft_module_dropout < 1:
+            raise ConfigError(f"key 'oft_module_dropout': must be in [0, 1), got {self.oft_module_dropout}")
+
+
+@register_method("oft", OftParams, summary="learned block-diagonal rotations of the weights (OFT)")
+def apply_oft(model, params: OftParams, cfg):
+    from peft import OFTConfig
+
+    config = OFTConfig(task_type="CAUSAL_LM", r=0, oft_block_size=params.oft_block_size,
+                       target_modules=target_modules(params.oft_target),
+                       module_dropout=params.oft_module_dropout, coft=params.oft_coft)
+    return wrap_peft(model, config, "oft")
