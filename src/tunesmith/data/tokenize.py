@@ -55,6 +55,8 @@ def render_samples(conv: Conversation, tokenizer, template: Template | None,
     """The text and assistant spans of each sample of one conversation."""
     if conv.text is not None:
         return [_Rendered(conv.text, None, True)]
+    if template is None:
+        raise RowError("not_text", "stage: pt trains on plain text rows (format: text)")
     samples = []
     for turns in supervised_turns(conv, train_on):
         messages = conv.messages[: turns[-1] + 1]

@@ -178,3 +178,21 @@ def test_report_json_counts(tmp_path, chatml_tok):
     saved = json.loads(data.report.save(tmp_path / "out").read_text())
     assert saved["kept"] + saved["dropped"] == saved["total"] == 7
     assert saved["dropped_by_reason"] == {"empty_field": 1}
+
+
+def test_split_turns_keeps_turns_that_survive_truncation(tmp_path, chatml_tok):
+    row = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello."},
+                        {"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "Bye."}]}
+    path = write_rows(tmp_path / "d.jsonl", [row])
+    data = _load(chatml_tok, dataset=str(path), train_on="split_turns", cutoff_len=64)
+    assert data.report.kept == 1 and len(data.train) == 1 and data.report.truncated == 0
+    assert "Hello." in chatml_tok.decode(data.train[0].input_ids)
+
+
+def test_chat_rows_with_stage_pt_are_counted_not_crashing(tmp_path, chatml_tok):
+    from tunesmith.data.preview import preview
+
+    path = write_rows(tmp_path / "d.jsonl", [{"messages": [{"role": "user", "content": "q"},
+                                                           {"role": "assistant", "content": "a"}]}])
+    text, _ = preview(make_cfg(dataset=str(path), stage="pt"), chatml_tok, None)
+    assert "dropped: stage: pt trains on plain text rows" in text
