@@ -141,6 +141,27 @@ def merge_refusal(cfg) -> str | None:
     return method.merge_blocker(params) if method.merge_blocker else None
 
 
+# peft types whose adapters are extra inputs (virtual tokens / prefixes), not a weight delta.
+UNMERGEABLE_PEFT_TYPES = {"PREFIX_TUNING": "prefix", "PROMPT_TUNING": "prompt",
+                          "P_TUNING": "ptuning", "ADAPTION_PROMPT": "adaption prompt"}
+
+
+def adapter_merge_refusal(adapter_dir) -> str | None:
+    """Why the saved adapter in ``adapter_dir`` cannot be merged into its base, or None.
+
+    For export/merge code that has an adapter directory rather than the training config.
+    """
+    config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
+    kind = UNMERGEABLE_PEFT_TYPES.get(str(config.get("peft_type")))
+    if kind:
+        return (f"adapter {adapter_dir} is a {kind} adapter (virtual tokens, not a weight delta): "
+                "it cannot be merged; serve or chat with it as an adapter instead")
+    if config.get("layer_replication"):
+        return (f"adapter {adapter_dir} uses layer_replication: replicated layers share base "
+                "weights, so a merge would add every copy's delta to one tensor")
+    return None
+
+
 def method_callbacks(cfg, model) -> list:
     """The TrainerCallbacks the configured method needs (empty for most methods)."""
     method, params = method_params(cfg)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tunesmith.methods import get_method
+from tunesmith.methods import adapter_merge_refusal, get_method
 
 from .checks import assert_method_works
 from .conftest import train_method
@@ -51,6 +51,8 @@ def test_method_trains_saves_and_merges(case, method_overrides, tiny_model_dir):
     adapter = (run.out / "adapter_config.json").is_file()
     assert adapter == method.saves_adapter
     assert (run.out / ("adapter_model.safetensors" if adapter else "model.safetensors")).is_file()
+    if adapter:  # export reads the same answer from the saved adapter
+        assert (adapter_merge_refusal(run.out) is None) == method.mergeable
     signature = json.loads((run.out / "tunesmith_base.json").read_text())
     assert signature["num_hidden_layers"] == 2 and signature["hidden_size"] == 32
     if case == "adalora":
