@@ -148,6 +148,7 @@ class ServeConfig:
     max_n: int = 1
     max_body_bytes: int = 1_000_000
     shutdown_grace_s: float = 30.0
+    serve_threads: int = 0
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "method": MethodConfig,

@@ -166,4 +166,5 @@ KEY_HELP = {
     "max_n": "largest n a request may ask",
     "max_body_bytes": "largest request body (413 above)",
     "shutdown_grace_s": "seconds requests in flight get to finish after SIGTERM (new ones: 503)",
+    "serve_threads": "torch threads for generation in serve (0: CPU cores - 1, leaving one for HTTP)",
 }
