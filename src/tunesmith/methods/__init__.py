@@ -27,6 +27,7 @@ class Method:
     saves_adapter: bool = True  # False: a full HF model is saved (full, freeze, bitfit)
     quantize_base: bool = False  # True: the base is loaded in 4/8 bit (qlora)
     mergeable: bool = True  # False: merge_and_unload does not apply (prompt, prefix, ...)
+    gradient_checkpointing: bool = True  # False: the method cannot train with it (prefix)
     summary: str = ""
     # (model, params, cfg) -> list of TrainerCallback, for methods that act inside the loop
     callbacks: Callable[..., list] | None = None
@@ -107,6 +108,9 @@ def validate_method(cfg) -> None:
     cfg.method.params = {k: getattr(params, k) for k in cfg.method.params}  # typed values
     if method.quantize_base and cfg.model.quantization_bit is None:
         cfg.model.quantization_bit = 4
+    if cfg.train.gradient_checkpointing and not method.gradient_checkpointing:
+        raise ConfigError(f"method '{method.name}' does not work with gradient_checkpointing "
+                          "(peft's limitation); set gradient_checkpointing: false")
     if cfg.model.quantization_bit and not method.quantize_base:
         raise ConfigError(f"quantization_bit={cfg.model.quantization_bit} needs method 'qlora' "
                           f"(a quantized base cannot be trained with '{method.name}')")

@@ -31,7 +31,7 @@ def check_virtual_tokens(n: int) -> None:
         raise ConfigError(f"key 'num_virtual_tokens': must be in [1, 1024], got {n}")
 
 
-@register_method("prefix", PrefixParams, mergeable=False,
+@register_method("prefix", PrefixParams, mergeable=False, gradient_checkpointing=False,
                  summary="trainable key/value prefixes in every layer (prefix tuning, P-tuning v2)")
 def apply_prefix(model, params: PrefixParams, cfg):
     """Wrap ``model`` with peft's ``PrefixTuningConfig``."""

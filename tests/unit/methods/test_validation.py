@@ -46,6 +46,11 @@ def test_key_of_another_method_names_the_valid_keys(method, key, value):
     ({"method": "adalora", "adalora_target_r": 16}, "adalora_target_r"),
     ({"method": "adalora", "adalora_beta1": 1.5}, "adalora_beta1"),
     ({"method": "adalora", "adalora_tinit": 5, "adalora_total_step": 5}, "adalora_tinit"),
+    ({"method": "prefix", "gradient_checkpointing": True}, "gradient_checkpointing"),
+    ({"method": "lycoris_typo"}, "unknown method"),
+    ({"method": "loha", "lycoris_rank": 0}, "lycoris_rank"),
+    ({"method": "vera", "vera_dropout": 1}, "vera_dropout"),
+    ({"method": "oft", "oft_block_size": 0}, "oft_block_size"),
 ])
 def test_out_of_range_values_name_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key):
@@ -99,3 +104,9 @@ def test_adapter_on_the_wrong_base_is_a_clear_error(tmp_path, tiny_model_dir):
     other = AutoModelForCausalLM.from_config(config)
     with pytest.raises(ModelError, match="different base model.*num_hidden_layers: adapter 2 vs model 3"):
         check_adapter_base(tmp_path, other)
+
+
+def test_every_method_key_has_help():
+    from tunesmith.config_help import KEY_HELP
+
+    assert [k for k in method_param_keys() if k not in KEY_HELP] == []
