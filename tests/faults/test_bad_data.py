@@ -298,3 +298,29 @@ def test_cli_subprocess_truncated_jsonl(tmp_path, tiny_model_dir):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {path}:2: invalid JSON: Unterminated string starting at (column 15)"] or (
         len(errors) == 1 and f"{path}:2: invalid JSON" in errors[0]), proc.stderr
+
+
+@pytest.mark.slow
+def test_tiny_model_without_pad_token_learns_to_stop(tiny_llama3_dir, tmp_path):
+    """Case 7 end to end: pad falls back to EOS, yet EOS is labelled, so the model learns to stop."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.train.sft import run_sft
+
+    rows = [{"messages": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "hi"}]}] * 16
+    path = write_rows(tmp_path / "d.jsonl", rows)
+    cfg = load_config(None, {"model_name_or_path": str(tiny_llama3_dir), "dataset": str(path),
+                             "output_dir": str(tmp_path / "run"), "method": "full", "max_steps": 30,
+                             "learning_rate": 1e-2, "per_device_train_batch_size": 4, "save_strategy": "no",
+                             "dtype": "fp32", "logging_steps": 10, "plot_loss": False})
+    run_sft(cfg)
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "run"))
+    model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "run"))
+    prompt = tok.apply_chat_template(rows[0]["messages"][:1], add_generation_prompt=True, return_tensors="pt",
+                                     return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**prompt, max_new_tokens=12, do_sample=False, pad_token_id=tok.eos_token_id)
+    new = out[0, prompt["input_ids"].shape[1]:].tolist()
+    eot = tok.convert_tokens_to_ids("<|eot_id|>")
+    assert eot in new and new.index(eot) <= 3, tok.decode(new)  # "hi" then <|eot_id|>

@@ -89,3 +89,15 @@ def test_bad_action_is_one_line_error(config, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["data", "explode", cfg])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_validate_json_rows_are_named_by_index(tmp_path, tiny_model_dir, capsys):
+    data = write_rows(tmp_path / "d.json", ROWS + [{"messages": [{"role": "user", "content": "q"}]}])
+    assert main(["data", "validate", f"model_name_or_path={tiny_model_dir}", f"dataset={data}"]) == 0
+    assert f"error: {data}[4]: conversation does not end with an assistant turn" in capsys.readouterr().out
+
+
+def test_zero_sample_count_is_refused(tmp_path, tiny_model_dir, capsys):
+    data = write_rows(tmp_path / "d.jsonl", ROWS)
+    assert main(["data", "stats", f"model_name_or_path={tiny_model_dir}", f"dataset={data}:0"]) == 2
+    assert "the sample count must be positive" in capsys.readouterr().err
