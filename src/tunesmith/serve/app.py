@@ -173,8 +173,8 @@ async def _generate(request: Request, state: ServeState, req, kind: str, prompt,
     params = _params(state, req, _budget(state, req, len(ids)))
     queue: asyncio.Queue = asyncio.Queue()
     loop = asyncio.get_running_loop()
-    jobs = [Job(ids, params, _emitter(loop, queue, i), index=i, fail_after=test_fail_after(text))
-            for i in range(req.n)]
+    jobs = [Job(ids, _choice_params(params, i), _emitter(loop, queue, i), index=i,
+                fail_after=test_fail_after(text)) for i in range(req.n)]
     try:
         state.scheduler.submit(jobs)
     except Overloaded:
@@ -190,6 +190,14 @@ async def _generate(request: Request, state: ServeState, req, kind: str, prompt,
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     return JSONResponse(await collect(request, rid, state.model_id, kind, jobs, queue))
+
+
+def _choice_params(params: GenParams, index: int) -> GenParams:
+    """Choice ``index`` of a seeded request samples with seed + index: n distinct, reproducible."""
+    if params.seed is None or index == 0:
+        return params
+    seed = (params.seed + index) % 2**64  # stays inside torch.manual_seed's range
+    return dataclasses.replace(params, seed=seed)
 
 
 def _emitter(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, index: int):

@@ -32,8 +32,10 @@ class APIKeyMiddleware:
         self.key = api_key.encode() if api_key else None
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or self.key is None:
+        if self.key is None or scope["type"] == "lifespan":
             return await self.app(scope, receive, send)
+        if scope["type"] != "http":  # no websocket routes exist; refuse rather than route
+            return await send({"type": "websocket.close", "code": 1008})
         if (scope["method"], scope["path"]) in PUBLIC:
             return await self.app(scope, receive, send)
         token = _bearer(scope.get("headers", []))
