@@ -22,6 +22,18 @@ from .report import DataReport
 from .tokenize import Example
 
 CACHE_VERSION = 1
+MAX_ENTRIES = 32  # older entries are pruned (least recently used first)
+# The code that turns rows into tokens: any change to it invalidates every entry.
+_CODE = ("conversation.py", "formats.py", "readers.py", "templates.py", "template_library.py",
+         "tokenize.py", "load.py", "registry.py")
+
+
+def code_fingerprint() -> str:
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in _CODE:
+        h.update((here / name).read_bytes())
+    return h.hexdigest()
 
 
 def file_digest(path: Path, h=None):
@@ -51,6 +63,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
 def cache_key(files: list[Path], tokenizer, template, settings: dict) -> str:
     """The cache key for tokenizing ``files`` with ``tokenizer``/``template`` under ``settings``."""
     h = hashlib.sha256(f"tunesmith-data-cache-v{CACHE_VERSION}".encode())
+    h.update(code_fingerprint().encode())
     for f in files:
         h.update(f.name.encode())
         h.update(file_digest(f).digest())
@@ -84,6 +97,7 @@ def load(key: str, root: Path | None = None) -> tuple[list[Example], DataReport]
                   for n in ("ids", "labels", "offsets", "truncated", "rows")}
     except (OSError, ValueError):
         return None
+    os.utime(entry)  # recently used: pruned last
     ids, labels, offsets = arrays["ids"].tolist(), arrays["labels"].tolist(), arrays["offsets"].tolist()
     examples = [Example(ids[a:b], labels[a:b], bool(t), int(r))
                 for a, b, t, r in zip(offsets[:-1], offsets[1:], arrays["truncated"], arrays["rows"])]
@@ -100,9 +114,8 @@ def save(key: str, examples: list[Example], report: DataReport, root: Path | Non
     lengths = [len(e.input_ids) for e in examples]
     offsets = np.zeros(len(examples) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum(lengths) if lengths else []
-    flat = lambda attr: np.array([t for e in examples for t in getattr(e, attr)], dtype=np.int64)  # noqa: E731
-    np.save(tmp / "ids.npy", flat("input_ids"))
-    np.save(tmp / "labels.npy", flat("labels"))
+    np.save(tmp / "ids.npy", _flat(examples, "input_ids"))
+    np.save(tmp / "labels.npy", _flat(examples, "labels"))
     np.save(tmp / "offsets.npy", offsets)
     np.save(tmp / "truncated.npy", np.array([e.truncated for e in examples], dtype=bool))
     np.save(tmp / "rows.npy", np.array([e.row for e in examples], dtype=np.int64))
@@ -115,4 +128,19 @@ def save(key: str, examples: list[Example], report: DataReport, root: Path | Non
         os.rename(tmp, entry)
     except OSError:  # a concurrent run wrote the same entry first: theirs is equally valid
         shutil.rmtree(tmp, ignore_errors=True)
+    prune(root)
     return entry
+
+
+def _flat(examples: list[Example], attr: str):
+    import numpy as np
+
+    return np.array([t for e in examples for t in getattr(e, attr)], dtype=np.int64)
+
+
+def prune(root: Path, keep: int = MAX_ENTRIES) -> None:
+    """Remove the least recently used entries beyond ``keep``."""
+    entries = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[keep:]:
+        shutil.rmtree(old, ignore_errors=True)

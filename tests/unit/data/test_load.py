@@ -196,3 +196,14 @@ def test_chat_rows_with_stage_pt_are_counted_not_crashing(tmp_path, chatml_tok):
                                                            {"role": "assistant", "content": "a"}]}])
     text, _ = preview(make_cfg(dataset=str(path), stage="pt"), chatml_tok, None)
     assert "dropped: stage: pt trains on plain text rows" in text
+
+
+def test_cache_is_pruned(tmp_path, chatml_tok, data_cache):
+    from tunesmith.data import cache
+
+    path = write_rows(tmp_path / "c.jsonl", QA)
+    for n in (100, 101, 102):
+        _load(chatml_tok, dataset=str(path), cutoff_len=n)
+    cache.prune(data_cache, keep=2)
+    assert len([p for p in data_cache.iterdir() if not p.name.startswith(".")]) == 2
+    assert _load(chatml_tok, dataset=str(path), cutoff_len=102).from_cache  # the newest survives
