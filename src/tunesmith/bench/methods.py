@@ -50,6 +50,10 @@ VARIANTS = {
     "prompt": {"method": "prompt", "num_virtual_tokens": 16, "learning_rate": 1e-2,
                "prompt_tuning_init_text": "You are a helpful assistant."},
     "ptuning": {"method": "ptuning", "num_virtual_tokens": 16, "learning_rate": 1e-3},
+    "loha": {"method": "loha", "lycoris_rank": 8, "learning_rate": 2e-4},
+    "lokr": {"method": "lokr", "lycoris_rank": 8, "learning_rate": 2e-4},
+    "vera": {"method": "vera", "vera_rank": 256, "learning_rate": 2e-3},
+    "oft": {"method": "oft", "oft_block_size": 32, "learning_rate": 2e-4},
     "adapter": {"method": "adapter"},
 }
 TRAINABLE = re.compile(r"trainable params: ([\d,]+) / ([\d,]+)")
@@ -104,8 +108,12 @@ def run_one(label: str, overrides: dict, root: Path, timeout_s: float) -> dict:
     out = root / label
     spec = {**overrides, "output_dir": str(out)}
     start = time.time()
-    proc = subprocess.run([sys.executable, "-m", "tunesmith.bench.methods", "--child",
-                           json.dumps(spec)], capture_output=True, text=True, timeout=timeout_s)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "tunesmith.bench.methods", "--child",
+                               json.dumps(spec)], capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"method": label, "wall_s": round(time.time() - start, 1),
+                "error": f"timed out after {timeout_s:.0f} s"}
     wall = time.time() - start
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -131,7 +139,7 @@ def run_methods_table(cfg_overrides: dict, steps: int, methods: list[str],
             variant = VARIANTS.get(label, {"method": label})
             overrides = {**BASE_OVERRIDES, **variant, **cfg_overrides, "max_steps": steps}
             rows.append(run_one(label, overrides, root, timeout_s))
-            print(f"{label}: {rows[-1].get('error') or 'done'}", file=sys.stderr, flush=True)
+            print(f"row: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)  # partial results
     finally:
         if not work_dir:
             shutil.rmtree(root, ignore_errors=True)
@@ -167,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated labels: {', '.join(VARIANTS)}")
     parser.add_argument("--work-dir", default=None, help="keep the runs here")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per method")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args(argv)
     if args.child:
@@ -175,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = run_methods_table(parse_overrides(extra), args.steps,
                              [m.strip() for m in args.methods.split(",") if m.strip()],
-                             work_dir=args.work_dir)
+                             work_dir=args.work_dir, timeout_s=args.timeout)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2), encoding="utf-8")
     print(format_methods_table(rows))
