@@ -142,10 +142,37 @@ READERS = {".jsonl": read_jsonl, ".json": read_json, ".csv": read_csv,
            ".parquet": read_parquet, ".arrow": read_arrow}
 
 
+def is_saved_dataset(path: Path) -> bool:
+    """A directory written by ``datasets``' ``save_to_disk``."""
+    return path.is_dir() and (path / "state.json").is_file() and (path / "dataset_info.json").is_file()
+
+
+def read_saved_dataset(path: Path) -> Iterator[tuple[str, object]]:
+    import datasets
+
+    try:
+        table = datasets.load_from_disk(str(path))
+    except Exception as exc:  # datasets raises many types for a bad directory
+        raise DataError(f"{path}: cannot load the saved dataset: {str(exc).splitlines()[0]}") from None
+    if isinstance(table, datasets.DatasetDict):
+        if "train" not in table:
+            raise DataError(f"{path}: saved DatasetDict has no 'train' split ({', '.join(table)})")
+        table = table["train"]
+    for i, row in enumerate(table):
+        yield f"{path}[{i}]", row
+
+
+# Registry and metadata files that sit beside data files and are never rows.
+_NOT_DATA = {"dataset_info.json", "state.json", "dataset_dict.json"}
+
+
 def data_files(path: Path) -> list[Path]:
     """The files a dataset path stands for (a file, or a directory's data files, sorted)."""
+    if is_saved_dataset(path):
+        return sorted(p for p in path.rglob("*") if p.is_file())
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in SUFFIXES and p.is_file())
+        files = sorted(p for p in path.iterdir()
+                       if p.suffix in SUFFIXES and p.is_file() and p.name not in _NOT_DATA)
         if not files:
             raise DataError(f"{path}: directory has no data files ({', '.join(SUFFIXES)})")
         return files
@@ -158,5 +185,8 @@ def data_files(path: Path) -> list[Path]:
 
 def read_file(path: Path) -> Iterator[tuple[str, object]]:
     """Rows of one file (by suffix) or of every data file in a directory, lazily."""
+    if is_saved_dataset(path):
+        yield from read_saved_dataset(path)
+        return
     for f in data_files(path):
         yield from READERS[f.suffix](f)

@@ -134,3 +134,15 @@ def test_example_datasets_load_completely(chatml_tok, name):
     assert (data.report.total, data.report.kept, data.report.truncated) == (EXAMPLES[name], EXAMPLES[name], 0)
     if name == "medical_reasoning":
         assert "<think>\n" in chatml_tok.decode(data.train[0].input_ids)
+
+
+def test_saved_hf_dataset_dir_and_registry_dir(tmp_path, chatml_tok):
+    import datasets
+
+    datasets.Dataset.from_list(ALPACA).save_to_disk(str(tmp_path / "saved"))
+    data = load_data(make_cfg(dataset=str(tmp_path / "saved")), chatml_tok, get_template("auto", chatml_tok))
+    assert data.report.total == 10 and data.report.n_dropped == 0
+    write_rows(tmp_path / "reg" / "a.json", ALPACA[:3])
+    registry(tmp_path / "reg", {"a": {"file_name": "a.json"}})  # never read as rows
+    data = load_data(make_cfg(dataset=str(tmp_path / "reg")), chatml_tok, get_template("auto", chatml_tok))
+    assert data.report.total == 3
