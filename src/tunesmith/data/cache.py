@@ -139,7 +139,12 @@ def _flat(examples: list[Example], attr: str):
 
 
 def prune(root: Path, keep: int = MAX_ENTRIES) -> None:
-    """Remove the least recently used entries beyond ``keep``."""
+    """Remove the least recently used entries beyond ``keep``, and temp dirs of killed runs."""
+    import time
+
+    for tmp in root.glob(".*"):
+        if tmp.is_dir() and time.time() - tmp.stat().st_mtime > 3600:
+            shutil.rmtree(tmp, ignore_errors=True)
     entries = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
                      key=lambda p: p.stat().st_mtime, reverse=True)
     for old in entries[keep:]:
