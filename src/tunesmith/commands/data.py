@@ -8,6 +8,8 @@ import json
 def add_arguments(parser) -> None:
     # The action is a declared positional so argparse consumes it; the config file and key=value
     # overrides that follow are left for cli.py.
+    parser.usage = ("tunesmith data {preview,validate,stats} [CONFIG.yaml] [key=value ...] "
+                    "[-n N] [--strict] [--json]")
     parser.add_argument("action", choices=sorted(ACTIONS), help="what to do with the dataset")
     parser.add_argument("-n", type=int, default=3, help="preview: how many examples to show")
     parser.add_argument("--strict", action="store_true",
