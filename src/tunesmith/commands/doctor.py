@@ -43,7 +43,7 @@ def check_versions(args) -> list[Check]:
             installed = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             extra = OPTIONAL.get(package)
-            out.append(Check(package, extra is not None, f"not installed" + (
+            out.append(Check(package, extra is not None, "not installed" + (
                 f" (optional: pip install 'tunesmith[{extra}]')" if extra else "")))
             continue
         ok = Version(installed) >= Version(floor)

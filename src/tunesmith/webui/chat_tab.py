@@ -64,7 +64,7 @@ def build(ui) -> None:
         message = L(gr.Textbox("", label="", elem_id="chat_message", scale=4), "message")
         send = L(gr.Button("", variant="primary", elem_id="chat_send", scale=0), "send", "value")
         clear = L(gr.Button("", elem_id="chat_clear", scale=0), "clear", "value")
-    error = gr.Markdown("", elem_id="chat_error")
+    error = gr.Markdown("", elem_id="chat_status")
 
     def respond(msg, hist_l, hist_r, mode, model, adapter, trust, system, *sampling):
         yield from _respond(ui, msg, hist_l or [], hist_r or [], mode, model, adapter, trust,
@@ -95,8 +95,10 @@ def _respond(ui, msg, hist_l, hist_r, mode, model, adapter, trust, system, param
         if mode == "compare":
             panes.append((hist_r, adapter))
         for hist, adapter_dir in panes:
+            yield hist_l, hist_r, "", t(ui.lang, "working")
             engine = ui.engines.get(model, adapter_dir, bool(trust))
             yield from _stream_into(engine, hist, msg, system, params, hist_l, hist_r)
+        yield hist_l, hist_r, "", t(ui.lang, "done")
     except Exception as exc:  # noqa: BLE001 - shown in the UI, the server keeps running
         yield hist_l, hist_r, msg, t(ui.lang, "error", msg=exc)
 
@@ -109,8 +111,7 @@ def _stream_into(engine, hist, msg, system, params, hist_l, hist_r):
     hist += [{"role": "user", "content": msg}, {"role": "assistant", "content": ""}]
     for piece in engine.stream(messages, params):
         hist[-1]["content"] += piece
-        yield hist_l, hist_r, "", ""
-    yield hist_l, hist_r, "", ""
+        yield hist_l, hist_r, "", gr.update()
 
 
 def _text(content) -> str:

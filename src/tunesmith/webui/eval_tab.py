@@ -34,7 +34,7 @@ def build(ui) -> None:
         batch = gr.Number(8, precision=0, label="per_device_eval_batch_size")
         cutoff = gr.Number(1024, precision=0, label="cutoff_len")
     run_btn = L(gr.Button("", variant="primary", elem_id="eval_run"), "eval_run", "value")
-    log = gr.Textbox("", lines=6, max_lines=6, label="log", elem_id="eval_log")
+    log = L(gr.Textbox("", lines=6, max_lines=6, label="", elem_id="eval_log"), "job_log")
     metrics = L(gr.JSON(label="", elem_id="eval_metrics"), "metrics")
     table = L(gr.Dataframe(headers=TABLE_COLUMNS, label="", elem_id="eval_table", wrap=True),
               "predictions")

@@ -27,7 +27,7 @@ def build(ui) -> None:
         dtype = gr.Dropdown(["auto", "fp32", "bf16", "fp16"], value="auto", label="export_dtype",
                             elem_id="export_dtype")
     run_btn = L(gr.Button("", variant="primary", elem_id="export_run"), "export_run", "value")
-    log = gr.Textbox("", lines=6, max_lines=6, label="log", elem_id="export_log")
+    log = L(gr.Textbox("", lines=6, max_lines=6, label="", elem_id="export_log"), "job_log")
     check = L(gr.JSON(label="", elem_id="export_check"), "export_check")
 
     def run(*values):

@@ -41,6 +41,7 @@ EN = {
     "runs_table": "Runs in the output root", "compare": "Compare loss curves of",
     "run_detail": "Run", "config": "Config", "final_metrics": "Final metrics",
     "loss_plot": "Loss plot", "error": "Error: {msg}", "done": "Done", "working": "Working...",
+    "job_log": "Log",
 }
 
 ZH = {
@@ -81,6 +82,7 @@ ZH = {
     "runs_table": "输出目录中的运行", "compare": "对比损失曲线",
     "run_detail": "运行", "config": "配置", "final_metrics": "最终指标",
     "loss_plot": "损失曲线", "error": "错误：{msg}", "done": "完成", "working": "运行中……",
+    "job_log": "日志",
 }
 
 STRINGS = {"en": EN, "zh": ZH}

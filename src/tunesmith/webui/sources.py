@@ -71,9 +71,8 @@ def preview(cfg, count: int = 3) -> str:
     tokenizer = load_tokenizer(cfg.model, resolve_model_path(cfg.model.model_name_or_path, quiet=True))
     template = None if cfg.method.stage == "pt" else get_template(
         cfg.model.template, tokenizer, cfg.model.default_system)
-    text, report = data_preview(cfg, tokenizer, template, n=count)
-    return (f"<p>{html.escape(report.summary())}</p>"
-            f"<pre style='white-space:pre-wrap;max-height:480px;overflow:auto'>{html.escape(text)}</pre>")
+    text, _ = data_preview(cfg, tokenizer, template, n=count)
+    return f"<pre style='white-space:pre-wrap;max-height:480px;overflow:auto'>{html.escape(text)}</pre>"
 
 
 def adapter_update(roots: Roots):

@@ -83,12 +83,12 @@ def build(ui) -> None:
         resume_btn = L(gr.Button("", elem_id="train_resume"), "resume", "value")
     with gr.Row():
         yaml_box = L(gr.Code("", language="yaml", label="", elem_id="train_yaml"), "yaml")
-        cli_box = L(gr.Code("", language="shell", label="", elem_id="train_cli", wrap_lines=True), "cli")
-    status = gr.Markdown(t(ui.lang, "idle"), elem_id="train_status")
+        cli_box = L(gr.Code("", language="shell", label="", elem_id="train_cli", wrap_lines=True),
+                    "cli")
+    status = L(gr.Markdown(t(ui.lang, "idle"), elem_id="train_status"), "idle", "value")
     plot = L(gr.LinePlot(loss_frame({}), x="step", y="loss", color="run", label="",
                          elem_id="train_loss", height=280), "loss")
-    log = L(gr.Textbox("", lines=8, max_lines=8, label="", elem_id="train_log",
-                       autoscroll=True), "log")
+    log = L(gr.Textbox("", lines=10, max_lines=10, label="", elem_id="train_log"), "log")
 
     inputs = [run_name, model, template, trust, dataset, method, extra, *hyper.values(),
               *param_controls.values()]
@@ -195,7 +195,7 @@ def _watch(ui):
         return gr.update(), gr.update(), gr.update()
     rows = safe_log(state.run)
     status = f"**{_state_text(ui, state.job)}** · {_progress(ui.lang, rows)}"
-    return status, loss_frame({state.run.name: state.run}), state.job.log_tail()
+    return status, loss_frame({state.run.name: state.run}), state.job.log_tail(10)
 
 
 def _state_text(ui, job: Job) -> str:
