@@ -301,6 +301,8 @@ def test_binds_loopback_by_default_and_warns_on_public_without_key(monkeypatch, 
     from tunesmith.config import load_config
 
     assert load_config(None, {}).serve.host == "127.0.0.1"
+    flags = load_config(None, ["--port", "8001", "--host", "0.0.0.0", "--api-key", "k"]).serve
+    assert (flags.port, flags.host, flags.api_key) == (8001, "0.0.0.0", "k")
     assert serve_cmd._is_loopback("127.0.0.1") and serve_cmd._is_loopback("::1")
     assert not serve_cmd._is_loopback("0.0.0.0")
     started = {}

@@ -18,8 +18,25 @@ ERROR_KEYS = {"message", "type", "param", "code"}
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir):
+def adapter_dir(tiny_model_dir, tmp_path_factory):
+    """A LoRA adapter with non-zero weights, so base + adapter answers differ from the base."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"],
+                      init_lora_weights=False)
+    out = tmp_path_factory.mktemp("tiny-adapter")
+    get_peft_model(base, lora).save_pretrained(str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, adapter_dir):
     overrides = {"model_name_or_path": str(tiny_model_dir), "dtype": "fp32", "api_key": KEY,
+                 "adapter_name_or_path": str(adapter_dir),
                  "model_name": MODEL, "max_n": 2, "max_tokens_cap": 300, "max_body_bytes": 20000,
                  "max_concurrency": 8, "max_queue": 64}
     with ServerProcess(overrides) as srv:
@@ -101,13 +118,31 @@ def test_n_seed_and_stop(client):
     assert first.choices[0].message.content == again.choices[0].message.content
     two = client.chat.completions.create(**{**kwargs, "n": 2})
     assert [c.index for c in two.choices] == [0, 1]
-    greedy = client.chat.completions.create(model=MODEL, max_tokens=6, messages=kwargs["messages"])
-    word = greedy.choices[0].message.content.split()[2]
-    stopped = client.chat.completions.create(model=MODEL, max_tokens=6, stop=[word],
+    assert two.choices[0].message.content == first.choices[0].message.content
+    assert two.choices[1].message.content != two.choices[0].message.content
+    greedy = client.chat.completions.create(model=MODEL, max_tokens=8, messages=kwargs["messages"])
+    text = greedy.choices[0].message.content
+    assert len(text) >= 4
+    stop = text[len(text) // 2: len(text) // 2 + 2]  # a stop string that greedy decoding reaches
+    stopped = client.chat.completions.create(model=MODEL, max_tokens=8, stop=[stop],
                                              messages=kwargs["messages"])
     assert stopped.choices[0].finish_reason == "stop"
-    assert word not in stopped.choices[0].message.content
-    assert greedy.choices[0].message.content.startswith(stopped.choices[0].message.content)
+    assert stopped.choices[0].message.content == text[: text.index(stop)]
+
+
+def test_serves_base_plus_adapter(server, client, tiny_model_dir, adapter_dir):
+    from tunesmith.config import load_config
+    from tunesmith.infer.engine import GenParams
+    from tunesmith.infer.hf import load_engine
+
+    messages = [{"role": "user", "content": "Which adapter is this?"}]
+    cfg = {"model_name_or_path": str(tiny_model_dir), "dtype": "fp32"}
+    tuned = load_engine(load_config(None, {**cfg, "adapter_name_or_path": str(adapter_dir)}))
+    base = load_engine(load_config(None, cfg))
+    expected = tuned.generate(messages, GenParams(max_new_tokens=6)).text
+    assert expected != base.generate(messages, GenParams(max_new_tokens=6)).text
+    served = client.chat.completions.create(model=MODEL, max_tokens=6, messages=messages)
+    assert served.choices[0].message.content == expected
 
 
 def test_system_field_extension(server):
@@ -253,6 +288,17 @@ def test_curl_as_in_seed_004(server):
     reply = json.loads(out.stdout)
     assert reply["object"] == "chat.completion" and reply["model"] == MODEL
     assert reply["usage"]["completion_tokens"] == 5
+
+
+def test_serve_bench_function_against_running_server(server):
+    from tunesmith.bench.serve import format_serve_bench, run_serve_bench
+
+    result = run_serve_bench(server.url, (1, 2), requests_per_client=1, max_tokens=3,
+                             api_key=KEY)
+    assert [lv["concurrency"] for lv in result["levels"]] == [1, 2]
+    for level in result["levels"]:
+        assert level["errors"] == 0 and level["req_per_s"] > 0 and level["ttft_p50_s"] > 0
+    assert "req/s" in format_serve_bench(result)
 
 
 @pytest.mark.slow
