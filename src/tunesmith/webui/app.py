@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from .i18n import LANGUAGES, Labels, t
@@ -30,7 +31,8 @@ class App:
         from . import chat_tab, eval_tab, export_tab, runs_tab, train_tab
 
         L = self.labels
-        with gr.Blocks(title=t(self.lang, "title")) as demo:
+        # No analytics or version checks: nothing leaves this machine.
+        with gr.Blocks(title=t(self.lang, "title"), analytics_enabled=False) as demo:
             with gr.Row():
                 L(gr.Markdown("", elem_id="title"), "title", "heading")
                 lang = gr.Dropdown(list(LANGUAGES), value=self.lang, label=t(self.lang, "lang"),
@@ -61,6 +63,8 @@ def launch(roots: Roots, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
         print(warning, file=sys.stderr, flush=True)
     app = App(roots, lang)
     demo = app.build()
+    if block:  # SIGTERM ends the UI like Ctrl-C, so the finally below stops a training child
+        signal.signal(signal.SIGTERM, _interrupt)
     demo.queue(default_concurrency_limit=4)
     try:
         demo.launch(server_name=host, server_port=port, share=share, auth=auth,
@@ -70,6 +74,10 @@ def launch(roots: Roots, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
         if block and app.train.job:
             app.train.job.kill()
     return app, demo
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _auth():
