@@ -291,11 +291,11 @@ def _form(app, **over):
 def test_method_controls_are_generated_from_every_method_dataclass():
     import dataclasses
 
-    from tunesmith.methods import METHODS, _load_all
+    from tunesmith.methods import METHODS
     from tunesmith.webui import forms
 
-    _load_all()
     fields = forms.method_fields()
+    assert forms.method_names() == sorted(METHODS) and "lora" in METHODS
     for method in METHODS.values():
         for f in dataclasses.fields(method.params_cls):
             assert f.name in fields, (method.name, f.name)
@@ -382,3 +382,11 @@ def test_every_interface_string_exists_in_english_and_chinese():
     assert set(EN) == set(ZH)
     assert all(ZH[k] for k in ZH)
     assert t("zh", "tab_train") == "训练" and t("en", "failed", rc=2).startswith("Failed (exit code 2)")
+
+
+def test_app_builds_and_switches_language(app):
+    demo = app.build()
+    assert demo is not None and len(app.labels.items) > 30
+    updates = app.switch("zh")
+    assert len(updates) == len(app.labels.items) and app.lang == "zh"
+    assert {"label": "训练"} in [{k: v for k, v in u.items() if k == "label"} for u in updates]

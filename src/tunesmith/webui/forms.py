@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from ..config import build_config
-from ..methods import _load_all, METHODS
+from ..methods import METHODS, get_method, method_param_keys
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,15 @@ def _kind(tp) -> tuple[str, bool]:
     return "text", optional
 
 
+def method_names() -> list[str]:
+    """Every registered method (importing the registry's modules first)."""
+    method_param_keys()
+    return sorted(METHODS)
+
+
 def method_fields() -> dict[str, ParamField]:
     """Every method parameter key (union over methods) with the control kind it needs."""
-    _load_all()
+    method_param_keys()
     out: dict[str, ParamField] = {}
     for method in METHODS.values():
         hints = typing.get_type_hints(method.params_cls)
@@ -51,9 +57,8 @@ def method_fields() -> dict[str, ParamField]:
 
 def method_defaults(name: str) -> dict[str, Any]:
     """The method's parameter defaults, shown in its controls."""
-    _load_all()
-    return {f.name: getattr(METHODS[name].params_cls(), f.name)
-            for f in dataclasses.fields(METHODS[name].params_cls)}
+    params_cls = get_method(name).params_cls
+    return {f.name: getattr(params_cls(), f.name) for f in dataclasses.fields(params_cls)}
 
 
 def to_control(value: Any, field: ParamField) -> Any:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..methods import METHODS, _load_all
 from . import forms, sources
 from .i18n import t
 from .jobs import Job
@@ -50,7 +49,6 @@ def _control(key: str, kind: str, value, **kw):
 def build(ui) -> None:
     """Lay out the tab and wire its events; ``ui`` is the App (roots, labels, state)."""
     L, roots = ui.labels, ui.roots
-    _load_all()
     with gr.Row():
         run_name = L(gr.Textbox(value="webui-run", label="", elem_id="train_run"), "run_name")
         model = L(gr.Dropdown(sources.model_choices(roots), value="smollm2-135m", label="",
@@ -63,7 +61,7 @@ def build(ui) -> None:
                                 label="", elem_id="train_dataset"), "dataset")
         preview_btn = L(gr.Button("", elem_id="train_preview_btn"), "preview", "value")
     preview = gr.HTML(elem_id="train_preview")
-    method = L(gr.Dropdown(sorted(METHODS), value="lora", label="", elem_id="train_method"), "method")
+    method = L(gr.Dropdown(forms.method_names(), value="lora", label="", elem_id="train_method"), "method")
     fields = forms.method_fields()
     defaults = forms.method_defaults("lora")
     with L(gr.Accordion("", open=False, elem_id="train_method_params"), "method_params"):
