@@ -52,6 +52,10 @@ def write_model_card(output_dir: str | Path, cfg, metrics: dict) -> Path:
         f"| learning rate | {t.learning_rate} ({t.lr_scheduler_type}) |",
         f"| epochs / max steps | {t.num_train_epochs} / {t.max_steps} |",
         f"| batch | {t.per_device_train_batch_size} x accumulation {t.gradient_accumulation_steps} |",
+        f"| warmup | {t.warmup_steps or t.warmup_ratio} |",
+        f"| optimizer | {t.optim} (weight decay {t.weight_decay}, max grad norm {t.max_grad_norm}) |",
+        f"| seed | {t.seed} |",
+        f"| precision | {'bf16' if t.bf16 else 'fp16' if t.fp16 else cfg.model.dtype} |",
         "", "## Final metrics", "",
     ]
     lines += [f"- {k}: {v}" for k, v in sorted(metrics.items())]

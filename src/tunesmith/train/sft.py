@@ -134,7 +134,8 @@ def build_trainer(cfg, model, tokenizer, data, args=None, fingerprint=None):
     trainer = TunesmithTrainer(
         model=model, args=args, train_dataset=ExampleDataset(data.train),
         eval_dataset=ExampleDataset(data.eval) if data.eval else None,
-        data_collator=make_collator(cfg, tokenizer), processing_class=tokenizer,
+        data_collator=make_collator(cfg, tokenizer),  # no processing_class: checkpoints skip the
+        # tokenizer (MBs each; resume never needs it; the final dir gets it in save_run)
         callbacks=callbacks, nan_policy=cfg.train.nan_policy, fingerprint=fingerprint)
     trainer.remove_callback(PrinterCallback)
     return trainer

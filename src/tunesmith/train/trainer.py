@@ -8,7 +8,8 @@
 3. Nothing non-finite is ever saved (checked before every checkpoint and the final save).
 
 Test hooks (environment, used only by tests/faults): ``TUNESMITH_TEST_NAN_AT_STEP=k`` makes the
-loss of step k NaN; ``TUNESMITH_TEST_SLOW_SAVE=s`` sleeps s seconds inside a checkpoint write.
+loss of step k NaN; ``TUNESMITH_TEST_SLOW_SAVE=[step:]s`` sleeps s seconds inside a checkpoint
+write (after the files, before the marker and the rename).
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ from transformers.trainer_utils import rotate_checkpoints
 
 from ..errors import ConfigError, TunesmithError
 from .checkpoint import (disk_full_error, is_disk_full, publish, staging_root, write_marker)
+
+
+def _slow_save(step: int) -> float:
+    """Test hook: ``TUNESMITH_TEST_SLOW_SAVE=seconds`` (every save) or ``step:seconds``."""
+    value = os.environ.get("TUNESMITH_TEST_SLOW_SAVE", "")
+    if not value:
+        return 0.0
+    at, _, seconds = value.rpartition(":")
+    return float(seconds) if not at or int(at) == step else 0.0
 
 
 class NonFiniteLoss(TunesmithError):
@@ -156,10 +166,9 @@ class TunesmithTrainer(Trainer):
         if best and Path(best).parent == self._staging:
             self.state.best_model_checkpoint = str(run_dir / Path(best).name)
             self.state.save_to_json(str(staged / "trainer_state.json"))
-        slow = float(os.environ.get("TUNESMITH_TEST_SLOW_SAVE", "0") or 0)
-        if slow:
+        if _slow_save(self.state.global_step):
             print(f"TUNESMITH_TEST: writing {final.name}", file=sys.stderr, flush=True)
-            time.sleep(slow)
+            time.sleep(_slow_save(self.state.global_step))
         write_marker(staged, self.state.global_step, self.fingerprint)
         publish(staged, final)
         shutil.rmtree(self._staging, ignore_errors=True)
