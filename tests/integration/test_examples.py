@@ -1,7 +1,7 @@
 """Every example config validates, documents itself, and trains on the bundled model.
 
 The smoke run keeps each example's own method, template, data and label strategy and only
-shrinks it: a step or two on a few rows of at most 256 tokens, nothing saved mid-run.
+shrinks it: one optimizer step on a few rows of at most 256 tokens, nothing saved mid-run.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ..conftest import REPO
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml")) + \
     sorted((REPO / "examples" / "peft_catalogue").glob("*.yaml"))
 IDS = [str(p.relative_to(REPO / "examples")) for p in EXAMPLES]
-SMOKE = {"max_steps": 2, "max_samples": 8, "cutoff_len": 256, "save_strategy": "no",
+SMOKE = {"max_steps": 1, "max_samples": 8, "cutoff_len": 256, "save_strategy": "no",
          "per_device_train_batch_size": 2, "per_device_eval_batch_size": 2,
          "gradient_accumulation_steps": 1, "logging_steps": 1, "report_to": "none"}
 # Examples whose method needs something the bundled SmolLM2 lacks: BitFit needs bias terms.

@@ -46,6 +46,17 @@ def test_cli_grid_errors_are_one_line_exit_2(tmp_path, capsys, grid, needle):
     assert "Traceback" not in "\n".join(err)
 
 
+def test_dry_run_lists_a_seeded_random_sample(tmp_path, capsys):
+    config = _config(tmp_path, {"dataset": "x.jsonl"})
+    argv = ["sweep", config, "--grid", "learning_rate=1e-4,2e-4,3e-4 lora_rank=8,16",
+            "--samples", "3", "--seed", "1", "--max-runs", "2", "--dry-run"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "2 runs of 6 grid points" in out
+    assert main(argv) == 0 and capsys.readouterr().out == out  # the same draw again
+    assert not (tmp_path / "sweep").exists()
+
+
 def _fake_result(tmp_path, lr: str, rank: str, losses: list[float]) -> RunResult:
     name = f"learning_rate={lr},lora_rank={rank}"
     plan = RunPlan(name, {"learning_rate": lr, "lora_rank": rank}, tmp_path / name, {},
