@@ -58,6 +58,24 @@ def progress_printer(total: int):
     return show
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _run_stopping_on_sigterm(fn, *args, **kwargs):
+    """Call ``fn`` with SIGTERM unwinding like Ctrl-C, so runs still going are ended, not orphaned."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return fn(*args, **kwargs)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args) -> int:
     from ..sweep.grid import grid_points, parse_grid
     from ..sweep.report import write_report
@@ -72,8 +90,8 @@ def run(args) -> int:
         for plan in plans:
             print(f"  {plan.name}", flush=True)
         return 0
-    results = run_plans(plans, group=root.name, parallel=args.parallel, predict=args.predict,
-                        on_result=progress_printer(len(plans)))
+    results = _run_stopping_on_sigterm(run_plans, plans, group=root.name, parallel=args.parallel,
+                                       predict=args.predict, on_result=progress_printer(len(plans)))
     command = "tunesmith sweep " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else [])
     report = write_report(root, results, grid.keys, command)
     print(f"report: {report}  (table: {root / 'sweep_results.csv'})", flush=True)
