@@ -105,15 +105,34 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """True for ENOSPC/EFBIG/EDQUOT, also when torch/safetensors wrap them in RuntimeError."""
-    while exc is not None:
-        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+def is_disk_full(exc: BaseException, where: str | Path | None = None) -> bool:
+    """True for ENOSPC/EFBIG/EDQUOT, also when torch/safetensors wrap them in RuntimeError.
+
+    torch's zip writer reports a short write only as "unexpected pos N vs M", so when ``where``
+    is given a 1 MiB probe write there decides: if it fails with a disk errno, the disk is full.
+    """
+    cause = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in DISK_ERRNOS:
             return True
-        if any(w in str(exc).lower() for w in DISK_WORDS):
+        if any(w in str(cause).lower() for w in DISK_WORDS):
             return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+        cause = cause.__cause__ or cause.__context__
+    return where is not None and not _can_write(Path(where))
+
+
+def _can_write(folder: Path, size: int = 1 << 20) -> bool:
+    probe = folder / f".tunesmith-space-probe-{os.getpid()}"
+    try:
+        with probe.open("wb") as fh:
+            fh.write(b"\0" * size)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return True
+    except OSError as err:
+        return err.errno not in DISK_ERRNOS
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 def disk_full_error(target: Path, run_dir: Path) -> DiskFullError:

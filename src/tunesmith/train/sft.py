@@ -150,8 +150,8 @@ def save_run(trainer, tokenizer, cfg, out: Path, metrics: dict) -> None:
         trainer.save_model(str(out))
         if trainer.is_world_process_zero():
             _save_records(trainer, tokenizer, cfg, out, metrics)
-    except OSError as exc:
-        if is_disk_full(exc):
+    except (OSError, RuntimeError) as exc:  # torch/safetensors wrap short writes
+        if is_disk_full(exc, out):
             raise disk_full_error(out, out) from None
         raise
     log(f"saved to {out}")

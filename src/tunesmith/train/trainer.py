@@ -155,7 +155,7 @@ class TunesmithTrainer(Trainer):
         except Exception as exc:
             if self.args.should_save:
                 shutil.rmtree(self._staging, ignore_errors=True)
-            if is_disk_full(exc):
+            if is_disk_full(exc, run_dir):
                 raise disk_full_error(final, run_dir) from None
             raise
         finally:

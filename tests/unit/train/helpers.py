@@ -84,3 +84,81 @@ def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> floa
 
 def all_finite(path: Path) -> bool:
     return all(torch.isfinite(t).all() for t in adapter(path).values())
+
+
+class ForkedRun:
+    """A training process started by the Zygote (Popen-like: pid, poll, wait, kill, send_signal)."""
+
+    def __init__(self, zygote: "Zygote", pid: int):
+        self.zygote, self.pid = zygote, pid
+
+    def poll(self) -> int | None:
+        return self.zygote.codes.get(self.pid)
+
+    def wait(self, timeout: float = 600) -> int:
+        end = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > end:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.02)
+        return self.poll()
+
+    def send_signal(self, sig: int) -> None:
+        import os
+
+        os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        import signal
+
+        self.send_signal(signal.SIGKILL)
+
+
+class Zygote:
+    """Client of tests/unit/train/zygote.py: forks pre-imported ``tunesmith train`` processes."""
+
+    def __init__(self, env: dict):
+        import threading
+
+        script = Path(__file__).with_name("zygote.py")
+        self.proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=env)
+        self.codes: dict[int, int] = {}
+        self.pids: dict[int, int] = {}
+        self.next_id = 0
+        self.ready = False
+        threading.Thread(target=self._read, daemon=True).start()
+        self._until(lambda: self.ready, "start")
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:  # not a protocol line
+                continue
+            if "rc" in msg:
+                self.codes[msg["pid"]] = msg["rc"]
+            elif "ready" in msg:
+                self.ready = True
+            else:
+                self.pids[msg["id"]] = msg["pid"]
+
+    def spawn(self, overrides: dict, log_path: Path, env: dict | None = None) -> ForkedRun:
+        self.next_id += 1
+        req = {"id": self.next_id, "argv": cli_cmd(overrides)[3:], "env": env or {},
+               "log": str(log_path)}
+        self.proc.stdin.write((json.dumps(req) + "\n").encode())
+        self.proc.stdin.flush()
+        self._until(lambda: self.next_id in self.pids, "fork")
+        return ForkedRun(self, self.pids[self.next_id])
+
+    def _until(self, predicate, what: str, limit_s: float = 600) -> None:
+        end = time.monotonic() + limit_s  # a safety net, not a timing assertion
+        while not predicate():
+            if time.monotonic() > end or self.proc.poll() is not None:
+                raise AssertionError(f"the test fork server did not {what}")
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
