@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from dataclasses import dataclass
@@ -168,10 +169,18 @@ def lora_merge_blocker(params: LoraParams) -> str | None:
     return None
 
 
+def for_device(model, params: LoraParams) -> LoraParams:
+    """On the meta device (``tunesmith estimate`` counts parameters there) the data-dependent
+    inits (PiSSA/OLoRA SVD, LoftQ) cannot run; the default init has the same shapes."""
+    on_meta = any(p.is_meta for p in model.parameters())
+    return dataclasses.replace(params, init_lora_weights="true") if on_meta else params
+
+
 @register_method("lora", LoraParams, after_save=convert_saved_adapter, merge_blocker=lora_merge_blocker,
                  summary="low-rank adapters on linear layers (peft LoRA)")
 def apply_lora(model, params: LoraParams, cfg):
     """Wrap ``model`` with a LoRA adapter; returns the ``PeftModel``."""
+    params = for_device(model, params)
     if cfg.train.gradient_checkpointing:
         model.enable_input_require_grads()
     model = wrap_peft(model, build_lora_config(params, model), "lora")

@@ -12,8 +12,8 @@ import warnings
 from dataclasses import dataclass
 
 from . import register_method, wrap_peft
-from .lora import (LoraParams, build_lora_config, convert_saved_adapter, lora_merge_blocker,
-                   save_init_adapter)
+from .lora import (LoraParams, build_lora_config, convert_saved_adapter, for_device,
+                   lora_merge_blocker, save_init_adapter)
 
 
 @dataclass
@@ -34,6 +34,7 @@ def apply_qlora(model, params: QLoraParams, cfg):
     """Prepare the k-bit base (casts norms to fp32, enables input grads) and add LoRA."""
     from peft import prepare_model_for_kbit_training
 
+    params = for_device(model, params)
     # bitsandbytes' 8-bit matmul warns on every call that fp32 inputs are cast to fp16 (CPU).
     warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
     model = prepare_model_for_kbit_training(

@@ -110,3 +110,20 @@ def test_every_method_key_has_help():
     from tunesmith.config_help import KEY_HELP
 
     assert [k for k in method_param_keys() if k not in KEY_HELP] == []
+
+
+@pytest.mark.parametrize("init", ["pissa", "olora"])
+def test_data_dependent_inits_count_on_the_meta_device(init, tmp_path, tiny_model_dir):
+    """``tunesmith estimate`` applies methods to a meta-device model: same shapes, no files."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = load_config(None, {"init_lora_weights": init, "output_dir": str(tmp_path / "out")})
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(tiny_model_dir)))
+    method = get_method("lora")
+    from tunesmith.methods import build_params
+
+    peft_model = method.apply(model, build_params(method, cfg.method.params), cfg)
+    assert sum(p.numel() for p in peft_model.parameters() if p.requires_grad) > 0
+    assert not (tmp_path / "out").exists()
