@@ -80,8 +80,16 @@ def _step(model, opt, batch, fast: bool) -> float:
 
 
 def run_ablation(workload: str = "W2", steps: int = 3, batch_size: int = 8, rounds: int = 1,
-                 names: list[str] | None = None) -> list[dict]:
-    """Median seconds per step for each variant (interleaved rounds) and the speed-up."""
+                 names: list[str] | None = None, threads: int | None = None) -> list[dict]:
+    """Median CPU seconds per step for each variant (interleaved rounds) and the speed-up.
+
+    ``threads=1`` makes CPU time an exact measure of work on an oversubscribed machine (with
+    several threads, OpenMP barriers spin while a descheduled partner thread waits, which
+    inflates CPU time under load)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
     from ..data.collate import PadCollator
     from ..data.packing import PackingCollator
 
@@ -116,6 +124,7 @@ if __name__ == "__main__":
     import json
     import sys
 
-    result = run_ablation(*(sys.argv[1:2] or ["W2"]))
+    result = run_ablation(sys.argv[1] if len(sys.argv) > 1 else "W2",
+                          threads=int(sys.argv[2]) if len(sys.argv) > 2 else None)
     print(format_ablation(result))
     print(json.dumps(result))

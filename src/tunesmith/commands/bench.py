@@ -15,13 +15,15 @@ def add_arguments(parser) -> None:
                                                "<out>/venvs on first use)")
     t.add_argument("--steps", type=int, default=0, help="partial mode: only the first N steps")
     t.add_argument("--repeats", type=int, default=1, help="runs per tool (min and median reported)")
-    t.add_argument("--out", default="bench_out", help="bench directory (venvs, runs, reports)")
+    t.add_argument("--out", default="bench_runs", help="bench directory (venvs, runs, reports)")
     t.add_argument("--timeout", type=float, default=3600, help="seconds allowed per run")
     s = sub.add_parser("speed", help="A/B the speed techniques on a workload in one process")
     s.add_argument("--workload", default="W2")
     s.add_argument("--steps", type=int, default=3, help="steps per variant per round (the first is set-up)")
     s.add_argument("--rounds", type=int, default=1)
     s.add_argument("--variants", default="", help="comma list (default: all)")
+    s.add_argument("--threads", type=int, default=None,
+                   help="torch threads (1 = exact CPU-time accounting on a busy machine)")
     sub.add_parser("peak", help="measure this machine's fp32 and bf16 matmul peak")
     sub.add_parser("methods", help="compare fine-tuning methods (memory, speed, loss)")
     sub.add_parser("serve", help="serving throughput and time to first token at 1/8/32 clients")
@@ -61,7 +63,8 @@ def _speed(args) -> int:
     from ..bench.ablation import format_ablation, run_ablation
 
     names = [v for v in args.variants.split(",") if v] or None
-    print(format_ablation(run_ablation(args.workload, args.steps, rounds=args.rounds, names=names)))
+    print(format_ablation(run_ablation(args.workload, args.steps, rounds=args.rounds, names=names,
+                                              threads=args.threads)))
     return 0
 
 
