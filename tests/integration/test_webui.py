@@ -80,10 +80,12 @@ SECRET_PATHS = ["/file=/etc/passwd", "/gradio_api/file=/etc/passwd",
 def test_file_routes_refuse_paths_outside_the_output_root(server):
     url, data, out, _ = server
     (out / "served.txt").write_text("allowed")
+    (data.parent / "cwd-secret.txt").write_text("root: in the server's working directory")
     escapes = [f"/gradio_api/file={out}/../../../../../../etc/passwd",
                f"/gradio_api/file={out}/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
                f"/gradio_api/file={out}/..%2f..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
                f"/gradio_api/file={data}/mini.jsonl", f"/gradio_api/file={REPO}/pyproject.toml",
+               f"/gradio_api/file={data.parent}/cwd-secret.txt", "/gradio_api/file=cwd-secret.txt",
                "/gradio_api/file=../../../../etc/passwd", "/gradio_api/file=..%2F..%2Fetc%2Fpasswd"]
     for path in SECRET_PATHS + escapes:
         status, body = _get(url + path)
@@ -373,7 +375,9 @@ def test_stop_saves_a_checkpoint_and_resume_continues(app, tiny_model_dir):
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     steps = [r["step"] for r in rows if "loss" in r]  # per-step records, not the summaries
     assert steps == list(range(1, 121)), steps  # resumed after the checkpoint, no step twice
-    assert "Finished" in train_tab._watch(app)[0]
+    status, _, _, seen = train_tab._watch(app)
+    assert "Finished" in status and "step 120/120" in status
+    assert train_tab._watch(app, seen)[0] == {"__type__": "update"}  # no redraw when unchanged
 
 
 def test_every_interface_string_exists_in_english_and_chinese():

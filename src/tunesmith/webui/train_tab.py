@@ -121,8 +121,9 @@ def build(ui) -> None:
     resume_btn.click(lambda *v: start(True, *v), inputs, [yaml_box, cli_box, status])
     stop_btn.click(lambda: _stop(ui), None, status)
     method.change(lambda m: _method_updates(m, fields), method, list(param_controls.values()))
+    shown = gr.State(None)
     timer = gr.Timer(2.0)
-    timer.tick(lambda: _watch(ui), None, [status, plot, log])
+    timer.tick(lambda seen: _watch(ui, seen), shown, [status, plot, log, shown])
     ui.train_status = status
 
 
@@ -186,14 +187,19 @@ def _stop(ui) -> str:
     return t(ui.lang, "stopped" if job and job.stop() else "nothing_to_stop")
 
 
-def _watch(ui):
-    """Status line, loss curve and log tail of the current (or last) training run."""
+def _watch(ui, shown=None):
+    """Status line, loss curve and log tail of the current (or last) training run.
+
+    ``shown`` is what this browser tab last displayed (a per-tab gr.State): a finished run
+    is not redrawn every tick, which would make the plot flicker.
+    """
     state = ui.train
-    if state.job is None:
-        return gr.update(), gr.update(), gr.update()
-    rows = safe_log(state.run)
+    rows = safe_log(state.run) if state.job else []
+    seen = [id(state.job), len(rows), state.job and state.job.returncode, ui.lang]
+    if state.job is None or (seen == shown and seen[2] is not None):
+        return gr.update(), gr.update(), gr.update(), shown
     status = f"**{_state_text(ui, state.job)}** · {_progress(ui.lang, rows)}"
-    return status, loss_frame({state.run.name: state.run}), state.job.log_tail(10)
+    return status, loss_frame({state.run.name: state.run}), state.job.log_tail(10), seen
 
 
 def _state_text(ui, job: Job) -> str:
