@@ -12,8 +12,13 @@ Design (chosen for a small CPU box, where a second model thread only fights for 
   (``Job.cancel``). transformers pads finished rows and stops when every row is finished, so a
   disconnect ends that request's generation at the next token and a batch whose clients all left
   ends at once.
-* Jobs arriving while a batch runs wait for the next batch (batch-level admission, not
-  token-level "continuous" batching: merging KV caches mid-flight is left for later).
+* Jobs arriving while a batch runs are admitted by re-batching: once the batch has decoded
+  ``REBATCH_EVERY`` tokens and a compatible job waits with a free slot, the tracker ends the
+  ``generate`` call; the open rows go back to the front of the queue with the tokens they have
+  so far, and the next batch re-reads (prefills) prompt + generated tokens together with the new
+  jobs. That costs one prefill per admission instead of merging KV caches, and bounds a newcomer's
+  wait to about ``REBATCH_EVERY`` decode steps instead of the longest answer in the batch. With
+  nobody waiting, a batch is one uninterrupted ``generate`` call.
 * Seeded sampling runs alone, so a seed gives the same text as an unbatched request; greedy
   requests ignore the seed and batch freely.
 
@@ -35,6 +40,7 @@ from .engine import GenParams
 
 FAIL_ENV = "TUNESMITH_TEST_FAIL_GENERATION"  # test hook: "k" -> raise after k tokens
 FAIL_MARKER = "TUNESMITH_FAIL"  # ... but only for prompts containing this marker
+REBATCH_EVERY = 8  # decode steps between chances to admit waiting jobs into a running batch
 
 
 class Overloaded(Exception):
@@ -60,6 +66,8 @@ class Job:
     fail_after: int | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     completion_tokens: int = 0
+    generated: list[int] = field(default_factory=list)  # new token ids so far
+    sent_chars: int = 0  # characters of the decoded text already emitted
     finished_at: float | None = None
     cancelled_at: float | None = None
 
@@ -179,6 +187,22 @@ class Scheduler:
             self._running = batch
             return batch
 
+    def _requeue(self, jobs: list[Job]) -> None:
+        """Open rows of a preempted batch go first in line (they keep their keys)."""
+        with self._cond:
+            for job in reversed(jobs):
+                self._waiting.appendleft((_sampling_key(job.params, next(self._serial)), job))
+            self._cond.notify_all()
+
+    def can_admit(self, batch: list[Job]) -> bool:
+        """A waiting job could join ``batch`` (same sampling key, a free slot)."""
+        open_rows = sum(1 for j in batch if not _done(j))
+        if open_rows >= self.max_batch or not self._waiting:
+            return False
+        key = _sampling_key(batch[0].params, 0)
+        with self._cond:
+            return any(k == key and not j.cancelled.is_set() for k, j in self._waiting)
+
     def _drop_cancelled(self) -> None:
         gone = [j for _, j in self._waiting if j.cancelled.is_set()]
         if gone:
@@ -215,19 +239,23 @@ class Scheduler:
         tok, model = self.engine.tokenizer, self.engine.model
         eos_ids = list(self.engine.eos_ids)
         pad = tok.pad_token_id if tok.pad_token_id is not None else eos_ids[0]
-        width = max(j.prompt_tokens for j in batch)
-        ids = torch.tensor([[pad] * (width - j.prompt_tokens) + j.prompt_ids for j in batch])
-        mask = torch.tensor([[0] * (width - j.prompt_tokens) + [1] * j.prompt_tokens for j in batch])
+        inputs = [j.prompt_ids + j.generated for j in batch]  # resumed rows re-read their tokens
+        width = max(len(x) for x in inputs)
+        ids = torch.tensor([[pad] * (width - len(x)) + x for x in inputs])  # (B, T) left-padded
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in inputs])  # (B, T)
         tracker = _RowTracker(batch, tok, eos_ids, self)
         kwargs = _sampling_kwargs(batch[0].params)
-        budget = max(j.params.max_new_tokens for j in batch)
+        budget = max(j.params.max_new_tokens - j.completion_tokens for j in batch)
         if batch[0].params.seed is not None and not batch[0].params.greedy:
-            torch.manual_seed(batch[0].params.seed)
+            torch.manual_seed(batch[0].params.seed)  # seeded jobs run alone and are never preempted
         with torch.inference_mode():
             model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
                            max_new_tokens=budget, eos_token_id=eos_ids, pad_token_id=pad,
                            stopping_criteria=StoppingCriteriaList([tracker]), **kwargs)
-        tracker.finish_all("length")
+        if tracker.preempted:
+            self._requeue([j for j in batch if not _done(j)])
+        else:
+            tracker.finish_all("length")
 
     def _finished(self, job: Job, reason: str) -> None:
         """Mark a row done (called by the tracker, on the worker thread)."""
@@ -243,6 +271,11 @@ class Scheduler:
 
 def _done(job: Job) -> bool:
     return job.finished_at is not None
+
+
+def _preemptible(params: GenParams) -> bool:
+    """Seeded sampling runs alone and uninterrupted, so the seed reproduces its text."""
+    return params.greedy or params.seed is None
 
 
 def _sampling_kwargs(params: GenParams) -> dict:
@@ -261,8 +294,8 @@ class _RowTracker:
     def __init__(self, jobs: list[Job], tokenizer, eos_ids: list[int], scheduler: Scheduler):
         self.jobs, self.tokenizer, self.eos = jobs, tokenizer, set(eos_ids)
         self.scheduler = scheduler
-        self.ids: list[list[int]] = [[] for _ in jobs]
-        self.sent = [0] * len(jobs)  # characters already emitted per row
+        self.steps = 0
+        self.preempted = False
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
@@ -271,7 +304,12 @@ class _RowTracker:
         for row, (job, token) in enumerate(zip(self.jobs, last)):
             if not _done(job):
                 self._step(row, job, token)
-        return torch.tensor([_done(j) for j in self.jobs], dtype=torch.bool, device=input_ids.device)
+        self.steps += 1
+        done = [_done(j) for j in self.jobs]
+        if (not all(done) and self.steps % REBATCH_EVERY == 0
+                and _preemptible(self.jobs[0].params) and self.scheduler.can_admit(self.jobs)):
+            self.preempted, done = True, [True] * len(done)  # end this call; rows resume
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
     def _step(self, row: int, job: Job, token: int) -> None:
         if job.cancelled.is_set():
@@ -279,7 +317,7 @@ class _RowTracker:
         if token in self.eos:
             self._flush(row, job, final=True)
             return self._end(job, "stop")
-        self.ids[row].append(token)
+        job.generated.append(token)
         job.completion_tokens += 1
         if job.fail_after is not None and job.completion_tokens > job.fail_after:
             raise GenerationFailure("test hook: generation failed on purpose")
@@ -291,7 +329,7 @@ class _RowTracker:
 
     def _flush(self, row: int, job: Job, final: bool) -> bool:
         """Emit newly safe text; True when a stop string was reached (text cut before it)."""
-        text = self.tokenizer.decode(self.ids[row], skip_special_tokens=True)
+        text = self.tokenizer.decode(job.generated, skip_special_tokens=True)
         cut = _cut_at_stop(text, job.params.stop)
         if cut is not None:
             safe, hit = cut, True
@@ -299,9 +337,9 @@ class _RowTracker:
             safe, hit = len(text), False
         else:
             safe, hit = _safe_prefix(text, job.params.stop), False
-        if safe > self.sent[row]:
-            job.emit(("text", text[self.sent[row]:safe]))
-            self.sent[row] = safe
+        if safe > job.sent_chars:
+            job.emit(("text", text[job.sent_chars:safe]))
+            job.sent_chars = safe
         return hit
 
     def _end(self, job: Job, reason: str) -> None:
