@@ -2,12 +2,13 @@
 
 Weights, gradients and AdamW states follow from the parameter counts and dtypes (PEFT keeps
 adapter weights in fp32). Activations scale with the tokens of the largest batch and with the
-layer shapes; the per-layer coefficients below were fitted on the bundled model's measured peaks
-(docs/performance.md) and are kept deliberately simple: saved tensors per token per layer are
-about ``A_HIDDEN`` hidden-size vectors plus ``A_INTER`` intermediate-size vectors; with gradient
-checkpointing only each layer's input stays, plus one layer's full set during its recompute.
-On CPU, loading briefly maps the checkpoint file, and the process itself (Python, torch,
-transformers) costs ``RUNTIME_MB``.
+layer shapes. The coefficients were fitted on two measured peaks of the bundled model (W1 with
+and without gradient checkpointing / labelled-only loss) and checked on a third (docs/
+performance.md): with a frozen base, autograd keeps far fewer tensors than full fine-tuning
+(a frozen linear needs no saved input), about ``A_HIDDEN`` hidden-size plus ``A_INTER``
+intermediate-size values per token per layer; with gradient checkpointing only each layer's
+input stays, plus one layer's set during its recompute. On CPU the process itself (Python,
+torch, transformers, peft, tokenizers) is resident before the model loads: ``RUNTIME_MB``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from dataclasses import asdict, dataclass
 
 MIB = 2**20
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-A_HIDDEN = 16  # saved hidden-size vectors per token per layer (norms, q/k/v, rotary, residuals)
-A_INTER = 4  # saved intermediate-size vectors per token per layer (gate, up, act, product)
+A_HIDDEN = 3  # saved hidden-size values per token per layer (fitted, see module doc)
+A_INTER = 1  # saved intermediate-size values per token per layer (fitted)
 LOGIT_COPIES = 3  # logits, their fp32 copy / softmax, and its gradient
-RUNTIME_MB = 420  # Python + torch + transformers + peft resident before the model loads
+RUNTIME_MB = 800  # `tunesmith train`'s resident size before the model loads (measured)
 CUDA_CONTEXT_MB = 500
 
 
@@ -88,7 +89,7 @@ def estimate_memory(counts: ParamCounts, shapes: Shapes, *, tokens: int, longest
     act = activation_bytes(shapes, tokens, longest, counts.frozen_dtype, ckpt)
     act_other = activation_bytes(shapes, tokens, longest, counts.frozen_dtype, not ckpt)
     logits = logits_bytes(shapes, logit_positions)
-    overhead = (RUNTIME_MB + file_mb) if device == "cpu" else CUDA_CONTEXT_MB
+    overhead = RUNTIME_MB if device == "cpu" else CUDA_CONTEXT_MB  # file_mb: mmap'd, not resident
     fixed = (weights + grads + optim + logits) / MIB + overhead
     return MemoryEstimate(weights / MIB, grads / MIB, optim / MIB,
                           act / MIB if not ckpt else act_other / MIB,
