@@ -51,7 +51,7 @@ def tool_commands(peers: list[str], out: Path) -> dict:
 
 
 def bench_train(workload: str = "W1", peers: list[str] | None = None, steps: int = 0,
-                repeats: int = 1, out: Path = Path("bench_out"), timeout_s: float = 3600,
+                repeats: int = 1, out: Path = Path("bench_runs"), timeout_s: float = 3600,
                 peak_seconds: float = 1.0, tools: dict | None = None) -> dict:
     """Prepare, install, run every tool ``repeats`` times (interleaved), write result + report."""
     w = get_workload(workload)
