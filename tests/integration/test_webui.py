@@ -181,7 +181,7 @@ def train_step(page, out) -> None:
     _wait_text(page, "#train_status", "step 1/3", 240, fail_on="Failed")  # a live update
     status = _wait_text(page, "#train_status", "Finished", 240, fail_on="Failed")
     assert "step 3/3" in status
-    assert page.locator("#train_loss canvas, #train_loss svg").count() > 0
+    assert page.locator("#train_loss img, #train_loss canvas, #train_loss svg").count() > 0
     rows = [json.loads(line) for line in (out / "ui-run" / "trainer_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]
     assert (out / "ui-run" / "adapter_model.safetensors").is_file()

@@ -91,3 +91,24 @@ def is_adapter(path: Path) -> bool:
 
 def is_model(path: Path) -> bool:
     return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def loss_figure(runs: dict[str, Path]):
+    """A matplotlib figure of the runs' loss curves (a static image: redraws never lose the line)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3))
+    for name, path in runs.items():
+        rows = [r for r in safe_log(path) if "loss" in r]
+        ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker=".", label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    if runs:
+        ax.legend(loc="upper right")
+    fig.tight_layout()
+    plt.close(fig)  # Gradio renders the figure object; pyplot need not keep it
+    return fig

@@ -11,7 +11,7 @@ import gradio as gr
 from . import forms, sources
 from .i18n import t
 from .jobs import Job
-from .runs import loss_frame, safe_log
+from .runs import loss_figure, safe_log
 
 # Hyperparameter controls: (key, control kind, default shown). Labels are the config keys.
 HYPER = [("learning_rate", "float", 1e-4), ("num_train_epochs", "float", 3.0),
@@ -84,8 +84,7 @@ def build(ui) -> None:
         cli_box = L(gr.Code("", language="shell", label="", elem_id="train_cli", wrap_lines=True),
                     "cli")
     status = L(gr.Markdown(t(ui.lang, "idle"), elem_id="train_status"), "idle", "value")
-    plot = L(gr.LinePlot(loss_frame({}), x="step", y="loss", color="run", label="",
-                         elem_id="train_loss", height=280), "loss")
+    plot = L(gr.Plot(label="", elem_id="train_loss"), "loss")
     log = L(gr.Textbox("", lines=10, max_lines=10, label="", elem_id="train_log"), "log")
 
     inputs = [run_name, model, template, trust, dataset, method, extra, *hyper.values(),
@@ -199,7 +198,7 @@ def _watch(ui, shown=None):
     if state.job is None or (seen == shown and seen[2] is not None):
         return gr.update(), gr.update(), gr.update(), shown
     status = f"**{_state_text(ui, state.job)}** · {_progress(ui.lang, rows)}"
-    return status, loss_frame({state.run.name: state.run}), state.job.log_tail(10), seen
+    return status, loss_figure({state.run.name: state.run}), state.job.log_tail(10), seen
 
 
 def _state_text(ui, job: Job) -> str:
