@@ -105,3 +105,9 @@ def test_train_with_packing_and_fast_loss_learns_the_same(tiny_overrides, tmp_pa
     plain = losses("plain", packing=False, fast_loss=False)
     fast = losses("fast", packing=True, fast_loss=True)
     assert len(plain) == 2 and fast == pytest.approx(plain, rel=1e-4)
+
+
+def test_rows_that_cannot_share_a_bin_stay_padded():
+    feats = [{"input_ids": [5, 6, 7], "labels": [5, 6, 7]}, {"input_ids": [8, 9, 4], "labels": [8, 9, 4]}]
+    batch = PackingCollator(pad_id=0)(feats)
+    assert "attention_mask" in batch and batch["input_ids"].shape == (2, 3)

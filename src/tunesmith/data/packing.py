@@ -54,6 +54,10 @@ class PackingCollator:
         lengths = [len(f["input_ids"]) for f in features]
         capacity = max(self.capacity or 0, max(lengths))
         bins = first_fit_bins(lengths, capacity)
+        if len(bins) == len(features):  # nothing shares a bin: the padded batch is cheaper
+            from .collate import PadCollator
+
+            return PadCollator(self.pad_id)(features)
         width = max(sum(lengths[i] for i in b) for b in bins)
         shape = (len(bins), width)
         ids = torch.full(shape, self.pad_id, dtype=torch.long)
