@@ -45,9 +45,17 @@ def tool_commands(peers: list[str], out: Path) -> dict:
     for name in peers:
         peer = get_peer(name)
         python = install(peer, out, say)
-        table[name] = (lambda p, py: lambda spec, d, r: command(p, py, d.parent / "spec.json"))(
+        table[name] = (lambda p, py: lambda spec, d, r: command(p, py, run_spec(spec, d, r)))(
             peer, python)
     return table
+
+
+def run_spec(spec: dict, run_dir: Path, result: Path) -> Path:
+    """The workload spec plus this run's output dir and result path, for a peer's child."""
+    path = run_dir / "spec.json"
+    path.write_text(json.dumps({**spec, "output_dir": str(run_dir / "output"),
+                                "result": str(result)}, indent=1), encoding="utf-8")
+    return path
 
 
 def bench_train(workload: str = "W1", peers: list[str] | None = None, steps: int = 0,

@@ -111,3 +111,15 @@ def test_bench_train_pipeline_with_fake_tools(tmp_path, bundled_dir):
     assert "no peer here" in result["tools"]["trl"]["errors"][0]["error"]
     report = (tmp_path / "W1" / "report.md").read_text()
     assert "| tunesmith |" in report and "failed" in report
+
+
+def test_peer_run_spec_carries_result_and_output(tmp_path):
+    from tunesmith.bench.peers import PEERS, command
+    from tunesmith.bench.train import run_spec
+
+    path = run_spec({"workload": "W1", "batch": 8}, tmp_path, tmp_path / "timing.json")
+    spec = json.loads(path.read_text())
+    assert spec["result"] == str(tmp_path / "timing.json") and spec["batch"] == 8
+    cmd, env = command(PEERS["llamafactory"], Path("/venv/bin/python"), path)
+    assert cmd[-1] == str(path) and cmd[1].endswith("lf_child.py")
+    assert "torchaudio_stub" in env["PYTHONPATH"] and env["HF_HUB_OFFLINE"] == "1"
