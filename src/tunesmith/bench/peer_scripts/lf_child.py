@@ -32,6 +32,10 @@ def main(spec_path):
         "disable_gradient_checkpointing": not spec["gradient_checkpointing"],
         "logging_first_step": True,
     }
+    import torch
+
+    if not torch.cuda.is_available():
+        args["use_cpu"] = True  # LLaMA-Factory refuses bf16 without a GPU unless told
     run_exp(args=args, callbacks=[BenchTiming(spec["result"])])
 
 
