@@ -28,7 +28,7 @@ def main(spec_path):
         "learning_rate": spec["learning_rate"], "num_train_epochs": spec["epochs"],
         "max_steps": spec["max_steps"], "lr_scheduler_type": spec["lr_scheduler_type"],
         "seed": spec["seed"], "disable_shuffling": True, "disable_tqdm": True,
-        "bf16": spec["dtype"] == "bf16", "pure_bf16": spec["dtype"] == "bf16",
+        "bf16": spec["dtype"] == "bf16",  # pure_bf16 is refused on CPU
         "disable_gradient_checkpointing": not spec["gradient_checkpointing"],
         "logging_first_step": True,
     }
