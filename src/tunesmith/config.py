@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,6 +290,9 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+_KEY_VALUE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*=")  # `key=value`: never a flag's value
+
+
 def parse_overrides(args: list[str]) -> dict[str, Any]:
     """Parse ``key=value``, ``--key value`` and ``--flag`` (true) into a mapping of strings."""
     out: dict[str, Any] = {}
@@ -299,7 +303,8 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
             body = arg[2:]
             if "=" in body:
                 key, value = body.split("=", 1)
-            elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            elif i + 1 < len(args) and not args[i + 1].startswith("--") \
+                    and not _KEY_VALUE.match(args[i + 1]):
                 key, value = body, args[i + 1]
                 i += 1
             else:

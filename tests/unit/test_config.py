@@ -70,3 +70,8 @@ def test_saved_config_reruns_identically(tmp_path):
 
 def test_override_parsing_forms():
     assert parse_overrides(["a=1", "--b", "2", "--c", "--d=x"]) == {"a": "1", "b": "2", "c": "true", "d": "x"}
+
+
+def test_flag_followed_by_key_value_is_two_overrides():
+    assert parse_overrides(["--do_predict", "do_train=false", "--seed", "7"]) == \
+        {"do_predict": "true", "do_train": "false", "seed": "7"}

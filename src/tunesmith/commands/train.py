@@ -1,4 +1,5 @@
-"""``tunesmith train``: fine-tune per the config (``--do_predict`` runs predict instead).
+"""``tunesmith train``: fine-tune per the config; ``--do_predict`` predicts (after training when
+``do_train`` is set too, as in LLaMA-Factory).
 
 Exit codes: 0 done; 2 a user error (bad config, NaN loss with nan_policy: stop, disk full);
 130 stopped by SIGINT and 143 by SIGTERM, each after saving a checkpoint that
@@ -34,15 +35,30 @@ def run(args) -> int:
         overrides += [f"{k}={v}" for k, v in SMOKE.items()]
     args.overrides = overrides
     cfg = load_run_config(args)
-    if cfg.train.do_predict and not cfg.train.do_train:
-        from .predict import run_predict_config
+    from .predict import run_predict_config
 
+    if cfg.train.do_predict and not cfg.train.do_train:
         return run_predict_config(cfg)
     from ..train.distributed import is_launched, relaunch
 
     if cfg.train.nproc_per_node > 1 and not is_launched():
         return relaunch(cfg.train.nproc_per_node, _argv(args))
-    return _train(cfg)
+    code = _train(cfg)
+    if code == 0 and cfg.train.do_predict:  # LLaMA-Factory: --do_train --do_predict does both
+        cfg.model.adapter_name_or_path = _trained_adapter(cfg)
+        return run_predict_config(cfg)
+    return code
+
+
+def _trained_adapter(cfg) -> str | None:
+    """The run's adapter dir for predict-after-train (None when a full model was saved)."""
+    from pathlib import Path
+
+    out = Path(cfg.train.output_dir)
+    if (out / "adapter_config.json").is_file():
+        return str(out)
+    cfg.model.model_name_or_path = str(out)
+    return None
 
 
 def _train(cfg) -> int:
