@@ -104,3 +104,16 @@ def tiny_overrides(tiny_model_dir, chat_data, tmp_path):
             "output_dir": str(tmp_path / "run"), "max_steps": 6, "learning_rate": 1e-2,
             "per_device_train_batch_size": 4, "logging_steps": 1, "save_strategy": "no",
             "dtype": "fp32", "lora_rank": 4, "cutoff_len": 128}
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """Code under test may call logging.basicConfig while pytest captures stderr; a root handler
+    left pointing at a closed capture stream would break every later test's logging."""
+    import logging
+
+    handlers = logging.root.handlers[:]
+    level = logging.root.level
+    yield
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)

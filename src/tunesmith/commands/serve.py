@@ -89,7 +89,8 @@ def serve(engine, settings, model_id: str, defaults) -> int:
 
     from ..serve.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    if not logging.root.handlers:  # a CLI run: show our INFO lines; leave an embedding app's setup
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     app = create_app(engine, settings, model_id=model_id, defaults=defaults)
     if not _is_loopback(settings.host) and not settings.api_key:
         log.warning("serving on %s without an API key: anyone who can reach this port can use "
