@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.util
+import sys
 
 from ..errors import ConfigError
 from ..hardware import detect, resolve_dtype
@@ -53,12 +54,22 @@ def precision_flags(cfg) -> dict:
 
 
 def training_dtype(cfg) -> str:
-    """The dtype the model weights are loaded in for training."""
-    t = cfg.train
+    """The dtype the model weights are loaded in for training.
+
+    Raises:
+        ConfigError: bf16 asked for on a CPU without native bf16 (it would run 30-180x slower).
+    """
+    t, hw = cfg.train, detect()
+    if t.bf16 and hw.device == "cpu" and not hw.bf16_native:
+        raise ConfigError(f"bf16: true, but this CPU ({hw.cpu_capability}, no AMX/AVX512-BF16) has "
+                          "no native bf16 and would train many times slower; remove bf16 "
+                          "(the automatic choice is fp32 here)")
     if t.bf16:
         return "bf16"
+    if t.fp16 and hw.device != "cuda":
+        print("note: fp16 needs a GPU; training in fp32 on this CPU", file=sys.stderr, flush=True)
     if t.fp16:
-        return "fp16" if detect().device == "cuda" else "fp32"
+        return "fp16" if hw.device == "cuda" else "fp32"
     if detect().device == "cuda":
         return "fp32" if cfg.method.method != "qlora" else resolve_dtype(cfg.model.dtype)
     return resolve_dtype(cfg.model.dtype)
