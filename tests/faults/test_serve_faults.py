@@ -296,7 +296,7 @@ def _sigterm_drains(srv) -> None:
 
 
 # -- 33: bind address ------------------------------------------------------------------------------
-def test_binds_loopback_by_default_and_warns_on_public_without_key(monkeypatch, capsys):
+def test_binds_loopback_by_default_and_warns_on_public_without_key(monkeypatch):
     from tunesmith.commands import serve as serve_cmd
     from tunesmith.config import load_config
 
