@@ -15,7 +15,7 @@ from .conftest import train_method
 @pytest.fixture
 def qlora_overrides(tiny_overrides, bundled_dir):
     return {**tiny_overrides, "model_name_or_path": str(bundled_dir), "method": "qlora",
-            "max_steps": 3, "per_device_train_batch_size": 2, "cutoff_len": 32,
+            "max_steps": 3, "per_device_train_batch_size": 2, "cutoff_len": 96,
             "learning_rate": 5e-3, "lora_target": "q_proj,v_proj"}
 
 
