@@ -129,8 +129,7 @@ def build_trainer(cfg, model, tokenizer, data, args=None, fingerprint=None):
 
     args = args or build_training_args(cfg)
     callbacks = [LogCallback(cfg.train.output_dir), ProgressCallback(), *tracker_callbacks(cfg)]
-    if hasattr(methods, "method_callbacks"):
-        callbacks += methods.method_callbacks(cfg, model)
+    callbacks += methods.method_callbacks(cfg, model)
     trainer = TunesmithTrainer(
         model=model, args=args, train_dataset=ExampleDataset(data.train),
         eval_dataset=ExampleDataset(data.eval) if data.eval else None,
@@ -158,8 +157,7 @@ def save_run(trainer, tokenizer, cfg, out: Path, metrics: dict) -> None:
 
 
 def _save_records(trainer, tokenizer, cfg, out: Path, metrics: dict) -> None:
-    if hasattr(methods, "finish_save"):
-        methods.finish_save(trainer.model, cfg, out)
+    methods.finish_save(trainer.model, cfg, out)
     tokenizer.save_pretrained(str(out))
     trainer.save_metrics("train", {k: v for k, v in metrics.items() if not k.startswith("eval_")})
     if any(k.startswith("eval_") for k in metrics):
