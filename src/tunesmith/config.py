@@ -8,8 +8,6 @@ names the nearest valid key. Cross-field rules live in :func:`validate`, one rul
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .config_parse import coerce, parse_overrides, read_yaml, suggest  # noqa: F401 (re-exported)
 from .errors import ConfigError
 
 CONFIG_FILENAME = "tunesmith_config.yaml"
@@ -199,123 +198,6 @@ def _method_keys() -> dict[str, list[str]]:
 def valid_keys() -> list[str]:
     """Every key a config may set (sections, method parameters and aliases)."""
     return sorted(set(_key_owner()) | set(_method_keys()) | set(ALIASES))
-
-
-def suggest(key: str, choices) -> str:
-    """`` (did you mean 'x'?)`` for the nearest choice, or an empty string."""
-    close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _origin(tp):
-    return typing.get_origin(tp), typing.get_args(tp)
-
-
-def coerce(value: Any, tp: Any, key: str) -> Any:
-    """Convert a YAML or command-line value to the annotated type, or raise ConfigError."""
-    origin, args = _origin(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
-            return None
-        inner = [a for a in args if a is not type(None)][0]
-        return coerce(value, inner, key)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
-            return True
-        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
-            return False
-        raise ConfigError(f"key '{key}': expected true or false, got {value!r}")
-    if tp in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"key '{key}': expected a number, got {value!r}")
-        try:
-            number = float(value) if tp is float else _to_int(value)
-        except (TypeError, ValueError):
-            kind = "an integer" if tp is int else "a number"
-            raise ConfigError(f"key '{key}': expected {kind}, got {value!r}") from None
-        return number
-    if tp is str:
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"key '{key}': expected a string, got {type(value).__name__}")
-        return str(value)
-    if origin is list:
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, (list, tuple)):
-            items = [items]
-        inner = args[0] if args else str
-        return [coerce(v.strip() if isinstance(v, str) else v, inner, key) for v in items]
-    if tp is dict or origin is dict:
-        if isinstance(value, str):
-            value = _parse_yaml_text(value, key)
-        if not isinstance(value, dict):
-            raise ConfigError(f"key '{key}': expected a mapping, got {value!r}")
-        return value
-    return value
-
-
-def _to_int(value: Any) -> int:
-    if isinstance(value, float) and not value.is_integer():
-        raise ValueError(value)
-    if isinstance(value, str):
-        return int(float(value)) if "e" in value.lower() else int(value)
-    return int(value)
-
-
-def _parse_yaml_text(text: str, where: str):
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        loc = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{where}{loc}: invalid YAML: {problem}") from None
-
-
-def read_yaml(path: str | Path) -> dict:
-    """Read a YAML config with safe loading (``!!python/object`` is refused)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file '{path}' not found")
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    data = _parse_yaml_text(text, str(path))
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
-    return data
-
-
-_KEY_VALUE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*=")  # `key=value`: never a flag's value
-
-
-def parse_overrides(args: list[str]) -> dict[str, Any]:
-    """Parse ``key=value``, ``--key value`` and ``--flag`` (true) into a mapping of strings."""
-    out: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg.startswith("--"):
-            body = arg[2:]
-            if "=" in body:
-                key, value = body.split("=", 1)
-            elif i + 1 < len(args) and not args[i + 1].startswith("--") \
-                    and not _KEY_VALUE.match(args[i + 1]):
-                key, value = body, args[i + 1]
-                i += 1
-            else:
-                key, value = body, "true"
-        elif "=" in arg:
-            key, value = arg.split("=", 1)
-        else:
-            raise ConfigError(f"argument '{arg}': expected key=value or --key value")
-        out[key.replace("-", "_")] = value
-        i += 1
-    return out
 
 
 def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:

@@ -112,7 +112,7 @@ FLOAT_KEYS = {"learning_rate", "num_train_epochs", "warmup_ratio", "val_size", "
 
 def parse_extra(text: str) -> dict[str, Any]:
     """The free-form "more keys" box: YAML mapping (safe loading)."""
-    from ..config import _parse_yaml_text
+    from ..config_parse import _parse_yaml_text
     from ..errors import ConfigError
 
     data = _parse_yaml_text(text, "extra keys") if text and text.strip() else {}
