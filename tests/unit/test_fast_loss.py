@@ -74,3 +74,36 @@ def test_enabled_forward_through_peft_matches_and_eval_keeps_logits():
     model.eval()
     assert model(**batch).logits is not None
     assert not enable_fast_loss(base)  # idempotent
+
+
+@pytest.mark.parametrize("chunk", [None, 5])
+def test_trainable_head_takes_the_unfused_path_with_equal_grads(chunk):
+    from tunesmith.train.fast_loss import fusable_head
+
+    model = tiny_llama("sdpa").double()  # full fine-tuning: the head's weight has a gradient
+    assert not fusable_head(model.get_output_embeddings())
+    batch = PackingCollator(0)(rows(seed=8))
+    ref = model(**batch).loss
+    ref_grads = grads(model, ref)
+    fast = labelled_loss(model, batch, chunk=chunk)
+    fast_grads = grads(model, fast)
+    torch.testing.assert_close(fast, ref, rtol=1e-6, atol=1e-7)
+    assert "lm_head.weight" in ref_grads or "model.embed_tokens.weight" in ref_grads
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, rtol=1e-5, atol=1e-8, msg=name)
+
+
+def test_fused_head_in_bf16_matches_standard_within_bf16_rounding():
+    from tunesmith.train.fast_loss import _FusedHeadCE, fusable_head
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(32, 500, bias=False).to(torch.bfloat16).requires_grad_(False)
+    assert fusable_head(head)
+    hidden = torch.randn(37, 32, dtype=torch.bfloat16, requires_grad=True)
+    targets = torch.randint(0, 500, (37,))
+    ref = torch.nn.functional.cross_entropy(head(hidden).float(), targets, reduction="sum") / 37
+    (ref_grad,) = torch.autograd.grad(ref, hidden)
+    fused = _FusedHeadCE.apply(hidden, head.weight, targets, 8) / 37
+    (fused_grad,) = torch.autograd.grad(fused, hidden)
+    torch.testing.assert_close(fused, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused_grad.float(), ref_grad.float(), rtol=2e-2, atol=1e-4)

@@ -56,7 +56,10 @@ def count_params(cfg, path, dtype: str) -> tuple[ParamCounts, Shapes]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     full = trainable > 0.5 * total  # full/freeze train the base weights in the base dtype
     per = 4 if (dtype == "fp32" or not full) else 2
-    return ParamCounts(total, trainable, dtype, per), model_shapes(config)
+    from ..train.fast_loss import fusable_head
+
+    fusable = fusable_head(model.get_output_embeddings())
+    return ParamCounts(total, trainable, dtype, per, fusable), model_shapes(config)
 
 
 def data_shape(cfg, tokenizer, template) -> DataShape:
@@ -104,10 +107,14 @@ def estimate_run(cfg, gpu_mb: float | None = None) -> Estimate:
     data = data_shape(cfg, tokenizer, template)
     device = "gpu" if gpu_mb else detect().device
     fast = getattr(cfg.train, "fast_loss", False)
+    from ..train.fast_loss import auto_chunk
+
+    fused = auto_chunk(shapes.vocab) if fast and counts.head_fusable else None
     memory = estimate_memory(counts, shapes, tokens=data.batch_tokens, longest=data.longest,
                              logit_positions=data.batch_labels if fast else data.batch_tokens,
                              ckpt=cfg.train.gradient_checkpointing,
-                             file_mb=checkpoint_file_mb(path), device="cpu" if device == "cpu" else "gpu")
+                             file_mb=checkpoint_file_mb(path), device="cpu" if device == "cpu" else "gpu",
+                             fused_chunk=fused)
     est = Estimate(str(cfg.model.model_name_or_path), dtype, device, counts, shapes, data, memory,
                    steps_of(cfg, data.rows), gpu_mb)
     if gpu_mb and memory.peak_mb > gpu_mb:

@@ -20,6 +20,7 @@ BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 A_HIDDEN = 3  # saved hidden-size values per token per layer (fitted, see module doc)
 A_INTER = 1  # saved intermediate-size values per token per layer (fitted)
 LOGIT_COPIES = 3  # logits, their fp32 copy / softmax, and its gradient
+FUSED_COPIES = 2  # the fused head loss: one chunk's logits and their fp32 softmax
 RUNTIME_MB = 800  # `tunesmith train`'s resident size before the model loads (measured)
 CUDA_CONTEXT_MB = 500
 
@@ -30,6 +31,7 @@ class ParamCounts:
     trainable: int
     frozen_dtype: str
     trainable_bytes: int  # bytes per trainable parameter
+    head_fusable: bool = False  # frozen plain lm_head: the fused, chunked loss applies
 
 
 @dataclass
@@ -75,12 +77,16 @@ def activation_bytes(shapes: Shapes, tokens: int, longest: int, dtype: str, ckpt
     return shapes.layers * (per_layer + attention)
 
 
-def logits_bytes(shapes: Shapes, positions: int) -> float:
+def logits_bytes(shapes: Shapes, positions: int, fused_chunk: int | None = None) -> float:
+    """Logits memory: every position at once, or one chunk of the fused labelled-only loss."""
+    if fused_chunk:
+        return min(positions, fused_chunk) * shapes.vocab * 4 * FUSED_COPIES
     return positions * shapes.vocab * 4 * LOGIT_COPIES
 
 
 def estimate_memory(counts: ParamCounts, shapes: Shapes, *, tokens: int, longest: int,
-                    logit_positions: int, ckpt: bool, file_mb: float, device: str) -> MemoryEstimate:
+                    logit_positions: int, ckpt: bool, file_mb: float, device: str,
+                    fused_chunk: int | None = None) -> MemoryEstimate:
     """Every term in MiB, and the expected peak (RSS on CPU, allocated memory on a GPU)."""
     frozen = counts.total - counts.trainable
     weights = frozen * BYTES[counts.frozen_dtype] + counts.trainable * counts.trainable_bytes
@@ -88,7 +94,7 @@ def estimate_memory(counts: ParamCounts, shapes: Shapes, *, tokens: int, longest
     optim = 2 * counts.trainable * counts.trainable_bytes
     act = activation_bytes(shapes, tokens, longest, counts.frozen_dtype, ckpt)
     act_other = activation_bytes(shapes, tokens, longest, counts.frozen_dtype, not ckpt)
-    logits = logits_bytes(shapes, logit_positions)
+    logits = logits_bytes(shapes, logit_positions, fused_chunk)
     overhead = RUNTIME_MB if device == "cpu" else CUDA_CONTEXT_MB  # file_mb: mmap'd, not resident
     fixed = (weights + grads + optim + logits) / MIB + overhead
     return MemoryEstimate(weights / MIB, grads / MIB, optim / MIB,

@@ -4,8 +4,9 @@ A causal LM's forward projects every position onto the vocabulary (SmolLM2: 49,1
 fifth of the model's FLOPs and a (tokens x vocab) fp32 logits tensor plus its gradient), though
 chat SFT supervises only the assistant tokens. Here the decoder runs to hidden states, the
 positions whose *shifted* label is set are gathered, and only those go through ``lm_head`` and the
-loss; optionally in chunks whose logits are recomputed in backward, so the logits never exist for
-more than ``chunk`` tokens at a time. Same sum over the same targets, divided by the same count as
+loss, in chunks: for a frozen head (every adapter method) a fused step computes each chunk's loss
+and its gradient together and drops the logits, so at most ``chunk`` x vocab logits ever exist and
+nothing is recomputed; a trainable head is chunked with recomputation in backward. Same sum over the same targets, divided by the same count as
 transformers' ``ForCausalLMLoss``: the loss and gradients match the standard path
 (tests/unit/test_fast_loss.py).
 
@@ -44,6 +45,69 @@ def _head_ce_sum(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return F.cross_entropy(head(hidden).float(), targets, reduction="sum")
 
 
+# Logits held at once by the fused path: chunk x vocab fp32 values (64 MiB).
+CHUNK_ELEMENTS = 2**24
+
+
+def auto_chunk(vocab: int) -> int:
+    return max(64, CHUNK_ELEMENTS // max(vocab, 1))
+
+
+class _FusedHeadCE(torch.autograd.Function):
+    """Sum of cross entropy of ``hidden @ weight.T`` against ``targets``, chunk by chunk.
+
+    The gradient with respect to ``hidden`` is computed in the forward pass (softmax minus one-hot,
+    times the weight), so no chunk's logits outlive its loop iteration and backward only scales
+    the stored (N, H) gradient: the head's logits never exist for more than ``chunk`` rows and are
+    never recomputed. Only for a frozen, bias-free head (LoRA and the other adapters); the numerics
+    follow the standard path (logits in the weight dtype, softmax in fp32, the logit gradient cast
+    back to the weight dtype before the matmul).
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, chunk):
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+        for start in range(0, hidden.shape[0], chunk):
+            h, t = hidden[start:start + chunk], targets[start:start + chunk]
+            logits = F.linear(h, weight).float()
+            lse = torch.logsumexp(logits, dim=-1)
+            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            if grad is not None:
+                probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place
+                probs[torch.arange(t.shape[0], device=t.device), t] -= 1.0
+                grad[start:start + chunk] = probs.to(weight.dtype) @ weight
+        ctx.save_for_backward(grad)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_output.to(grad.dtype), None, None, None
+
+
+def fusable_head(head) -> bool:
+    """A plain frozen ``nn.Linear`` without bias (not quantized, not an adapter layer)."""
+    return (type(head) is torch.nn.Linear and head.bias is None
+            and not head.weight.requires_grad)
+
+
+def head_loss_sum(head, hidden: torch.Tensor, targets: torch.Tensor,
+                  chunk: int | None = None) -> torch.Tensor:
+    """Summed cross entropy of ``head(hidden)``: fused and chunked where the head allows it,
+    otherwise chunked with recomputation (``chunk`` given) or in one piece."""
+    n = hidden.shape[0]
+    if fusable_head(head):
+        size = chunk or auto_chunk(head.weight.shape[0])
+        return _FusedHeadCE.apply(hidden, head.weight, targets, size)
+    if chunk and n > chunk:
+        from torch.utils.checkpoint import checkpoint
+
+        return sum(checkpoint(_head_ce_sum, head, h, t, use_reentrant=False)
+                   for h, t in zip(hidden.split(chunk), targets.split(chunk)))
+    return _head_ce_sum(head, hidden, targets)
+
+
 def labelled_loss(model, inputs: dict, num_items_in_batch=None, chunk: int | None = None):
     """Mean cross entropy over labelled (shifted) positions, as the standard path computes it.
 
@@ -52,7 +116,8 @@ def labelled_loss(model, inputs: dict, num_items_in_batch=None, chunk: int | Non
         inputs: ``input_ids``, ``labels`` and optionally ``attention_mask``/``position_ids``.
         num_items_in_batch: the divisor (the Trainer's count over the accumulated batch);
             None divides by this batch's labelled-token count.
-        chunk: project at most this many positions at a time (recomputed in backward).
+        chunk: project at most this many positions at a time (None: ``auto_chunk`` for a
+            fusable head, one piece otherwise).
     """
     base = _base_model(model)
     extra = {k: inputs[k] for k in ("attention_mask", "position_ids") if inputs.get(k) is not None}
@@ -61,14 +126,7 @@ def labelled_loss(model, inputs: dict, num_items_in_batch=None, chunk: int | Non
     keep = targets != IGNORE
     picked = hidden[:, :-1][keep]  # (N, H)
     wanted = targets[keep]  # (N,)
-    head = base.get_output_embeddings()
-    if chunk and picked.shape[0] > chunk:
-        from torch.utils.checkpoint import checkpoint
-
-        total = sum(checkpoint(_head_ce_sum, head, h, t, use_reentrant=False)
-                    for h, t in zip(picked.split(chunk), wanted.split(chunk)))
-    else:
-        total = _head_ce_sum(head, picked, wanted)
+    total = head_loss_sum(base.get_output_embeddings(), picked, wanted, chunk)
     if num_items_in_batch is None:
         num_items_in_batch = keep.sum().clamp(min=1)
     if torch.is_tensor(num_items_in_batch):
