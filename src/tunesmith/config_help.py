@@ -10,7 +10,7 @@ KEY_HELP = {
     "default_system": "system prompt added when a conversation has none",
     "trust_remote_code": "allow model dirs that ship their own Python code (off: refused)",
     "dtype": "weights dtype: auto (bf16 only where the hardware is fast at it), fp32, bf16, fp16",
-    "attn_implementation": "attention kernel: auto (sdpa), eager, sdpa, flash_attention_2",
+    "attn_implementation": "attention kernel: auto (hybrid on CPU: plain math for rows up to 192 tokens, sdpa beyond; sdpa on GPU), hybrid, eager, sdpa, flash_attention_2",
     "quantization_bit": "load the base in 4 or 8 bit (QLoRA, bitsandbytes)",
     "quantization_type": "4-bit type: nf4 or fp4",
     "double_quantization": "quantize the 4-bit quantization constants too",

@@ -79,6 +79,12 @@ def load_tokenizer(model_cfg, path: Path | None = None):
 
 
 def attn_implementation(name: str) -> str:
+    """``auto``: ``hybrid`` on CPU (math attention for short rows, sdpa for long; see
+    model/attention.py), ``sdpa`` on a GPU; any other name is transformers' own."""
+    from .attention import register
+
+    if name == "hybrid" or (name == "auto" and detect().device == "cpu"):
+        return register()
     if name != "auto":
         return name
     return "sdpa"

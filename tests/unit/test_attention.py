@@ -1,0 +1,53 @@
+"""The CPU ``hybrid`` attention gives sdpa's results on both of its paths."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tunesmith.data.collate import PadCollator
+from tunesmith.data.packing import PackingCollator
+from tunesmith.model import attention
+from tunesmith.model.attention import register
+
+from .test_packing import loss_and_grads, rows, tiny_llama
+
+
+@pytest.fixture(params=[192, 0], ids=["math-path", "sdpa-path"])
+def short_kv(request, monkeypatch):
+    monkeypatch.setattr(attention, "SHORT_KV", request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("collate", ["pad", "pack"])
+def test_hybrid_matches_sdpa_loss_and_grads(collate, short_kv):
+    """Both paths give sdpa's loss and gradients (fp64; transformers' own eager and sdpa differ
+    by the same ~1e-7 relative rounding)."""
+    batch = (PadCollator(0) if collate == "pad" else PackingCollator(0))(rows(seed=11))
+    loss, grads = loss_and_grads(tiny_llama(register()), batch)
+    sdpa_loss, sdpa_grads = loss_and_grads(tiny_llama("sdpa"), batch)
+    torch.testing.assert_close(loss, sdpa_loss, rtol=1e-10, atol=1e-12)
+    for name, grad in sdpa_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_hybrid_generation_with_cache_and_left_padding_matches_sdpa():
+    ref, hyb = tiny_llama("sdpa"), tiny_llama(register())
+    for m in (ref, hyb):
+        m.config.use_cache = True
+        m.generation_config.pad_token_id = 0
+        m.eval()
+    ids = torch.tensor([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12]])
+    mask = (ids != 0).long()
+    kw = dict(max_new_tokens=6, do_sample=False, attention_mask=mask)
+    assert torch.equal(hyb.generate(ids, **kw), ref.generate(ids, **kw))
+    with torch.no_grad():  # real positions agree (a pad query attends to nothing either way)
+        torch.testing.assert_close(hyb(ids, attention_mask=mask).logits[mask.bool()],
+                                   ref(ids, attention_mask=mask).logits[mask.bool()])
+
+
+def test_auto_picks_hybrid_on_cpu_and_keeps_explicit_choices():
+    from tunesmith.model.load import attn_implementation
+
+    assert attn_implementation("auto") == "hybrid"
+    assert attn_implementation("eager") == "eager" and attn_implementation("sdpa") == "sdpa"
