@@ -58,7 +58,9 @@ def _model(path, variant: Variant):
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(variant.dtype))
     model.config.use_cache = False
     if variant.checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        from ..train.model import enable_checkpointing
+
+        enable_checkpointing(model)
     torch.manual_seed(0)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
     model.train()

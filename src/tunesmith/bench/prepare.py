@@ -23,7 +23,7 @@ def _substitute(value, placeholders: dict):
     return substitute(value, placeholders) if placeholders else value
 
 
-def tokenized_examples(w: Workload):
+def tokenized_examples(w: Workload, dtype: str = "auto"):
     """tunesmith's examples for the workload, the resolved model path and the training dtype."""
     from ..config import load_config
     from ..data.load import load_data
@@ -31,7 +31,7 @@ def tokenized_examples(w: Workload):
     from ..model.load import load_tokenizer, resolve_model_path
     from ..train.arguments import training_dtype
 
-    cfg = load_config(None, train_overrides(w, Path("unused")))
+    cfg = load_config(None, train_overrides(w, Path("unused"), dtype=dtype))
     path = resolve_model_path(cfg.model.model_name_or_path)
     tokenizer = load_tokenizer(cfg.model, path)
     template = get_template(cfg.model.template, tokenizer, cfg.model.default_system)
@@ -49,10 +49,11 @@ def total_steps(rows: int, batch: int, epochs: float, steps: int) -> int:
     return min(steps, full) if steps > 0 else full
 
 
-def prepare(w: Workload, out: Path, steps: int = 0, grad_ckpt: bool = True) -> dict:
+def prepare(w: Workload, out: Path, steps: int = 0, grad_ckpt: bool = True,
+            dtype: str = "auto") -> dict:
     """Write rows.jsonl, the LLaMA-Factory dataset dir and spec.json under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    examples, model_path, dtype = tokenized_examples(w)
+    examples, model_path, dtype = tokenized_examples(w, dtype)
     rows_path = out / "rows.jsonl"
     with rows_path.open("w", encoding="utf-8") as fh:
         for e in examples:

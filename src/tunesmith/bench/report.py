@@ -58,7 +58,7 @@ def format_report(result: dict, tolerance: float = 1e-3) -> str:
              f"- workload: {spec['n_rows']} rows, {spec['steps']} steps of {spec['batch']} rows, "
              f"{spec['tokens']:,} real tokens trained; LoRA r={spec['lora_rank']} all-linear, "
              f"lr {spec['learning_rate']}, gradient checkpointing "
-             f"{'on' if spec['gradient_checkpointing'] else 'off'} for the peers",
+             f"{'on' if spec['gradient_checkpointing'] else 'off'} for every tool",
              f"- repeats: {result['repeats']} (median shown, min in brackets)", "",
              "| tool | tokens/s | tokens/CPU-s | train s | wall s | first step s | peak RSS MiB "
              "| first loss | final loss | % of peak |", "|---|---|---|---|---|---|---|---|---|---|"]

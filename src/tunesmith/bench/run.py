@@ -21,16 +21,15 @@ import yaml
 
 from .workloads import get_workload, train_overrides
 
-# tunesmith's own settings on top of the shared ones: what `tunesmith bench speed` found to pay.
-# W1 ablation (1 thread, CPU time): no checkpointing 1.46x at a peak RSS (1.7 GiB) far below the
-# peers' (3.2-4.7 GiB); bf16 1.40x over fp32 on AMX.
-OURS = {"packing": True, "fast_loss": True, "gradient_checkpointing": False}
+# tunesmith's own techniques on top of the shared settings (gradient checkpointing, dtype, batch
+# and lr are the spec's, the same for every tool): what `tunesmith bench speed` found to pay.
+OURS = {"packing": True, "fast_loss": True}
 
 
 def ours_command(spec: dict, run_dir: Path, result: Path, extra: dict) -> tuple[list[str], dict]:
     """Write the run's tunesmith config and return the child command."""
     w = get_workload(spec["workload"])
-    keys = train_overrides(w, run_dir / "output", spec["max_steps"])
+    keys = train_overrides(w, run_dir / "output", spec["max_steps"], spec["dtype"])
     keys.update({"gradient_checkpointing": spec["gradient_checkpointing"],
                  "trainer_args": {"train_sampling_strategy": "sequential"}, **extra})
     config = run_dir / "tunesmith.yaml"

@@ -60,11 +60,13 @@ def run_spec(spec: dict, run_dir: Path, result: Path) -> Path:
 
 def bench_train(workload: str = "W1", peers: list[str] | None = None, steps: int = 0,
                 repeats: int = 1, out: Path = Path("bench_runs"), timeout_s: float = 3600,
-                peak_seconds: float = 1.0, tools: dict | None = None) -> dict:
+                peak_seconds: float = 1.0, tools: dict | None = None,
+                grad_ckpt: bool = True, dtype: str = "auto") -> dict:
     """Prepare, install, run every tool ``repeats`` times (interleaved), write result + report."""
     w = get_workload(workload)
-    base = Path(out) / w.name
-    spec = prepare(w, base, steps)
+    suffix = ("" if grad_ckpt else "-no-ckpt") + ("" if dtype == "auto" else f"-{dtype}")
+    base = Path(out) / f"{w.name}{suffix}"
+    spec = prepare(w, base, steps, grad_ckpt, dtype)
     say(f"{w.name}: {spec['n_rows']} rows, {spec['steps']} steps, {spec['tokens']:,} tokens")
     hw = machine(peak_seconds)
     tools = tools or tool_commands(peers or [], Path(out))
@@ -81,7 +83,7 @@ def bench_train(workload: str = "W1", peers: list[str] | None = None, steps: int
             runs.append(run_tool(name, cmd, env, spec, run_dir, result, fpt, timeout_s))
             say(f"  -> {json.dumps(runs[-1])}")
     aggregated = aggregate(runs)
-    result = {"spec": spec, "hardware": hw, "repeats": repeats, "runs": runs,
+    result = {"dir": str(base), "spec": spec, "hardware": hw, "repeats": repeats, "runs": runs,
               "tools": aggregated, "ratios": ratios(aggregated)}
     (base / "result.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     report = format_report(result)

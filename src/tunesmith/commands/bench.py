@@ -17,6 +17,12 @@ def add_arguments(parser) -> None:
     t.add_argument("--repeats", type=int, default=1, help="runs per tool (min and median reported)")
     t.add_argument("--out", default="bench_runs", help="bench directory (venvs, runs, reports)")
     t.add_argument("--timeout", type=float, default=3600, help="seconds allowed per run")
+    t.add_argument("--gradient-checkpointing", choices=("on", "off"), default="on",
+                   help="gradient checkpointing for every tool alike (default on: the peers' "
+                        "default; off: each tool's fastest setting at a higher peak)")
+    t.add_argument("--dtype", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="training dtype for every tool (auto: bf16 on CPUs with AMX, else fp32; "
+                        "fp32 makes first-step losses comparable to 1e-5 across tools)")
     s = sub.add_parser("speed", help="A/B the speed techniques on a workload in one process")
     s.add_argument("--workload", default="W2")
     s.add_argument("--steps", type=int, default=3, help="steps per variant per round (the first is set-up)")
@@ -51,11 +57,12 @@ def _train(args) -> int:
 
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     result = bench_train(args.workload, peers, args.steps, args.repeats, Path(args.out),
-                         args.timeout)
+                         args.timeout, grad_ckpt=args.gradient_checkpointing == "on",
+                         dtype=args.dtype)
     from ..bench.report import format_report
 
     print(format_report(result))
-    print(f"(report: {Path(args.out) / result['spec']['workload'] / 'report.md'})")
+    print(f"(report: {Path(result['dir']) / 'report.md'})")
     return 0
 
 

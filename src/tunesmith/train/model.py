@@ -16,12 +16,22 @@ def load_for_training(cfg, path):
     model = load_model(cfg.model, dtype=training_dtype(cfg), path=path, quantization_config=quant)
     model.config.use_cache = False
     if cfg.train.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
     if cfg.train.fast_loss:
         from .fast_loss import enable_fast_loss
 
         enable_fast_loss(model)
     return model
+
+
+def enable_checkpointing(model) -> None:
+    """Non-reentrant activation checkpointing of every decoder layer (transformers 5.x's
+    ``activation_checkpointing_enable``; the older name where that is missing)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def describe_trainable(model) -> str:

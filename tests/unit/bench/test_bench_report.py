@@ -123,3 +123,47 @@ def test_peer_run_spec_carries_result_and_output(tmp_path):
     cmd, env = command(PEERS["llamafactory"], Path("/venv/bin/python"), path)
     assert cmd[-1] == str(path) and cmd[1].endswith("lf_child.py")
     assert "torchaudio_stub" in env["PYTHONPATH"] and env["HF_HUB_OFFLINE"] == "1"
+
+
+def test_gradient_checkpointing_setting_reaches_every_tool(tmp_path, bundled_dir):
+    import yaml
+
+    from tunesmith.bench.run import OURS, ours_command
+    from tunesmith.bench.train import bench_train
+
+    seen = {}
+
+    def fake(spec, run_dir, result):
+        seen["spec"] = spec
+        cmd, _ = ours_command(spec, run_dir, result, OURS)
+        seen["config"] = yaml.safe_load((run_dir / "tunesmith.yaml").read_text())
+        return [sys.executable, "-c", FAKE_CHILD, str(result)], {}
+
+    bench_train("W1", steps=1, out=tmp_path, peak_seconds=0.05, tools={"tunesmith": fake},
+                grad_ckpt=False)
+    assert seen["spec"]["gradient_checkpointing"] is False
+    assert seen["config"]["gradient_checkpointing"] is False  # tunesmith gets the spec's setting
+    assert seen["config"]["packing"] is True and seen["config"]["fast_loss"] is True
+    assert (tmp_path / "W1-no-ckpt" / "report.md").read_text().count(
+        "gradient checkpointing off for every tool") == 1
+
+
+def test_llamafactory_gets_the_same_tokens_and_label_masks(tmp_path):
+    from datasets import load_from_disk
+
+    from tunesmith.bench.peers import SCRIPTS
+
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from lf_child import tokenized_dir
+    finally:
+        sys.path.pop(0)
+    rows = [{"input_ids": [5, 6, 7, 8], "labels": [-100, -100, 7, 8]},
+            {"input_ids": [9, 10], "labels": [-100, 10]}]
+    (tmp_path / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    path = tokenized_dir({"rows": str(tmp_path / "rows.jsonl"),
+                          "output_dir": str(tmp_path / "run" / "output")})
+    train = load_from_disk(path)["train"]
+    assert train["input_ids"] == [r["input_ids"] for r in rows]
+    assert train["labels"] == [r["labels"] for r in rows]
+    assert train["attention_mask"] == [[1, 1, 1, 1], [1, 1]]

@@ -48,7 +48,7 @@ def get_workload(name: str) -> Workload:
     return WORKLOADS[key]
 
 
-def train_overrides(w: Workload, output_dir: Path, steps: int = 0) -> dict:
+def train_overrides(w: Workload, output_dir: Path, steps: int = 0, dtype: str = "auto") -> dict:
     """tunesmith config keys that train workload ``w`` (the same settings the peers get)."""
     keys = {"model_name_or_path": "smollm2-135m", "dataset": str(w.path),
             "cutoff_len": w.cutoff_len, "num_train_epochs": w.epochs,
@@ -59,7 +59,7 @@ def train_overrides(w: Workload, output_dir: Path, steps: int = 0) -> dict:
             "learning_rate": SHARED["learning_rate"],
             "lr_scheduler_type": SHARED["lr_scheduler_type"], "seed": SHARED["seed"],
             "output_dir": str(output_dir), "logging_steps": 1, "save_strategy": "no",
-            "plot_loss": False, "do_train": True}
+            "plot_loss": False, "do_train": True, "dtype": dtype}
     if w.placeholders:
         keys["placeholders"] = dict(w.placeholders)
     return keys
