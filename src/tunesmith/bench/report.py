@@ -22,10 +22,13 @@ def aggregate(runs: list[dict]) -> dict:
     return tools
 
 
-def ratios(tools: dict, ours: str = "tunesmith") -> dict:
-    """tunesmith's tokens/s over each peer's (median), and peak RSS relative to each peer."""
+def ratios(tools: dict, equal: dict | None = None, ours: str = "tunesmith") -> dict:
+    """tunesmith's tokens/s over each peer's (median), peak RSS relative to each peer, and the
+    first-step loss difference (from the fp32 equal-work check when given)."""
     out = {}
     mine = tools.get(ours, {})
+    first = ({k: v for k, v in equal.items() if v is not None} if equal is not None else
+             {k: t["first_loss"]["median"] for k, t in tools.items() if "first_loss" in t})
     for name, t in tools.items():
         if name == ours or "tokens_per_s" not in t or "tokens_per_s" not in mine:
             continue
@@ -34,8 +37,8 @@ def ratios(tools: dict, ours: str = "tunesmith") -> dict:
                      "cpu_speed": (mine[cpu]["median"] / t[cpu]["median"]
                                    if cpu in mine and cpu in t else None),
                      "peak_rss": mine["peak_rss_mb"]["median"] / t["peak_rss_mb"]["median"],
-                     "first_loss_diff": abs(mine["first_loss"]["median"] - t["first_loss"]["median"])
-                     if "first_loss" in t and "first_loss" in mine else None}
+                     "first_loss_diff": abs(first[ours] - first[name])
+                     if ours in first and name in first else None}
     return out
 
 
@@ -73,6 +76,12 @@ def format_report(result: dict, tolerance: float = 1e-3) -> str:
                      f"{_fmt(t.get('wall_s'))} | {_fmt(t.get('first_step_s'))} | "
                      f"{_fmt(t.get('peak_rss_mb'), 0)} | {_fmt(t.get('first_loss'), 4)} | "
                      f"{_fmt(t.get('final_loss'), 4)} | {pct:.1f}% |")
+    equal = result.get("equal_work")
+    if equal:
+        lines.append("\nEqual-work check (first batch, 1 step, fp32, every tool): first-step loss "
+                     + ", ".join(f"{k} {v:.6f}" if v is not None else f"{k} failed"
+                                 for k, v in equal.items()) + ". The timed runs' first losses "
+                     "differ more in bf16: each tool's mixed precision rounds differently.")
     for name, r in result["ratios"].items():
         diff = r["first_loss_diff"]
         check = ("-" if diff is None else

@@ -58,10 +58,29 @@ def run_spec(spec: dict, run_dir: Path, result: Path) -> Path:
     return path
 
 
+def equal_work(w, base: Path, tools: dict, fpt: float, timeout_s: float, grad_ckpt: bool) -> dict:
+    """Each tool's loss on the first batch, one step in fp32: equal within 1e-3 proves the same
+    token sequences and label masks (in bf16 the tools' mixed-precision choices differ by more
+    than that, so the timed runs cannot show it themselves)."""
+    check_dir = base / "equal-work"
+    spec = prepare(w, check_dir, 1, grad_ckpt, "fp32")
+    losses = {}
+    for name, make in tools.items():
+        run_dir = check_dir / name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        result = run_dir / "timing.json"
+        result.unlink(missing_ok=True)
+        cmd, env = make(spec, run_dir, result)
+        say(f"[{time.strftime('%H:%M:%S')}] {name}: equal-work check (1 step, fp32) ...")
+        losses[name] = run_tool(name, cmd, env, spec, run_dir, result, fpt, timeout_s).get(
+            "first_loss")
+    return losses
+
+
 def bench_train(workload: str = "W1", peers: list[str] | None = None, steps: int = 0,
                 repeats: int = 1, out: Path = Path("bench_runs"), timeout_s: float = 3600,
                 peak_seconds: float = 1.0, tools: dict | None = None,
-                grad_ckpt: bool = True, dtype: str = "auto") -> dict:
+                grad_ckpt: bool = True, dtype: str = "auto", check: bool = True) -> dict:
     """Prepare, install, run every tool ``repeats`` times (interleaved), write result + report."""
     w = get_workload(workload)
     suffix = ("" if grad_ckpt else "-no-ckpt") + ("" if dtype == "auto" else f"-{dtype}")
@@ -71,6 +90,8 @@ def bench_train(workload: str = "W1", peers: list[str] | None = None, steps: int
     hw = machine(peak_seconds)
     tools = tools or tool_commands(peers or [], Path(out))
     fpt = flops_per_token(spec["model"])
+    checked = (equal_work(w, base, tools, fpt, timeout_s, grad_ckpt)
+               if check and spec["dtype"] != "fp32" else None)
     runs = []
     for rep in range(repeats):
         for name, make in tools.items():
@@ -84,7 +105,7 @@ def bench_train(workload: str = "W1", peers: list[str] | None = None, steps: int
             say(f"  -> {json.dumps(runs[-1])}")
     aggregated = aggregate(runs)
     result = {"dir": str(base), "spec": spec, "hardware": hw, "repeats": repeats, "runs": runs,
-              "tools": aggregated, "ratios": ratios(aggregated)}
+              "tools": aggregated, "equal_work": checked, "ratios": ratios(aggregated, checked)}
     (base / "result.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     report = format_report(result)
     (base / "report.md").write_text(report, encoding="utf-8")

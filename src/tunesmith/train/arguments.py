@@ -42,15 +42,26 @@ OPTIM_PACKAGES = (
 )
 
 
+def cpu_autocast(cfg) -> bool:
+    """bf16 autocast on a CPU whose weights are bf16 (not k-bit): adapters keep fp32 weights and
+    optimizer states, but their matmuls run in bf16 on the bf16 activations, as mixed precision
+    does on a GPU. Without it PEFT copies every adapter input to fp32 and the result back
+    (W1 on an AMX CPU: 12% of the step; see docs/performance.md)."""
+    return (detect().device == "cpu" and not cfg.model.quantization_bit
+            and training_dtype(cfg) == "bf16")
+
+
 def precision_flags(cfg) -> dict:
-    """Mixed precision flags: autocast only on CUDA; on CPU the weights' dtype is the choice."""
+    """Mixed precision flags: autocast on CUDA, and bf16 autocast on CPU (:func:`cpu_autocast`);
+    otherwise the weights' dtype is the choice."""
     t = cfg.train
     if t.bf16 is not None or t.fp16 is not None:
         dtype = "bf16" if t.bf16 else "fp16" if t.fp16 else "fp32"
     else:
         dtype = resolve_dtype(cfg.model.dtype)
     on_cuda = detect().device == "cuda"
-    return {"bf16": on_cuda and dtype == "bf16", "fp16": on_cuda and dtype == "fp16"}
+    return {"bf16": (on_cuda and dtype == "bf16") or cpu_autocast(cfg),
+            "fp16": on_cuda and dtype == "fp16"}
 
 
 def training_dtype(cfg) -> str:

@@ -21,7 +21,7 @@ from ..data.load import load_data
 from ..data.templates import get_template
 from ..methods import method_params
 from ..model.load import load_tokenizer, resolve_model_path
-from .arguments import build_training_args
+from .arguments import build_training_args, cpu_autocast
 from .callbacks import LogCallback, ProgressCallback, peak_memory_mb
 from .checkpoint import (clean_stale, disk_full_error, is_disk_full, latest_checkpoint,
                          read_marker, resolve_resume)
@@ -71,7 +71,7 @@ def run_sft(cfg) -> dict:
     model = method.apply(load_for_training(cfg, path), params, cfg)
     log(describe_trainable(model))
     trainer = build_trainer(cfg, model, tokenizer, data, args=args, fingerprint=fingerprint)
-    result = train(trainer, resume, out)
+    result = train(trainer, resume, out, autocast_inputs=cpu_autocast(cfg))
     metrics = {**result.metrics, "peak_mem_mb": round(peak_memory_mb(), 1),
                "wall_time_s": round(time.time() - start, 2)}
     if trainer.nan_policy == "skip":
@@ -98,11 +98,17 @@ def find_resume(cfg, out: Path, fingerprint: dict) -> Path | None:
     return resume
 
 
-def train(trainer, resume: Path | None, out: Path):
-    """``trainer.train`` with SIGINT/SIGTERM turned into a checkpoint and TrainingInterrupted."""
+def train(trainer, resume: Path | None, out: Path, autocast_inputs: bool = False):
+    """``trainer.train`` with SIGINT/SIGTERM turned into a checkpoint and TrainingInterrupted.
+
+    ``autocast_inputs``: under CPU bf16 autocast, adapter layers take the bf16 activations as
+    they are instead of copying them to their fp32 weights' dtype (autocast casts the small
+    weights instead)."""
+    from peft.helpers import disable_input_dtype_casting
+
     request = StopRequest()
     trainer.add_callback(StopOnSignal(request))
-    with trap_signals(request):
+    with trap_signals(request), disable_input_dtype_casting(trainer.model, active=autocast_inputs):
         try:
             result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         finally:

@@ -109,6 +109,11 @@ def test_bench_train_pipeline_with_fake_tools(tmp_path, bundled_dir):
     assert ours["tokens_per_s"]["median"] == pytest.approx(spec["tokens"] / 0.5)
     assert ours["tokens_per_cpu_s"]["median"] == pytest.approx(spec["tokens"] / 0.25)
     assert "no peer here" in result["tools"]["trl"]["errors"][0]["error"]
+    if spec["dtype"] == "fp32":  # the timed runs' first losses are the check
+        assert result["equal_work"] is None
+    else:  # one fp32 step per tool first; a failed tool has no loss
+        assert result["equal_work"] == {"tunesmith": 2.0, "trl": None}
+        assert (tmp_path / "W1" / "equal-work" / "spec.json").is_file()
     report = (tmp_path / "W1" / "report.md").read_text()
     assert "| tunesmith |" in report and "failed" in report
 
