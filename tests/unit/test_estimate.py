@@ -73,3 +73,27 @@ def test_cli_text_for_gpu(tiny_overrides, capsys):
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "trainable" in text and "fits in 24.00 GiB" in text and "expected peak" in text
+
+
+def test_largest_batch_follows_the_sampler():
+    from tunesmith.estimate import largest_batch
+
+    rows = [(10, 5), (100, 50), (20, 10), (90, 45), (30, 15), (40, 20)]  # (tokens, labelled)
+    # sequential batches of 2: (10,100) (20,90) (30,40); padded, the first costs 2 x 100
+    assert largest_batch(rows, 2, packing=False, sequential=True) == (200, 55, 100)
+    assert largest_batch(rows, 2, packing=True, sequential=True) == (110, 55, 100)
+    # shuffled: the two longest rows may meet in one batch
+    assert largest_batch(rows, 2, packing=True, sequential=False) == (190, 95, 100)
+
+
+def test_cpu_peak_is_never_below_loading():
+    from tunesmith.estimate.memory import ParamCounts, Shapes, estimate_memory
+
+    counts = ParamCounts(total=1_000_000, trainable=10_000, frozen_dtype="bf16", trainable_bytes=4)
+    shapes = Shapes(layers=2, hidden=64, intermediate=128, heads=4, vocab=1000)
+    m = estimate_memory(counts, shapes, tokens=8, longest=4, logit_positions=8, ckpt=True,
+                        file_mb=5000.0, device="cpu", fused_chunk=64)
+    assert m.loading_mb > 5000 and m.peak_mb == m.loading_mb
+    gpu = estimate_memory(counts, shapes, tokens=8, longest=4, logit_positions=8, ckpt=True,
+                          file_mb=5000.0, device="gpu", fused_chunk=64)
+    assert gpu.loading_mb == 0 and gpu.peak_mb < 1000

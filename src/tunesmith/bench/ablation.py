@@ -21,13 +21,19 @@ class Variant:
     packing: bool
     fast_loss: bool
     checkpointing: bool
+    attn: str = "sdpa"
+    autocast: bool = False  # bf16 autocast, adapters fed bf16 inputs (only with bf16 weights)
 
 
+# Each variant adds one technique to the one before it (the last two: without checkpointing, and
+# the baseline with fp32 weights), so every step's gain is visible.
 VARIANTS = {
-    "padded": Variant("padded, full logits, ckpt (peers' setting)", "auto", False, False, True),
-    "pack": Variant("packed, full logits, ckpt", "auto", True, False, True),
-    "pack+fast": Variant("packed, labelled-only loss, ckpt", "auto", True, True, True),
-    "pack+fast-ckpt": Variant("packed, labelled-only loss, no ckpt", "auto", True, True, False),
+    "padded": Variant("padded, full logits, sdpa, ckpt (peers' setting)", "auto", False, False, True),
+    "pack": Variant("+ packing", "auto", True, False, True),
+    "pack+fast": Variant("+ labelled-only fused loss", "auto", True, True, True),
+    "hybrid": Variant("+ hybrid attention", "auto", True, True, True, "hybrid"),
+    "autocast": Variant("+ bf16 autocast adapters", "auto", True, True, True, "hybrid", True),
+    "no-ckpt": Variant("all of it, no ckpt", "auto", True, True, False, "hybrid", True),
     "fp32": Variant("padded, full logits, ckpt, fp32 weights", "fp32", False, False, True),
 }
 
@@ -55,7 +61,10 @@ def _model(path, variant: Variant):
 
     from ..hardware import torch_dtype
 
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(variant.dtype))
+    from ..model.load import attn_implementation
+
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(variant.dtype),
+                                                 attn_implementation=attn_implementation(variant.attn))
     model.config.use_cache = False
     if variant.checkpointing:
         from ..train.model import enable_checkpointing
@@ -68,14 +77,21 @@ def _model(path, variant: Variant):
     return model, opt
 
 
-def _step(model, opt, batch, fast: bool) -> float:
+def _step(model, opt, batch, fast: bool, autocast: bool = False) -> float:
     """CPU seconds of one optimizer step (process time: robust to other load on a shared
     machine, where wall time swings 2x; with torch's threads busy it tracks wall time)."""
+    from contextlib import nullcontext
+
+    import torch
+    from peft.helpers import disable_input_dtype_casting
+
     from ..train.fast_loss import labelled_loss
 
     start = time.process_time()
-    loss = labelled_loss(model, batch) if fast else model(**batch).loss
-    loss.backward()
+    with disable_input_dtype_casting(model, active=autocast):
+        with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext():
+            loss = labelled_loss(model, batch) if fast else model(**batch).loss
+        loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
     return time.process_time() - start
@@ -105,7 +121,8 @@ def run_ablation(workload: str = "W2", steps: int = 3, batch_size: int = 8, roun
             collate = PackingCollator(tokenizer.pad_token_id) if v.packing else PadCollator(
                 tokenizer.pad_token_id)
             model, opt = _model(path, v)
-            measured = [_step(model, opt, collate(c), v.fast_loss) for c in chunks]
+            autocast = v.autocast and next(model.parameters()).dtype == torch.bfloat16
+            measured = [_step(model, opt, collate(c), v.fast_loss, autocast) for c in chunks]
             times[key] += measured[1:] or measured  # the first step pays kernel set-up
             del model, opt
     tokens = sum(len(f["input_ids"]) for f in feats) / len(chunks)

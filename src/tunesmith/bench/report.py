@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import statistics
 
+from .run import OURS
+
 METRICS = ("tokens_per_s", "tokens_per_cpu_s", "train_s", "wall_s", "first_step_s", "peak_rss_mb", "final_loss")
 
 
@@ -55,13 +57,17 @@ def format_report(result: dict, tolerance: float = 1e-3) -> str:
     hw, spec, tools = result["hardware"], result["spec"], result["tools"]
     lines = [f"# tunesmith bench train: {spec['workload']}", "",
              f"- machine: {hw['name']} ({hw['capability']}, {hw['cores']} cores); dtype "
-             f"{spec['dtype']} ({hw['reason']})",
+             + (f"{spec['dtype']} ({hw['reason']})" if spec["dtype"] == hw.get("auto_dtype") else
+                f"{spec['dtype']} (set by --dtype; the automatic choice here is "
+                f"{hw.get('auto_dtype')}: {hw['reason']})"),
              f"- matmul peak measured now: fp32 {hw['peak_fp32'] / 1e9:.0f} GFLOP/s, bf16 "
              f"{hw['peak_bf16'] / 1e9:.0f} GFLOP/s",
              f"- workload: {spec['n_rows']} rows, {spec['steps']} steps of {spec['batch']} rows, "
              f"{spec['tokens']:,} real tokens trained; LoRA r={spec['lora_rank']} all-linear, "
              f"lr {spec['learning_rate']}, gradient checkpointing "
              f"{'on' if spec['gradient_checkpointing'] else 'off'} for every tool",
+             "- tunesmith's own settings on top: " + ", ".join(
+                 f"{k}: {str(v).lower()}" for k, v in OURS.items()),
              f"- repeats: {result['repeats']} (median shown, min in brackets)", "",
              "| tool | tokens/s | tokens/CPU-s | train s | wall s | first step s | peak RSS MiB "
              "| first loss | final loss | % of peak |", "|---|---|---|---|---|---|---|---|---|---|"]

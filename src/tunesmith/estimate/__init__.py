@@ -62,19 +62,34 @@ def count_params(cfg, path, dtype: str) -> tuple[ParamCounts, Shapes]:
     return ParamCounts(total, trainable, dtype, per, fusable), model_shapes(config)
 
 
+def largest_batch(lengths: list[tuple[int, int]], b: int, packing: bool,
+                  sequential: bool) -> tuple[int, int, int]:
+    """(tokens as fed, labelled tokens, longest row) of the micro-batch that needs the most
+    memory: over the real batches for a sequential sampler, else the ``b`` longest rows (the
+    worst a shuffled epoch can draw)."""
+    fed = (lambda rows: sum(x for x, _ in rows)) if packing else (
+        lambda rows: max(x for x, _ in rows) * len(rows))
+    if sequential:
+        batches = [lengths[i:i + b] for i in range(0, len(lengths), b)]
+    else:
+        batches = [sorted(lengths)[-b:]]
+    worst = max(batches, key=fed)
+    return fed(worst), sum(y for _, y in worst), max(x for x, _ in worst)
+
+
 def data_shape(cfg, tokenizer, template) -> DataShape:
     """Length percentiles and the largest micro-batch (padded, or packed when ``packing``)."""
     from ..data.load import load_data
 
     examples = load_data(cfg, tokenizer, template).train
-    lengths = sorted((len(e.input_ids), sum(x != -100 for x in e.labels)) for e in examples)
+    rows = [(len(e.input_ids), sum(x != -100 for x in e.labels)) for e in examples]
+    lengths = sorted(rows)
     n, b = len(lengths), cfg.train.per_device_train_batch_size
-    top = lengths[-b:]
-    longest = top[-1][0]
-    batch_tokens = sum(x for x, _ in top) if cfg.data.packing else longest * len(top)
+    sequential = cfg.train.trainer_args.get("train_sampling_strategy") == "sequential"
+    batch_tokens, batch_labels, longest = largest_batch(rows, b, cfg.data.packing, sequential)
     pick = lambda q: lengths[min(n - 1, int(q * n))][0]  # noqa: E731
     return DataShape(n, sum(x for x, _ in lengths), sum(y for _, y in lengths), pick(0.5),
-                     pick(0.9), longest, batch_tokens, sum(y for _, y in top), longest)
+                     pick(0.9), lengths[-1][0], batch_tokens, batch_labels, longest)
 
 
 def steps_of(cfg, rows: int) -> int:

@@ -22,12 +22,16 @@ def _collator(cfg, tokenizer):
 
 def calibrate(cfg, steps: int = 3) -> dict:
     """``{"seconds_per_step", "tokens_per_s", "epoch_s", "total_s"}`` from ``steps`` real steps."""
+    from contextlib import nullcontext
+
     import torch
+    from peft.helpers import disable_input_dtype_casting
 
     from ..data.load import load_data
     from ..data.templates import get_template
     from ..methods import method_params
     from ..model.load import load_tokenizer, resolve_model_path
+    from ..train.arguments import cpu_autocast
     from ..train.model import load_for_training
 
     path = resolve_model_path(cfg.model.model_name_or_path)
@@ -44,11 +48,15 @@ def calibrate(cfg, steps: int = 3) -> dict:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
     b, collate = cfg.train.per_device_train_batch_size, _collator(cfg, tokenizer)
     rates = []
+    autocast = cpu_autocast(cfg)  # the same mixed precision as training (train/sft.py)
     for i in range(steps):
         rows = examples[i * b:(i + 1) * b] or examples[:b]
         batch = collate([{"input_ids": e.input_ids, "labels": e.labels} for e in rows])
         start = time.perf_counter()
-        model(**batch).loss.backward()
+        with disable_input_dtype_casting(model, active=autocast):  # also for recomputed layers
+            with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext():
+                loss = model(**batch).loss
+            loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         rates.append(sum(len(e.input_ids) for e in rows) / (time.perf_counter() - start))

@@ -2,13 +2,18 @@
 
 Weights, gradients and AdamW states follow from the parameter counts and dtypes (PEFT keeps
 adapter weights in fp32). Activations scale with the tokens of the largest batch and with the
-layer shapes. The coefficients were fitted on two measured peaks of the bundled model (W1 with
-and without gradient checkpointing / labelled-only loss) and checked on a third (docs/
-performance.md): with a frozen base, autograd keeps far fewer tensors than full fine-tuning
-(a frozen linear needs no saved input), about ``A_HIDDEN`` hidden-size plus ``A_INTER``
-intermediate-size values per token per layer; with gradient checkpointing only each layer's
-input stays, plus one layer's set during its recompute. On CPU the process itself (Python,
-torch, transformers, peft, tokenizers) is resident before the model loads: ``RUNTIME_MB``.
+layer shapes. What autograd saves was counted with saved-tensor hooks on the bundled model (LoRA,
+bf16 autocast): about ``A_HIDDEN`` hidden-size plus ``A_INTER`` intermediate-size values per
+token per layer (a frozen linear saves no input; norms keep fp32 copies); the math attention
+path of short rows also keeps the T x T probabilities. With gradient checkpointing only each
+layer's input stays, plus one layer's set during its recompute. Rows longer than the hybrid
+attention's threshold go through sdpa, whose backward holds fp32 T x T buffers for one layer
+(``ATTN_BWD_COPIES``). On CPU the peak is the process's resident set, which exceeds the live
+tensors (gradients of activations in flight, freed blocks the allocator keeps): ``ACT_RSS``
+scales the saved bytes and the standard path's logits count as ``CPU_LOGIT_COPIES`` fp32
+copies; both were fitted on four measured peaks and checked on three more (docs/
+performance.md). Loading converts the checkpoint's weights to the training dtype, so the peak
+is never below the process plus the checkpoint file plus the converted weights.
 """
 
 from __future__ import annotations
@@ -17,11 +22,15 @@ from dataclasses import asdict, dataclass
 
 MIB = 2**20
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-A_HIDDEN = 3  # saved hidden-size values per token per layer (fitted, see module doc)
-A_INTER = 1  # saved intermediate-size values per token per layer (fitted)
-LOGIT_COPIES = 3  # logits, their fp32 copy / softmax, and its gradient
+A_HIDDEN = 9  # saved hidden-size values per token per layer (counted, see module doc)
+A_INTER = 4.5  # saved intermediate-size values per token per layer (counted)
+SHORT_KV = 192  # rows up to this long take the math attention path (model/attention.py)
+ATTN_BWD_COPIES = 9  # fp32 T x T values per head and token held by sdpa's backward (fitted)
+ACT_RSS = 1.8  # resident bytes per saved activation byte on CPU (fitted)
+LOGIT_COPIES = 3.5  # bf16 logits, their fp32 copy, log-softmax and its gradient (allocated)
+CPU_LOGIT_COPIES = 1.0  # the same as resident fp32 copies at the CPU peak (fitted)
 FUSED_COPIES = 2  # the fused head loss: one chunk's logits and their fp32 softmax
-RUNTIME_MB = 800  # `tunesmith train`'s resident size before the model loads (measured)
+RUNTIME_MB = 520  # `tunesmith train`'s resident size before the model loads (measured)
 CUDA_CONTEXT_MB = 500
 
 
@@ -55,6 +64,7 @@ class MemoryEstimate:
     peak_mb: float
     peak_if_ckpt_toggled_mb: float
     checkpointing: bool = False
+    loading_mb: float = 0.0  # resident while the checkpoint is read and converted (CPU)
 
     def as_dict(self) -> dict:
         return {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -71,33 +81,48 @@ def activation_bytes(shapes: Shapes, tokens: int, longest: int, dtype: str, ckpt
     """Saved activations for one batch of ``tokens`` tokens (rows up to ``longest`` long)."""
     b = BYTES[dtype]
     per_layer = tokens * (A_HIDDEN * shapes.hidden + A_INTER * shapes.intermediate) * b
-    attention = tokens * longest * shapes.heads * b  # attention weights where sdpa keeps them
+    if longest <= SHORT_KV:  # math attention keeps its probabilities (and fp32 softmax input)
+        per_layer += tokens * longest * shapes.heads * (b + 4)
     if ckpt:
-        return shapes.layers * tokens * shapes.hidden * b + per_layer + attention
-    return shapes.layers * (per_layer + attention)
+        return shapes.layers * tokens * shapes.hidden * b + per_layer
+    return shapes.layers * per_layer
 
 
-def logits_bytes(shapes: Shapes, positions: int, fused_chunk: int | None = None) -> float:
+def attention_transient_bytes(shapes: Shapes, tokens: int, longest: int) -> float:
+    """sdpa's backward for rows past the math path: fp32 T x T buffers of one layer."""
+    return 0.0 if longest <= SHORT_KV else ATTN_BWD_COPIES * tokens * longest * shapes.heads * 4
+
+
+def logits_bytes(shapes: Shapes, positions: int, fused_chunk: int | None = None,
+                 copies: float = LOGIT_COPIES) -> float:
     """Logits memory: every position at once, or one chunk of the fused labelled-only loss."""
     if fused_chunk:
         return min(positions, fused_chunk) * shapes.vocab * 4 * FUSED_COPIES
-    return positions * shapes.vocab * 4 * LOGIT_COPIES
+    return positions * shapes.vocab * 4 * copies
 
 
 def estimate_memory(counts: ParamCounts, shapes: Shapes, *, tokens: int, longest: int,
                     logit_positions: int, ckpt: bool, file_mb: float, device: str,
                     fused_chunk: int | None = None) -> MemoryEstimate:
     """Every term in MiB, and the expected peak (RSS on CPU, allocated memory on a GPU)."""
+    cpu = device == "cpu"
     frozen = counts.total - counts.trainable
     weights = frozen * BYTES[counts.frozen_dtype] + counts.trainable * counts.trainable_bytes
     grads = counts.trainable * counts.trainable_bytes
     optim = 2 * counts.trainable * counts.trainable_bytes
-    act = activation_bytes(shapes, tokens, longest, counts.frozen_dtype, ckpt)
-    act_other = activation_bytes(shapes, tokens, longest, counts.frozen_dtype, not ckpt)
-    logits = logits_bytes(shapes, logit_positions, fused_chunk)
-    overhead = RUNTIME_MB if device == "cpu" else CUDA_CONTEXT_MB  # file_mb: mmap'd, not resident
+    scale = ACT_RSS if cpu else 1.0
+    transient = attention_transient_bytes(shapes, tokens, longest)
+    act = scale * activation_bytes(shapes, tokens, longest, counts.frozen_dtype, ckpt) + transient
+    act_other = scale * activation_bytes(shapes, tokens, longest, counts.frozen_dtype,
+                                         not ckpt) + transient
+    logits = logits_bytes(shapes, logit_positions, fused_chunk,
+                          CPU_LOGIT_COPIES if cpu else LOGIT_COPIES)
+    overhead = RUNTIME_MB if cpu else CUDA_CONTEXT_MB
     fixed = (weights + grads + optim + logits) / MIB + overhead
+    # loading: the checkpoint file's pages and the converted weights are resident together
+    load = overhead + file_mb + weights / MIB if cpu else 0.0
     return MemoryEstimate(weights / MIB, grads / MIB, optim / MIB,
                           act / MIB if not ckpt else act_other / MIB,
                           act / MIB if ckpt else act_other / MIB, logits / MIB, overhead,
-                          fixed + act / MIB, fixed + act_other / MIB, ckpt)
+                          max(load, fixed + act / MIB), max(load, fixed + act_other / MIB), ckpt,
+                          load)

@@ -28,6 +28,8 @@ def format_estimate(est, timing: dict | None = None) -> str:
         "gradient checkpointing",
         f"  logits + loss  {_mb(m.logits_mb)}",
         f"  runtime        {_mb(m.overhead_mb)}",
+        *([f"  while loading  {_mb(m.loading_mb)} (checkpoint file + converted weights)"]
+          if m.loading_mb else []),
         f"  expected peak  {_mb(m.peak_mb)} (gradient checkpointing {'on' if ckpt_on else 'off'}; "
         f"{_mb(m.peak_if_ckpt_toggled_mb)} if {'off' if ckpt_on else 'on'})",
     ]
