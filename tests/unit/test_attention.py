@@ -51,3 +51,36 @@ def test_auto_picks_hybrid_on_cpu_and_keeps_explicit_choices():
 
     assert attn_implementation("auto") == "hybrid"
     assert attn_implementation("eager") == "eager" and attn_implementation("sdpa") == "sdpa"
+
+
+def test_adapter_inputs_as_is_switches_only_layers_that_cast_and_restores():
+    from peft import IA3Config, LoraConfig, get_peft_model
+
+    from tunesmith.train.model import adapter_inputs_as_is
+
+    lora = get_peft_model(tiny_llama("sdpa"), LoraConfig(r=2, target_modules="all-linear"))
+    casting = [m for m in lora.modules() if hasattr(m, "cast_input_dtype_enabled")]
+    assert casting and all(m.cast_input_dtype_enabled for m in casting)
+    with adapter_inputs_as_is(lora):
+        assert not any(m.cast_input_dtype_enabled for m in casting)
+    assert all(m.cast_input_dtype_enabled for m in casting)
+    ia3 = get_peft_model(tiny_llama("sdpa"), IA3Config(target_modules=["k_proj", "down_proj"],
+                                                      feedforward_modules=["down_proj"]))
+    with adapter_inputs_as_is(ia3):  # IA3 layers have no switch: nothing to touch, no error
+        out = ia3(torch.tensor([[1, 2, 3]]), labels=torch.tensor([[1, 2, 3]]))
+    assert torch.isfinite(out.loss)
+
+
+def test_overflowing_scores_fall_back_to_sdpa_with_grouped_heads():
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from tunesmith.model.attention import hybrid_attention
+
+    module = tiny_llama("sdpa").model.layers[0].self_attn  # 4 query heads over 2 kv heads
+    q = torch.full((1, 4, 5, 8), 1e200, dtype=torch.float64)
+    k = torch.full((1, 2, 5, 8), 1e200, dtype=torch.float64)
+    v = torch.randn(1, 2, 5, 8, dtype=torch.float64)
+    out, _ = hybrid_attention(module, q, k, v, None, scaling=0.35)
+    ref, _ = sdpa_attention_forward(module, q, k, v, None, scaling=0.35)
+    assert out.shape == (1, 5, 4, 8)
+    torch.testing.assert_close(out, ref, equal_nan=True)

@@ -83,12 +83,12 @@ def _step(model, opt, batch, fast: bool, autocast: bool = False) -> float:
     from contextlib import nullcontext
 
     import torch
-    from peft.helpers import disable_input_dtype_casting
 
     from ..train.fast_loss import labelled_loss
+    from ..train.model import adapter_inputs_as_is
 
     start = time.process_time()
-    with disable_input_dtype_casting(model, active=autocast):
+    with adapter_inputs_as_is(model, autocast):
         with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext():
             loss = labelled_loss(model, batch) if fast else model(**batch).loss
         loss.backward()

@@ -31,6 +31,11 @@ def add_arguments(parser) -> None:
     s.add_argument("--threads", type=int, default=None,
                    help="torch threads (1 = exact CPU-time accounting on a busy machine)")
     sub.add_parser("peak", help="measure this machine's fp32 and bf16 matmul peak")
+    e = sub.add_parser("estimate", help="`tunesmith estimate` against measured peaks of real runs")
+    e.add_argument("--configs", default="A,C,bench-W2",
+                   help="comma list of A,B,C,D,E,bench-W1,bench-W2,bench-W3 (see "
+                        "tunesmith/bench/estimate_check.py)")
+    e.add_argument("--out", default="bench_runs/estimate", help="configs, logs and run outputs")
     sub.add_parser("methods", help="compare fine-tuning methods (memory, speed, loss)")
     sub.add_parser("serve", help="serving throughput and time to first token at 1/8/32 clients")
 
@@ -47,7 +52,7 @@ def _optional(module: str, attr: str, what: str):
 def run(args) -> int:
     what = getattr(args, "what", None)
     if what is None:
-        print("usage: tunesmith bench {train,speed,peak,methods,serve} (see --help)")
+        print("usage: tunesmith bench {train,speed,peak,estimate,methods,serve} (see --help)")
         return 2
     return HANDLERS[what](args)
 
@@ -75,6 +80,14 @@ def _speed(args) -> int:
     return 0
 
 
+def _estimate(args) -> int:
+    from ..bench.estimate_check import check, format_checks
+
+    rows = [check(name.strip(), Path(args.out)) for name in args.configs.split(",") if name.strip()]
+    print(format_checks(rows))
+    return 0
+
+
 def _peak(args) -> int:
     from ..bench.peak import measure_peaks
 
@@ -97,4 +110,5 @@ def _serve(args) -> int:
     return 0
 
 
-HANDLERS = {"train": _train, "speed": _speed, "peak": _peak, "methods": _methods, "serve": _serve}
+HANDLERS = {"train": _train, "speed": _speed, "peak": _peak, "estimate": _estimate,
+            "methods": _methods, "serve": _serve}

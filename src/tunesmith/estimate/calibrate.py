@@ -25,14 +25,13 @@ def calibrate(cfg, steps: int = 3) -> dict:
     from contextlib import nullcontext
 
     import torch
-    from peft.helpers import disable_input_dtype_casting
 
     from ..data.load import load_data
     from ..data.templates import get_template
     from ..methods import method_params
     from ..model.load import load_tokenizer, resolve_model_path
     from ..train.arguments import cpu_autocast
-    from ..train.model import load_for_training
+    from ..train.model import adapter_inputs_as_is, load_for_training
 
     path = resolve_model_path(cfg.model.model_name_or_path)
     tokenizer = load_tokenizer(cfg.model, path)
@@ -53,7 +52,7 @@ def calibrate(cfg, steps: int = 3) -> dict:
         rows = examples[i * b:(i + 1) * b] or examples[:b]
         batch = collate([{"input_ids": e.input_ids, "labels": e.labels} for e in rows])
         start = time.perf_counter()
-        with disable_input_dtype_casting(model, active=autocast):  # also for recomputed layers
+        with adapter_inputs_as_is(model, autocast):  # also for recomputed layers
             with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext():
                 loss = model(**batch).loss
             loss.backward()

@@ -28,9 +28,13 @@ def hybrid_attention(module, query, key, value, attention_mask, dropout: float =
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, is_causal=is_causal, **kwargs)
     groups = getattr(module, "num_key_value_groups", 1)
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    scores = torch.matmul(query, key.transpose(2, 3)) * scale
+    scores = torch.matmul(query, repeat_kv(key, groups).transpose(2, 3)) * scale
+    if not torch.isfinite(scores).all():
+        # a diverged model (overflowing scores): sdpa turns them into NaN, which training reports
+        # as non-finite; filling masked slots with a finite minimum would hide the divergence
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, is_causal=is_causal, **kwargs)
     low = torch.finfo(scores.dtype).min
     if attention_mask is None:
         causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
@@ -45,7 +49,7 @@ def hybrid_attention(module, query, key, value, attention_mask, dropout: float =
     probs = torch.softmax(scores, dim=-1, dtype=upcast).to(query.dtype)
     if dropout and module.training:
         probs = torch.nn.functional.dropout(probs, p=dropout, training=True)
-    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
+    return torch.matmul(probs, repeat_kv(value, groups)).transpose(1, 2).contiguous(), None
 
 
 def register() -> str:

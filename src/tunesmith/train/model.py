@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from ..model.load import load_model
 from .arguments import training_dtype
 
@@ -32,6 +34,23 @@ def enable_checkpointing(model) -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+@contextmanager
+def adapter_inputs_as_is(model, active: bool = True):
+    """Under bf16 autocast: adapter layers that cast their input to their (fp32) weights' dtype
+    stop doing so, and autocast casts the small weights instead. Only layers that have PEFT's
+    ``cast_input_dtype_enabled`` switch are touched (IA3 and some others have none); restored on
+    exit."""
+    touched = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")] if active else []
+    before = [m.cast_input_dtype_enabled for m in touched]
+    for m in touched:
+        m.cast_input_dtype_enabled = False
+    try:
+        yield
+    finally:
+        for m, value in zip(touched, before):
+            m.cast_input_dtype_enabled = value
 
 
 def describe_trainable(model) -> str:

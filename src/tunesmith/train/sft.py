@@ -28,7 +28,7 @@ from .checkpoint import (clean_stale, disk_full_error, is_disk_full, latest_chec
 from .dataset import ExampleDataset
 from .distributed import is_main_process
 from .fingerprint import check_resume, run_fingerprint
-from .model import describe_trainable, load_for_training
+from .model import adapter_inputs_as_is, describe_trainable, load_for_training
 from .records import plot_loss, write_model_card
 from .signals import StopOnSignal, StopRequest, interrupted, trap_signals
 from .trackers import setup_trackers, tracker_callbacks
@@ -104,11 +104,9 @@ def train(trainer, resume: Path | None, out: Path, autocast_inputs: bool = False
     ``autocast_inputs``: under CPU bf16 autocast, adapter layers take the bf16 activations as
     they are instead of copying them to their fp32 weights' dtype (autocast casts the small
     weights instead)."""
-    from peft.helpers import disable_input_dtype_casting
-
     request = StopRequest()
     trainer.add_callback(StopOnSignal(request))
-    with trap_signals(request), disable_input_dtype_casting(trainer.model, active=autocast_inputs):
+    with trap_signals(request), adapter_inputs_as_is(trainer.model, autocast_inputs):
         try:
             result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         finally:

@@ -37,11 +37,17 @@ def reload(run: Run, base_dir, **base_kwargs):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    # the run's own attention kernel: on CPU that is tunesmith's "hybrid" (registered in this
+    # process). Per layer it agrees with sdpa to ~1e-7, but through a trained 4-bit SmolLM2
+    # that grows to 0.15 in the logits (measured), so a reload must use the same kernel.
+    impl = getattr(getattr(run.model, "config", None), "_attn_implementation", None)
+    if impl:
+        base_kwargs.setdefault("attn_implementation", impl)
     if (run.out / "adapter_config.json").is_file():
         base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32,
                                                     **base_kwargs)
         return PeftModel.from_pretrained(base, str(run.out))
-    return AutoModelForCausalLM.from_pretrained(str(run.out), dtype=torch.float32)
+    return AutoModelForCausalLM.from_pretrained(str(run.out), dtype=torch.float32, **base_kwargs)
 
 
 def assert_reloads(run: Run, base_dir, atol: float = 1e-5, **base_kwargs):
