@@ -46,3 +46,15 @@ def test_help_lists_verbs():
     assert result.returncode == 0
     for verb in ("train", "chat", "predict", "export", "serve", "data", "sweep", "env"):
         assert verb in result.stdout
+
+
+def test_env_shows_dtype_mixed_precision_and_attention_choice():
+    from tunesmith.hardware import detect
+
+    result = tunesmith("env")
+    assert result.returncode == 0
+    hw = detect()
+    assert f"auto dtype    {hw.auto_dtype} (" in result.stdout
+    expected = "bf16 autocast" if hw.auto_dtype == "bf16" else "fp32 weights"
+    assert expected in result.stdout.split("training")[1].splitlines()[0]
+    assert "attention     hybrid" in result.stdout

@@ -35,4 +35,11 @@ def run(args) -> int:
     print(f"device        {hw.device}: {hw.name}")
     print(f"cpu           capability {hw.cpu_capability}, native bf16: {hw.bf16_native}")
     print(f"auto dtype    {hw.auto_dtype} ({hw.reason})")
+    cpu = hw.device == "cpu"
+    print("training      " + ("bf16 weights under bf16 autocast, adapters in fp32 (not k-bit)"
+                              if cpu and hw.auto_dtype == "bf16" else
+                              f"{hw.auto_dtype} weights" if cpu else
+                              "autocast in the GPU's dtype"))
+    print("attention     " + ("hybrid (math up to 192 keys, sdpa beyond)" if cpu else "sdpa")
+          + " for attn_implementation: auto")
     return 0
