@@ -80,18 +80,12 @@ def _model(path, variant: Variant):
 def _step(model, opt, batch, fast: bool, autocast: bool = False) -> float:
     """CPU seconds of one optimizer step (process time: robust to other load on a shared
     machine, where wall time swings 2x; with torch's threads busy it tracks wall time)."""
-    from contextlib import nullcontext
-
-    import torch
-
     from ..train.fast_loss import labelled_loss
-    from ..train.model import adapter_inputs_as_is
+    from ..train.model import forward_backward
 
     start = time.process_time()
-    with adapter_inputs_as_is(model, autocast):
-        with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext():
-            loss = labelled_loss(model, batch) if fast else model(**batch).loss
-        loss.backward()
+    forward_backward(model, lambda: labelled_loss(model, batch) if fast else model(**batch).loss,
+                     autocast)
     opt.step()
     opt.zero_grad(set_to_none=True)
     return time.process_time() - start

@@ -22,8 +22,6 @@ def _collator(cfg, tokenizer):
 
 def calibrate(cfg, steps: int = 3) -> dict:
     """``{"seconds_per_step", "tokens_per_s", "epoch_s", "total_s"}`` from ``steps`` real steps."""
-    from contextlib import nullcontext
-
     import torch
 
     from ..data.load import load_data
@@ -31,7 +29,7 @@ def calibrate(cfg, steps: int = 3) -> dict:
     from ..methods import method_params
     from ..model.load import load_tokenizer, resolve_model_path
     from ..train.arguments import cpu_autocast
-    from ..train.model import adapter_inputs_as_is, load_for_training
+    from ..train.model import forward_backward, load_for_training
 
     path = resolve_model_path(cfg.model.model_name_or_path)
     tokenizer = load_tokenizer(cfg.model, path)
@@ -52,10 +50,7 @@ def calibrate(cfg, steps: int = 3) -> dict:
         rows = examples[i * b:(i + 1) * b] or examples[:b]
         batch = collate([{"input_ids": e.input_ids, "labels": e.labels} for e in rows])
         start = time.perf_counter()
-        with adapter_inputs_as_is(model, autocast):  # also for recomputed layers
-            with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext():
-                loss = model(**batch).loss
-            loss.backward()
+        forward_backward(model, lambda: model(**batch).loss, autocast)
         opt.step()
         opt.zero_grad(set_to_none=True)
         rates.append(sum(len(e.input_ids) for e in rows) / (time.perf_counter() - start))

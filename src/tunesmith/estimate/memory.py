@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..model.attention import SHORT_KV  # rows up to this long take the math attention path
+
 MIB = 2**20
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 A_HIDDEN = 9  # saved hidden-size values per token per layer (counted, see module doc)
 A_INTER = 4.5  # saved intermediate-size values per token per layer (counted)
-SHORT_KV = 192  # rows up to this long take the math attention path (model/attention.py)
 ATTN_BWD_COPIES = 9  # fp32 T x T values per head and token held by sdpa's backward (fitted)
 ACT_RSS = 1.8  # resident bytes per saved activation byte on CPU (fitted)
 LOGIT_COPIES = 3.5  # bf16 logits, their fp32 copy, log-softmax and its gradient (allocated)

@@ -13,6 +13,7 @@ packed rows), so the result is the same attention either way (tests/unit/test_at
 from __future__ import annotations
 
 import torch
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
 NAME = "hybrid"
 SHORT_KV = 192  # keys up to which the math path is faster on CPU (measured, see module doc)
@@ -21,8 +22,6 @@ SHORT_KV = 192  # keys up to which the math path is faster on CPU (measured, see
 def hybrid_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
                      scaling: float | None = None, is_causal: bool | None = None, **kwargs):
     """transformers attention-function signature: ``(attn_output (B, T, H, D), None)``."""
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-
     q_len, kv_len = query.shape[-2], key.shape[-2]
     if kv_len > SHORT_KV or query.device.type != "cpu":
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,

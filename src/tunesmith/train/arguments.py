@@ -47,8 +47,9 @@ def cpu_autocast(cfg) -> bool:
     optimizer states, but their matmuls run in bf16 on the bf16 activations, as mixed precision
     does on a GPU. Without it PEFT copies every adapter input to fp32 and the result back
     (W1 on an AMX CPU: 12% of the step; see docs/performance.md)."""
-    return (detect().device == "cpu" and not cfg.model.quantization_bit
-            and training_dtype(cfg) == "bf16")
+    if cfg.train.fp16 or cfg.model.quantization_bit or detect().device != "cpu":
+        return False  # (fp16 on a CPU trains fp32; training_dtype says so once)
+    return training_dtype(cfg) == "bf16"
 
 
 def precision_flags(cfg) -> dict:

@@ -53,6 +53,22 @@ def adapter_inputs_as_is(model, active: bool = True):
             m.cast_input_dtype_enabled = value
 
 
+def forward_backward(model, compute_loss, autocast: bool = False):
+    """``compute_loss()`` then its backward, the way training runs them: under CPU bf16 autocast
+    when ``autocast`` (forward only), adapters taking bf16 inputs throughout (checkpointed layers
+    run their forward again during backward). Returns the loss. For steps outside the Trainer
+    (estimate calibration, ``bench speed``)."""
+    from contextlib import nullcontext
+
+    import torch
+
+    with adapter_inputs_as_is(model, autocast):
+        with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext():
+            loss = compute_loss()
+        loss.backward()
+    return loss
+
+
 def describe_trainable(model) -> str:
     """``trainable params: N / M (x%), ~K MiB trainable``."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

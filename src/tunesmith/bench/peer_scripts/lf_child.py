@@ -18,9 +18,9 @@ from timing import BenchTiming
 
 def tokenized_dir(spec):
     """tunesmith's rows as the DatasetDict LLaMA-Factory's ``tokenized_path`` loads."""
-    from datasets import Dataset, DatasetDict
-
     import shutil
+
+    from datasets import Dataset, DatasetDict
 
     path = os.path.join(os.path.dirname(spec["output_dir"]), "lf_tokenized")
     shutil.rmtree(path, ignore_errors=True)
