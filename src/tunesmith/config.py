@@ -254,7 +254,6 @@ def save_config(cfg: RunConfig, output_dir: str | Path) -> Path:
 
 
 CHOICES = {
-    "stage": ("sft", "pt"),
     "train_on": ("all_assistant", "last_turn", "split_turns", "everything"),
     "nan_policy": ("stop", "skip"),
     "eval_strategy": ("no", "steps", "epoch"),
@@ -274,7 +273,7 @@ def validate(cfg: RunConfig) -> None:
     from .methods import validate_method
 
     d, t, m = cfg.data, cfg.train, cfg.model
-    for key, section in (("stage", cfg.method), ("train_on", d), ("nan_policy", t),
+    for key, section in (("train_on", d), ("nan_policy", t),
                          ("eval_strategy", t), ("save_strategy", t), ("infer_backend", cfg.infer)):
         _check_choice(key, getattr(section, key))
     if d.cutoff_len <= 0:
@@ -302,8 +301,6 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"key 'quantization_bit': must be 4 or 8, got {m.quantization_bit}")
     if m.quantization_type not in ("nf4", "fp4"):
         raise ConfigError(f"key 'quantization_type': must be nf4 or fp4, got {m.quantization_type}")
-    if cfg.method.stage == "pt" and d.train_on != "all_assistant":
-        raise ConfigError("stage: pt trains on every token of plain text; remove 'train_on'")
     if t.eval_strategy != "no" and not (d.val_size or d.eval_dataset):
         raise ConfigError(f"eval_strategy '{t.eval_strategy}' needs val_size > 0 or eval_dataset")
     validate_method(cfg)

@@ -23,7 +23,7 @@ def ask(cfg, adapter: str, label: str) -> None:
 
 def main() -> int:
     from .config import load_config
-    from .train.sft import run_sft
+    from .train.run import run_training
 
     start = time.time()
     out = "saves/demo-identity"
@@ -31,7 +31,7 @@ def main() -> int:
     print("== 1/3 the bundled model before fine-tuning ==", flush=True)
     ask(cfg, "", "before")
     print("\n== 2/3 fine-tuning on examples/data/identity.json (name: Nova) ==", flush=True)
-    run_sft(cfg)
+    run_training(cfg)
     print("\n== 3/3 the same questions after fine-tuning ==", flush=True)
     ask(cfg, out, "after")
     print(f"\ndemo finished in {time.time() - start:.0f} s; adapter in {out}/", flush=True)

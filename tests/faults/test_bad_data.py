@@ -306,7 +306,7 @@ def test_tiny_model_without_pad_token_learns_to_stop(tiny_llama3_dir, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from tunesmith.train.sft import run_sft
+    from tunesmith.train.run import run_training
 
     rows = [{"messages": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "hi"}]}] * 16
     path = write_rows(tmp_path / "d.jsonl", rows)
@@ -314,7 +314,7 @@ def test_tiny_model_without_pad_token_learns_to_stop(tiny_llama3_dir, tmp_path):
                              "output_dir": str(tmp_path / "run"), "method": "full", "max_steps": 30,
                              "learning_rate": 1e-2, "per_device_train_batch_size": 4, "save_strategy": "no",
                              "dtype": "fp32", "logging_steps": 10, "plot_loss": False})
-    run_sft(cfg)
+    run_training(cfg)
     tok = AutoTokenizer.from_pretrained(str(tmp_path / "run"))
     model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "run"))
     prompt = tok.apply_chat_template(rows[0]["messages"][:1], add_generation_prompt=True, return_tensors="pt",

@@ -83,13 +83,13 @@ def _saved_weights(out: Path) -> bool:
 @pytest.mark.parametrize("path", EXAMPLES, ids=IDS)
 def test_example_smoke_trains_on_the_bundled_model(path: Path, bundled_dir, biased_model_dir,
                                                    tmp_path):
-    from tunesmith.train.sft import run_sft
+    from tunesmith.train.run import run_training
 
     rel = str(path.relative_to(REPO / "examples"))
     overrides = {**SMOKE, "output_dir": str(tmp_path / "run")}
     overrides["model_name_or_path"] = str(biased_model_dir) if rel in NEEDS_BIASES else "smollm2-135m"
     cfg = load_config(str(path), overrides)
-    metrics = run_sft(cfg)
+    metrics = run_training(cfg)
     out = tmp_path / "run"
     losses = [r["loss"] for r in map(json.loads, (out / "trainer_log.jsonl").read_text().splitlines())
               if "loss" in r]

@@ -5,7 +5,7 @@ import pytest
 from tunesmith.config import load_config
 from tunesmith.infer.engine import GenParams
 from tunesmith.infer.hf import load_engine
-from tunesmith.train.sft import run_sft
+from tunesmith.train.run import run_training
 
 from ..conftest import REPO
 
@@ -15,7 +15,7 @@ def test_bundled_model_learns_new_name(bundled_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     out = tmp_path / "identity"
     cfg = load_config(str(REPO / "examples/identity.yaml"), [f"output_dir={out}", "dtype=auto"])
-    run_sft(cfg)
+    run_training(cfg)
     engine = load_engine(cfg, adapter=str(out))
     answer = engine.generate([{"role": "user", "content": "Who are you?"}], GenParams(max_new_tokens=40))
     assert "Nova" in answer.text

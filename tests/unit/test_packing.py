@@ -88,15 +88,15 @@ def test_packing_without_position_reset_would_leak():
 
 
 def test_train_with_packing_and_fast_loss_learns_the_same(tiny_overrides, tmp_path):
-    """End to end through run_sft: the first two logged losses match the padded standard run."""
+    """End to end through run_training: the first two logged losses match the padded standard run."""
     import json
 
     from tunesmith.config import load_config
-    from tunesmith.train.sft import run_sft
+    from tunesmith.train.run import run_training
 
     def losses(name, **extra):
         out = tmp_path / name
-        run_sft(load_config(None, {**tiny_overrides, "output_dir": str(out), "max_steps": 2,
+        run_training(load_config(None, {**tiny_overrides, "output_dir": str(out), "max_steps": 2,
                                    "trainer_args": {"train_sampling_strategy": "sequential"},
                                    **extra}))
         rows = [json.loads(x) for x in (out / "trainer_log.jsonl").read_text().splitlines()]

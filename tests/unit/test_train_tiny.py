@@ -7,12 +7,12 @@ import torch
 from safetensors.torch import load_file
 
 from tunesmith.config import load_config
-from tunesmith.train.sft import run_sft
+from tunesmith.train.run import run_training
 
 
 def test_lora_run_learns_and_records(tiny_overrides, tmp_path):
     cfg = load_config(None, {**tiny_overrides, "max_steps": 12})
-    metrics = run_sft(cfg)
+    metrics = run_training(cfg)
     out = tmp_path / "run"
     log = [json.loads(line) for line in (out / "trainer_log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in log if "loss" in r]

@@ -1,6 +1,6 @@
 """``tunesmith bench methods``: every fine-tuning method on the same data, side by side.
 
-Each method trains for a few steps through ``run_sft`` in its own process (so that peak RSS is
+Each method trains for a few steps through ``run_training`` in its own process (so that peak RSS is
 that method's own), and the table reports trainable parameters, peak memory, trained tokens/s
 and the loss reached, so users can choose. A method that cannot run on the model (BitFit on a
 model without biases, the refused ``adapter``) gets its one-line reason instead of numbers.
@@ -65,10 +65,10 @@ def child_main(spec_json: str) -> int:
 
     from ..config import load_config
     from ..errors import TunesmithError
-    from ..train.sft import run_sft
+    from ..train.run import run_training
 
     try:
-        metrics = run_sft(load_config(None, json.loads(spec_json)))
+        metrics = run_training(load_config(None, json.loads(spec_json)))
     except TunesmithError as exc:
         print(json.dumps({"error": str(exc)}))
         return 0

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 
 def load_run_config(args):
-    """The RunConfig for a command: the YAML file (optional) + command-line overrides."""
+    """The RunConfig for a command: the YAML file (optional) + command-line overrides, with the
+    stage's own rules checked (an unknown stage is an error before anything loads)."""
     from ..config import load_config
+    from ..train.stages import check_stage
 
-    return load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides)
+    check_stage(cfg)
+    return cfg

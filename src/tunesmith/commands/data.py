@@ -19,13 +19,10 @@ def add_arguments(parser) -> None:
 
 def _setup(args):
     from . import load_run_config
-    from ..data.templates import get_template
-    from ..model.load import load_tokenizer, resolve_model_path
+    from ..train.stages import tokenizer_and_template
 
     cfg = load_run_config(args)
-    tokenizer = load_tokenizer(cfg.model, resolve_model_path(cfg.model.model_name_or_path, quiet=True))
-    template = None if cfg.method.stage == "pt" else get_template(
-        cfg.model.template, tokenizer, cfg.model.default_system)
+    tokenizer, template = tokenizer_and_template(cfg, quiet=True)
     if not cfg.data.dataset:
         from ..errors import DataError
 

@@ -64,10 +64,10 @@ def _trained_adapter(cfg) -> str | None:
 def _train(cfg) -> int:
     from ..errors import TrainingInterrupted
     from ..train.distributed import is_main_process
-    from ..train.sft import run_sft
+    from ..train.run import run_training
 
     try:
-        metrics = run_sft(cfg)
+        metrics = run_training(cfg)
     except TrainingInterrupted as stop:
         if is_main_process():
             print(f"stopped: {stop}", file=sys.stderr, flush=True)

@@ -138,11 +138,15 @@ def _batches(items: Iterator, size: int) -> Iterator[list]:
 
 
 def tokenize_all(conversations, tokenizer, template: Template | None, data_cfg,
-                 report: DataReport, stage: str = "sft") -> list[Example]:
-    """Tokenize conversations in batches, counting rows dropped for having no supervised tokens."""
+                 report: DataReport, kind: str = "chat") -> list[Example]:
+    """Tokenize conversations in batches, counting rows dropped for having no supervised tokens.
+
+    Args:
+        kind: the stage's data kind (``chat`` or ``text``; see ``train/stages``).
+    """
     examples: list[Example] = []
     for batch in _batches(iter(conversations), BATCH):
-        batch = [c for c in batch if _stage_fits(c, stage, report)]
+        batch = [c for c in batch if _kind_fits(c, kind, report)]
         results = encode_batch(batch, tokenizer, template, train_on=data_cfg.train_on,
                                cutoff_len=data_cfg.cutoff_len)
         for conv, out in zip(batch, results):
@@ -158,8 +162,8 @@ def tokenize_all(conversations, tokenizer, template: Template | None, data_cfg,
     return examples
 
 
-def _stage_fits(conv: Conversation, stage: str, report: DataReport) -> bool:
-    if stage == "pt" and conv.text is None:
+def _kind_fits(conv: Conversation, kind: str, report: DataReport) -> bool:
+    if kind == "text" and conv.text is None:
         report.drop("not_text", conv.origin, "stage: pt trains on plain text rows (format: text)")
         return False
     return True
@@ -187,11 +191,11 @@ def _think(template: Template | None) -> tuple[str, str]:
     return (template.think_open, template.think_close) if template else ("<think>", "</think>")
 
 
-def _settings(cfg, names: list[str]) -> dict:
+def _settings(cfg, names: list[str], kind: str) -> dict:
     d = cfg.data
     return {"dataset": names, "dataset_dir": d.dataset_dir, "format": d.format, "columns": d.columns,
             "placeholders": d.placeholders, "cutoff_len": d.cutoff_len, "train_on": d.train_on,
-            "max_samples": d.max_samples, "stage": cfg.method.stage}
+            "max_samples": d.max_samples, "kind": kind}
 
 
 def _dataset_files(d, names: list[str]) -> list:
@@ -205,33 +209,39 @@ def _dataset_files(d, names: list[str]) -> list:
 
 
 def tokenized(cfg, names: list[str], tokenizer, template: Template | None,
-              cache_root=None) -> tuple[list[Example], DataReport]:
+              cache_root=None, kind: str = "chat") -> tuple[list[Example], DataReport]:
     """Examples of the named datasets: from the cache when nothing changed, else built and cached."""
     from . import cache
 
     d = cfg.data
-    key = cache.cache_key(_dataset_files(d, names), tokenizer, template, _settings(cfg, names))
+    key = cache.cache_key(_dataset_files(d, names), tokenizer, template, _settings(cfg, names, kind))
     hit = None if d.overwrite_cache else cache.load(key, cache_root)
     if hit is not None:
         hit[1].from_cache = True
         return hit
     report = DataReport()
     convs = iter_conversations(d, names, report, _think(template))
-    examples = tokenize_all(convs, tokenizer, template, d, report, cfg.method.stage)
+    examples = tokenize_all(convs, tokenizer, template, d, report, kind)
     if report.kept:
         cache.save(key, examples, report, cache_root)
     return examples, report
 
 
-def load_data(cfg, tokenizer, template: Template | None, cache_root=None) -> LoadedData:
-    """Train and eval examples for a run config, with the report checked against the limits."""
+def load_data(cfg, tokenizer, template: Template | None, cache_root=None,
+              kind: str = "chat") -> LoadedData:
+    """Train and eval examples for a run config, with the report checked against the limits.
+
+    Args:
+        kind: the stage's data kind (``chat``: conversations; ``text``: plain text).
+    """
     d = cfg.data
     if not d.dataset:
         raise DataError("no dataset: set dataset: (a file path or a name in dataset_info.json)")
-    examples, report = tokenized(cfg, d.dataset, tokenizer, template, cache_root)
+    examples, report = tokenized(cfg, d.dataset, tokenizer, template, cache_root, kind)
     report.check(d.max_drop_ratio, d.strict)
     if d.eval_dataset:
-        eval_examples, eval_report = tokenized(cfg, d.eval_dataset, tokenizer, template, cache_root)
+        eval_examples, eval_report = tokenized(cfg, d.eval_dataset, tokenizer, template,
+                                               cache_root, kind)
         eval_report.check(d.max_drop_ratio, d.strict)
         return LoadedData(examples, eval_examples, report, report.from_cache)
     seed = d.data_seed if d.data_seed is not None else cfg.train.seed

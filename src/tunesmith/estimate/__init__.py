@@ -81,7 +81,9 @@ def data_shape(cfg, tokenizer, template) -> DataShape:
     """Length percentiles and the largest micro-batch (padded, or packed when ``packing``)."""
     from ..data.load import load_data
 
-    examples = load_data(cfg, tokenizer, template).train
+    from ..train.stages import get_stage
+
+    examples = load_data(cfg, tokenizer, template, kind=get_stage(cfg.method.stage).data_kind).train
     rows = [(len(e.input_ids), sum(x != -100 for x in e.labels)) for e in examples]
     lengths = sorted(rows)
     n, b = len(lengths), cfg.train.per_device_train_batch_size
@@ -108,17 +110,15 @@ def checkpoint_file_mb(path) -> float:
 
 def estimate_run(cfg, gpu_mb: float | None = None) -> Estimate:
     """The full estimate for a run config (no calibration; see :func:`calibrate`)."""
-    from ..data.templates import get_template
     from ..hardware import detect
-    from ..model.load import load_tokenizer, resolve_model_path
+    from ..model.load import resolve_model_path
     from ..train.arguments import training_dtype
+    from ..train.stages import tokenizer_and_template
 
     path = resolve_model_path(cfg.model.model_name_or_path)
     dtype = training_dtype(cfg)
     counts, shapes = count_params(cfg, path, dtype)
-    tokenizer = load_tokenizer(cfg.model, path)
-    template = None if cfg.method.stage == "pt" else get_template(
-        cfg.model.template, tokenizer, cfg.model.default_system)
+    tokenizer, template = tokenizer_and_template(cfg, quiet=True)
     data = data_shape(cfg, tokenizer, template)
     device = "gpu" if gpu_mb else detect().device
     fast = getattr(cfg.train, "fast_loss", False)

@@ -45,7 +45,7 @@ def calibrate(cfg, steps: int = 3) -> dict:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
     b, collate = cfg.train.per_device_train_batch_size, _collator(cfg, tokenizer)
     rates = []
-    autocast = cpu_autocast(cfg)  # the same mixed precision as training (train/sft.py)
+    autocast = cpu_autocast(cfg)  # the same mixed precision as training (train/run.py)
     for i in range(steps):
         rows = examples[i * b:(i + 1) * b] or examples[:b]
         batch = collate([{"input_ids": e.input_ids, "labels": e.labels} for e in rows])

@@ -1,1 +1,1 @@
-"""Training: run_sft (the story), TrainingArguments, callbacks and run records."""
+"""Training: run_training (the story for every stage, train/stages/), TrainingArguments, callbacks and run records."""

@@ -23,7 +23,7 @@ def plot_loss(output_dir: str | Path, key: str = "loss") -> Path | None:
     rows = [r for r in read_log(output_dir) if key in r]
     if not rows:
         return None
-    name = "training_loss.png" if key == "loss" else f"training_{key}.png"
+    name = "training_loss.png" if key == "loss" else f"training_{key.replace('/', '_')}.png"
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot([r["step"] for r in rows], [r[key] for r in rows], marker="." if len(rows) < 50 else None)
     ax.set_xlabel("step")

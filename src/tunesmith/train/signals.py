@@ -82,7 +82,7 @@ def trap_signals(request: StopRequest):
 
 
 def interrupted(request: StopRequest, checkpoint, output_dir) -> TrainingInterrupted:
-    """The exception run_sft raises after the stop checkpoint was written."""
+    """The exception run_training raises after the stop checkpoint was written."""
     name = signal.Signals(request.signum).name
     err = TrainingInterrupted(
         f"{name} received: stopped after step; checkpoint saved to {checkpoint}. Resume with: "

@@ -1,6 +1,6 @@
 """Past and running runs under the output root: listing, logs, metrics and loss curves.
 
-A run is a directory holding ``tunesmith_config.yaml`` (written by ``train/sft.py``); its
+A run is a directory holding ``tunesmith_config.yaml`` (written by ``train/run.py``); its
 ``trainer_log.jsonl`` gives the curves and ``all_results.json`` the final metrics.
 """
 

@@ -65,12 +65,9 @@ def preview(cfg, count: int = 3) -> str:
     """HTML of the first ``count`` examples as the model sees them: ``data.preview`` (the code
     behind ``tunesmith data preview``), so the UI shows exactly what training gets."""
     from ..data.preview import preview as data_preview
-    from ..data.templates import get_template
-    from ..model.load import load_tokenizer, resolve_model_path
+    from ..train.stages import tokenizer_and_template
 
-    tokenizer = load_tokenizer(cfg.model, resolve_model_path(cfg.model.model_name_or_path, quiet=True))
-    template = None if cfg.method.stage == "pt" else get_template(
-        cfg.model.template, tokenizer, cfg.model.default_system)
+    tokenizer, template = tokenizer_and_template(cfg, quiet=True)
     text, _ = data_preview(cfg, tokenizer, template, n=count)
     return f"<pre style='white-space:pre-wrap;max-height:480px;overflow:auto'>{html.escape(text)}</pre>"
 

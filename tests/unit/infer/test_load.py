@@ -10,13 +10,13 @@ from tunesmith.config import load_config
 from tunesmith.errors import MissingExtraError, ModelError
 from tunesmith.infer.engine import GenParams
 from tunesmith.infer.load import load_engine
-from tunesmith.train.sft import run_sft
+from tunesmith.train.run import run_training
 
 
 def test_full_finetuned_dir_loads_as_model(tiny_overrides, tmp_path):
     over = {k: v for k, v in tiny_overrides.items() if k != "lora_rank"}
     cfg = load_config(None, {**over, "method": "full", "max_steps": 2})
-    run_sft(cfg)
+    run_training(cfg)
     out = tmp_path / "run"
     assert (out / "config.json").is_file() and not (out / "adapter_config.json").exists()
     engine = load_engine(load_config(None, {"model_name_or_path": str(out), "dtype": "fp32"}))

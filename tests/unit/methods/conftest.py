@@ -47,7 +47,7 @@ class Run:
 
 
 def train_method(overrides: dict) -> Run:
-    """Load, apply the method, train, save (as run_sft does); keep the in-memory model."""
+    """Load, apply the method, train, save (as run_training does); keep the in-memory model."""
     from tunesmith.config import load_config
     from tunesmith.data.load import load_data
     from tunesmith.data.templates import get_template

@@ -1,4 +1,4 @@
-"""Methods through the real ``run_sft``: the method's callbacks reach the Trainer (AdaLoRA's
+"""Methods through the real ``run_training``: the method's callbacks reach the Trainer (AdaLoRA's
 budget), ``finish_save`` writes the base signature, full-model methods save a loadable model."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ import json
 import torch
 
 from tunesmith.config import load_config
-from tunesmith.train.sft import run_sft
+from tunesmith.train.run import run_training
 
 
-def test_adalora_budget_runs_inside_run_sft(tiny_overrides, tmp_path):
+def test_adalora_budget_runs_inside_run_training(tiny_overrides, tmp_path):
     overrides = {**tiny_overrides, "method": "adalora", "adalora_init_r": 4, "adalora_target_r": 2,
                  "adalora_tinit": 1, "adalora_tfinal": 1, "max_steps": 4}
     overrides.pop("lora_rank")
-    run_sft(load_config(None, overrides))
+    run_training(load_config(None, overrides))
     out = tmp_path / "run"
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["peft_type"] == "ADALORA" and config["total_step"] == 4
@@ -28,7 +28,7 @@ def test_freeze_run_saves_a_complete_model(tiny_overrides, tiny_model_dir, tmp_p
 
     overrides = {**tiny_overrides, "method": "freeze", "freeze_trainable_layers": 1, "max_steps": 2}
     overrides.pop("lora_rank")
-    run_sft(load_config(None, overrides))
+    run_training(load_config(None, overrides))
     out = tmp_path / "run"
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
     tuned = AutoModelForCausalLM.from_pretrained(str(out))

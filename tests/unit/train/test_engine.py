@@ -12,14 +12,14 @@ from tunesmith.cli import main
 from tunesmith.config import load_config
 from tunesmith.errors import ConfigError, ModelError
 from tunesmith.train import checkpoint as ckpt
-from tunesmith.train.sft import run_sft
+from tunesmith.train.run import run_training
 from tunesmith.train.trainer import NonFiniteLoss
 
 from .helpers import adapter, all_finite, losses, max_abs_diff
 
 
 def _run(overrides, **extra):
-    return run_sft(load_config(None, {**overrides, **extra}))
+    return run_training(load_config(None, {**overrides, **extra}))
 
 
 def test_grad_accumulation_is_loss_normalized(tiny_overrides, tmp_path):

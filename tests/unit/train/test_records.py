@@ -11,7 +11,7 @@ import yaml
 
 from tunesmith.config import load_config
 from tunesmith.train.checkpoint import MARKER, complete_checkpoints
-from tunesmith.train.sft import run_sft
+from tunesmith.train.run import run_training
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -21,7 +21,7 @@ def test_records_eval_and_best_checkpoint(tiny_overrides, tmp_path):
                              "eval_strategy": "steps", "eval_steps": 2, "save_strategy": "steps",
                              "save_steps": 2, "load_best_model_at_end": True,
                              "save_total_limit": 2, "run_name": "rec"})
-    metrics = run_sft(cfg)
+    metrics = run_training(cfg)
     out = tmp_path / "run"
     for name in ("trainer_state.json", "all_results.json", "train_results.json",
                  "eval_results.json", "data_report.json", "tunesmith_base.json",
@@ -57,7 +57,7 @@ def test_tokens_seen_counts_non_padding(tiny_overrides, tmp_path):
 
     cfg = load_config(None, {**tiny_overrides, "max_steps": -1, "num_train_epochs": 1,
                              "per_device_train_batch_size": 5})  # 24 rows: 5 batches, padded
-    run_sft(cfg)
+    run_training(cfg)
     tok = load_tokenizer(cfg.model)
     data = load_data(cfg, tok, get_template(cfg.model.template, tok, None))
     rows = [json.loads(x) for x in (tmp_path / "run" / "trainer_log.jsonl").read_text().splitlines()]
@@ -73,7 +73,7 @@ def test_trackers_write_offline_run_files(tiny_overrides, tmp_path, monkeypatch)
     cfg = load_config(None, {**tiny_overrides, "max_steps": 3,
                              "report_to": "tensorboard,wandb,swanlab", "run_name": "trk",
                              "tracker_tags": "tiny,test"})
-    run_sft(cfg)
+    run_training(cfg)
     out = tmp_path / "run"
     assert list((out / "runs").rglob("events.out.tfevents.*"))
     offline = list((out / "wandb").glob("offline-run-*"))

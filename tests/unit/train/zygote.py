@@ -23,7 +23,7 @@ PROTOCOL = os.fdopen(os.dup(1), "w", buffering=1)
 os.dup2(2, 1)
 
 import tunesmith.cli  # noqa: E402,F401  (the imports are the point)
-import tunesmith.train.sft  # noqa: E402,F401
+import tunesmith.train.run  # noqa: E402,F401
 
 
 def _child(req: dict) -> None:

@@ -1,4 +1,7 @@
-"""run_sft: tokenizer -> template -> dataset -> model -> method -> trainer -> train -> save.
+"""run_training: tokenizer -> template -> dataset -> model -> method -> trainer -> train -> save.
+
+The same story for every stage (``train/stages/``): the stage decides the template, the data
+kind, the collator, the Trainer and the extra plots.
 
 Resume: ``resume_from_checkpoint: auto`` picks the newest complete checkpoint; its fingerprint
 must match this run's (base model, data, batch layout) unless ``resume_force: true``.
@@ -16,23 +19,21 @@ from transformers import set_seed
 
 from .. import methods
 from ..config import save_config
-from ..data.collate import PadCollator
 from ..data.load import load_data
-from ..data.templates import get_template
 from ..methods import method_params
 from ..model.load import load_tokenizer, resolve_model_path
 from .arguments import build_training_args, cpu_autocast
 from .callbacks import LogCallback, ProgressCallback, peak_memory_mb
 from .checkpoint import (clean_stale, disk_full_error, is_disk_full, latest_checkpoint,
                          read_marker, resolve_resume)
-from .dataset import ExampleDataset
 from .distributed import is_main_process
 from .fingerprint import check_resume, run_fingerprint
 from .model import adapter_inputs_as_is, describe_trainable, load_for_training
 from .records import plot_loss, write_model_card
 from .signals import StopOnSignal, StopRequest, interrupted, trap_signals
+from .stages import Stage, check_stage, stage_template
 from .trackers import setup_trackers, tracker_callbacks
-from .trainer import NonFiniteLoss, TunesmithTrainer, non_finite_params
+from .trainer import NonFiniteLoss, non_finite_params
 
 
 def log(msg: str) -> None:
@@ -40,7 +41,7 @@ def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def run_sft(cfg) -> dict:
+def run_training(cfg) -> dict:
     """Train per ``cfg`` and write the complete run record to ``cfg.train.output_dir``.
 
     Returns:
@@ -51,6 +52,7 @@ def run_sft(cfg) -> dict:
     """
     start = time.time()
     out = Path(cfg.train.output_dir)
+    stage = check_stage(cfg)
     setup_trackers(cfg)
     args = build_training_args(cfg)  # every argument error before anything is loaded
     if is_main_process():
@@ -58,9 +60,8 @@ def run_sft(cfg) -> dict:
         clean_stale(out)
     path = resolve_model_path(cfg.model.model_name_or_path)
     tokenizer = load_tokenizer(cfg.model, path)
-    template = None if cfg.method.stage == "pt" else get_template(
-        cfg.model.template, tokenizer, cfg.model.default_system)
-    data = load_data(cfg, tokenizer, template)
+    template = stage_template(cfg, tokenizer, stage)
+    data = load_data(cfg, tokenizer, template, kind=stage.data_kind)
     if is_main_process():
         data.report.save(out)
     log(data.report.summary())
@@ -70,7 +71,8 @@ def run_sft(cfg) -> dict:
     set_seed(cfg.train.seed)  # adapter init (LoRA A, ...) draws from the global RNG
     model = method.apply(load_for_training(cfg, path), params, cfg)
     log(describe_trainable(model))
-    trainer = build_trainer(cfg, model, tokenizer, data, args=args, fingerprint=fingerprint)
+    trainer = build_trainer(cfg, model, tokenizer, data, args=args, fingerprint=fingerprint,
+                            stage=stage)
     result = train(trainer, resume, out, autocast_inputs=cpu_autocast(cfg))
     metrics = {**result.metrics, "peak_mem_mb": round(peak_memory_mb(), 1),
                "wall_time_s": round(time.time() - start, 2)}
@@ -78,7 +80,7 @@ def run_sft(cfg) -> dict:
         metrics["skipped_steps"] = trainer.skipped_steps
     if data.eval:
         metrics.update(trainer.evaluate())
-    save_run(trainer, tokenizer, cfg, out, metrics)
+    save_run(trainer, tokenizer, cfg, out, metrics, plots=stage.plots)
     return metrics
 
 
@@ -118,33 +120,27 @@ def train(trainer, resume: Path | None, out: Path, autocast_inputs: bool = False
     return result
 
 
-def make_collator(cfg, tokenizer):
-    """The one place the batch collator is chosen: padding, or padding-free packing."""
-    if cfg.data.packing:
-        from ..data.packing import PackingCollator
-
-        return PackingCollator(tokenizer.pad_token_id)
-    return PadCollator(tokenizer.pad_token_id)
-
-
-def build_trainer(cfg, model, tokenizer, data, args=None, fingerprint=None):
-    """The Trainer with our callbacks (log, progress, the method's own) and no dict printing."""
+def build_trainer(cfg, model, tokenizer, data, args=None, fingerprint=None,
+                  stage: Stage | None = None):
+    """The stage's Trainer with our callbacks (log, progress, the method's own), no dict printing."""
     from transformers.trainer_callback import PrinterCallback
 
+    stage = stage or check_stage(cfg)
     args = args or build_training_args(cfg)
+    extra = stage.trainer_kwargs(cfg, model, tokenizer) if stage.trainer_kwargs else {}
     callbacks = [LogCallback(cfg.train.output_dir), ProgressCallback(), *tracker_callbacks(cfg)]
     callbacks += methods.method_callbacks(cfg, model)
-    trainer = TunesmithTrainer(
-        model=model, args=args, train_dataset=ExampleDataset(data.train),
-        eval_dataset=ExampleDataset(data.eval) if data.eval else None,
-        data_collator=make_collator(cfg, tokenizer),  # no processing_class: checkpoints skip the
+    trainer = stage.trainer()(
+        model=model, args=args, train_dataset=stage.dataset(data.train),
+        eval_dataset=stage.dataset(data.eval) if data.eval else None,
+        data_collator=stage.collator(cfg, tokenizer),  # no processing_class: checkpoints skip the
         # tokenizer (MBs each; resume never needs it; the final dir gets it in save_run)
-        callbacks=callbacks, nan_policy=cfg.train.nan_policy, fingerprint=fingerprint)
+        callbacks=callbacks, nan_policy=cfg.train.nan_policy, fingerprint=fingerprint, **extra)
     trainer.remove_callback(PrinterCallback)
     return trainer
 
 
-def save_run(trainer, tokenizer, cfg, out: Path, metrics: dict) -> None:
+def save_run(trainer, tokenizer, cfg, out: Path, metrics: dict, plots: tuple = ()) -> None:
     """Adapter or model, tokenizer, results JSON, loss plots and model card."""
     bad = non_finite_params(trainer.model)
     if bad:
@@ -152,7 +148,7 @@ def save_run(trainer, tokenizer, cfg, out: Path, metrics: dict) -> None:
     try:
         trainer.save_model(str(out))
         if trainer.is_world_process_zero():
-            _save_records(trainer, tokenizer, cfg, out, metrics)
+            _save_records(trainer, tokenizer, cfg, out, metrics, plots)
     except (OSError, RuntimeError) as exc:  # torch/safetensors wrap short writes
         if is_disk_full(exc, out):
             raise disk_full_error(out, out) from None
@@ -160,7 +156,7 @@ def save_run(trainer, tokenizer, cfg, out: Path, metrics: dict) -> None:
     log(f"saved to {out}")
 
 
-def _save_records(trainer, tokenizer, cfg, out: Path, metrics: dict) -> None:
+def _save_records(trainer, tokenizer, cfg, out: Path, metrics: dict, plots: tuple) -> None:
     methods.finish_save(trainer.model, cfg, out)
     tokenizer.save_pretrained(str(out))
     trainer.save_metrics("train", {k: v for k, v in metrics.items() if not k.startswith("eval_")})
@@ -169,5 +165,6 @@ def _save_records(trainer, tokenizer, cfg, out: Path, metrics: dict) -> None:
     trainer.save_state()
     if cfg.train.plot_loss:
         plot_loss(out)
-        plot_loss(out, "eval_loss")
+        for key in ("eval_loss", *plots):
+            plot_loss(out, key)
     write_model_card(out, cfg, metrics)

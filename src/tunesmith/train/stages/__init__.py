@@ -1,0 +1,121 @@
+"""The STAGES registry: what a training stage is made of, one file per stage.
+
+A stage (``stage:`` in the config, LLaMA-Factory's names) declares the kind of data it trains
+on, whether that data is rendered with a chat template, how a batch is collated, which Trainer
+computes its loss, its own config rules and the extra metrics it logs and plots. The story that
+runs every stage (tokenizer -> template -> data -> model -> method -> trainer -> train -> save)
+is ``train/run.py``; a new stage is a new module here that calls :func:`register_stage`.
+
+Data kinds: ``chat`` (conversations, labels on the assistant), ``text`` (plain causal LM),
+``pairs`` (chosen/rejected), ``unpaired`` (a completion with a desirable/undesirable label),
+``prompts`` (prompts to generate from, online RL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ...registry import Registry
+
+DATA_KINDS = ("chat", "text", "pairs", "unpaired", "prompts")
+
+
+def _no_check(cfg) -> None:
+    return None
+
+
+def _pad_or_pack(cfg, tokenizer):
+    """Padding, or padding-free packing (``packing``): SFT's and pt's batches."""
+    from ...data.collate import PadCollator
+
+    if cfg.data.packing:
+        from ...data.packing import PackingCollator
+
+        return PackingCollator(tokenizer.pad_token_id)
+    return PadCollator(tokenizer.pad_token_id)
+
+
+def _example_dataset(examples):
+    from ..dataset import ExampleDataset
+
+    return ExampleDataset(examples)
+
+
+def _default_trainer():
+    from ..trainer import TunesmithTrainer
+
+    return TunesmithTrainer
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage.
+
+    Attributes:
+        name: the ``stage`` value.
+        summary: one line for ``--help`` and ``tunesmith keys``.
+        data_kind: one of :data:`DATA_KINDS`.
+        needs_template: rows are rendered with the chat template (False: plain text).
+        check: ``(cfg) -> None``, the stage's own config rules (raise ConfigError).
+        collator: ``(cfg, tokenizer) -> collate function`` for the Trainer.
+        dataset: ``(examples) -> torch Dataset``.
+        trainer: ``() -> Trainer class`` (imported lazily: transformers is heavy).
+        trainer_kwargs: ``(cfg, model, tokenizer) -> extra Trainer kwargs`` (e.g. a reference).
+        plots: logged metrics plotted beside the loss in the run folder.
+    """
+
+    name: str
+    summary: str
+    data_kind: str
+    needs_template: bool = True
+    check: Callable[[Any], None] = _no_check
+    collator: Callable[..., Any] = _pad_or_pack
+    dataset: Callable[[list], Any] = _example_dataset
+    trainer: Callable[[], type] = _default_trainer
+    trainer_kwargs: Callable[..., dict] | None = None
+    plots: tuple[str, ...] = field(default=())
+
+    def __post_init__(self):
+        if self.data_kind not in DATA_KINDS:
+            raise ValueError(f"stage '{self.name}': data_kind must be one of {DATA_KINDS}")
+
+
+STAGES: Registry[Stage] = Registry("stage", package=__name__)
+
+
+def register_stage(stage: Stage) -> Stage:
+    """Add a stage to the registry (a duplicate name is an error)."""
+    return STAGES.add(stage.name, stage)
+
+
+def get_stage(name: str) -> Stage:
+    """The stage ``name``; unknown -> ConfigError naming the known stages."""
+    return STAGES.get(name)
+
+
+def check_stage(cfg) -> Stage:
+    """The configured stage, with its own config rules checked (before anything loads)."""
+    stage = get_stage(cfg.method.stage)
+    stage.check(cfg)
+    return stage
+
+
+def stage_template(cfg, tokenizer, stage: Stage | None = None):
+    """The chat template the stage renders rows with, or None for plain text."""
+    from ...data.templates import get_template
+
+    stage = stage or get_stage(cfg.method.stage)
+    if not stage.needs_template:
+        return None
+    return get_template(cfg.model.template, tokenizer, cfg.model.default_system)
+
+
+def tokenizer_and_template(cfg, quiet: bool = False):
+    """The run's tokenizer and its stage's template (data commands, estimate, web UI preview)."""
+    from ...model.load import load_tokenizer, resolve_model_path
+
+    stage = check_stage(cfg)
+    tokenizer = load_tokenizer(cfg.model, resolve_model_path(cfg.model.model_name_or_path,
+                                                             quiet=quiet))
+    return tokenizer, stage_template(cfg, tokenizer, stage)
