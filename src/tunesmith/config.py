@@ -34,6 +34,9 @@ class ModelConfig:
     quantization_type: str = "nf4"
     double_quantization: bool = True
     allow_pickle: bool = False
+    model_revision: str | None = None
+    hf_token: str | None = None
+    hub: str = "auto"
 
 
 @dataclass
@@ -41,6 +44,8 @@ class DataConfig:
     dataset: list[str] | None = None
     dataset_dir: str = "data"
     eval_dataset: list[str] | None = None
+    subset: str | None = None
+    split: str = "train"
     format: str = "auto"
     columns: dict | None = None
     placeholders: dict | None = None
@@ -157,7 +162,10 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "method": MethodConfig,
 # Short names accepted for convenience; the canonical name is what gets saved.
 ALIASES = {"model": "model_name_or_path", "adapter": "adapter_name_or_path",
            "finetuning_type": "method", "evaluation_strategy": "eval_strategy",
-           "torch_dtype": "dtype", "infer_dtype": "export_dtype", "lr": "learning_rate"}
+           "torch_dtype": "dtype", "infer_dtype": "export_dtype", "lr": "learning_rate",
+           "hf_hub_token": "hf_token"}
+# Keys never written to the saved config (a run dir is shared; the token stays in the env).
+SECRETS = ("hf_token",)
 
 
 @dataclass
@@ -248,8 +256,8 @@ def save_config(cfg: RunConfig, output_dir: str | Path) -> Path:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / CONFIG_FILENAME
-    path.write_text(yaml.safe_dump(cfg.to_flat(), sort_keys=False, allow_unicode=True),
-                    encoding="utf-8")
+    flat = {k: (None if k in SECRETS else v) for k, v in cfg.to_flat().items()}
+    path.write_text(yaml.safe_dump(flat, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
 
 
@@ -259,6 +267,7 @@ CHOICES = {
     "eval_strategy": ("no", "steps", "epoch"),
     "save_strategy": ("no", "steps", "epoch", "best"),
     "infer_backend": ("hf", "vllm"),
+    "hub": ("auto", "huggingface", "hf", "modelscope", "ms"),
 }
 
 
@@ -274,7 +283,8 @@ def validate(cfg: RunConfig) -> None:
 
     d, t, m = cfg.data, cfg.train, cfg.model
     for key, section in (("train_on", d), ("nan_policy", t),
-                         ("eval_strategy", t), ("save_strategy", t), ("infer_backend", cfg.infer)):
+                         ("eval_strategy", t), ("save_strategy", t), ("infer_backend", cfg.infer),
+                         ("hub", m)):
         _check_choice(key, getattr(section, key))
     if d.cutoff_len <= 0:
         raise ConfigError(f"key 'cutoff_len': must be a positive number of tokens, got {d.cutoff_len}")

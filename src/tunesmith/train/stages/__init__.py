@@ -117,5 +117,5 @@ def tokenizer_and_template(cfg, quiet: bool = False):
 
     stage = check_stage(cfg)
     tokenizer = load_tokenizer(cfg.model, resolve_model_path(cfg.model.model_name_or_path,
-                                                             quiet=quiet))
+                                                             quiet=quiet, model_cfg=cfg.model))
     return tokenizer, stage_template(cfg, tokenizer, stage)
