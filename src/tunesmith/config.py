@@ -84,7 +84,7 @@ class TrainConfig:
     bf16: bool | None = None
     fp16: bool | None = None
     gradient_checkpointing: bool = False
-    logging_steps: int = 10
+    logging_steps: float = 10  # a value < 1 is a fraction of the total steps (transformers)
     eval_strategy: str = "no"
     eval_steps: int | None = None
     save_strategy: str = "steps"
@@ -287,7 +287,7 @@ def validate(cfg: RunConfig) -> None:
     if t.learning_rate <= 0:
         raise ConfigError(f"key 'learning_rate': must be positive, got {t.learning_rate}")
     for key in ("per_device_train_batch_size", "per_device_eval_batch_size",
-                "gradient_accumulation_steps", "logging_steps", "nproc_per_node"):
+                "gradient_accumulation_steps", "nproc_per_node"):
         if getattr(t, key) <= 0:
             raise ConfigError(f"key '{key}': must be a positive integer, got {getattr(t, key)}")
     if t.num_train_epochs <= 0 and t.max_steps <= 0:
@@ -309,6 +309,11 @@ def validate(cfg: RunConfig) -> None:
 def _validate_train(t: TrainConfig) -> None:
     """TrainConfig range rules (the training engine's; optimizer/scheduler names are checked
     against transformers in train/arguments.py, still before any model is loaded)."""
+    if t.logging_steps <= 0 or (t.logging_steps > 1 and t.logging_steps != int(t.logging_steps)):
+        raise ConfigError(f"key 'logging_steps': must be a positive whole number of steps or a "
+                          f"fraction of the run below 1, got {t.logging_steps}")
+    if t.logging_steps >= 1:
+        t.logging_steps = int(t.logging_steps)
     if t.warmup_steps < 0:
         raise ConfigError(f"key 'warmup_steps': must be >= 0, got {t.warmup_steps}")
     for key in ("weight_decay", "max_grad_norm", "dataloader_num_workers"):

@@ -108,7 +108,7 @@ KEY_HELP = {
     "bf16": "force bf16 (default: automatic)",
     "fp16": "force fp16 (GPU; default: automatic)",
     "gradient_checkpointing": "recompute activations in backward to save memory",
-    "logging_steps": "log every N steps",
+    "logging_steps": "log every N steps (a value below 1: that fraction of the run's steps); the last step is always logged",
     "eval_strategy": "no, steps or epoch",
     "eval_steps": "evaluate every N steps",
     "save_strategy": "no, steps, epoch or best",
