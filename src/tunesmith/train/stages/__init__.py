@@ -13,9 +13,12 @@ Data kinds: ``chat`` (conversations, labels on the assistant), ``text`` (plain c
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ...errors import ConfigError
 from ...registry import Registry
 
 DATA_KINDS = ("chat", "text", "pairs", "unpaired", "prompts")
@@ -63,6 +66,9 @@ class Stage:
         trainer: ``() -> Trainer class`` (imported lazily: transformers is heavy).
         trainer_kwargs: ``(cfg, model, tokenizer) -> extra Trainer kwargs`` (e.g. a reference).
         plots: logged metrics plotted beside the loss in the run folder.
+        params_cls: a dataclass of the stage's own config keys (e.g. ``pref_beta``,
+            ``num_generations``), type-checked like a method's; an optional ``check()`` method
+            holds their range rules. None: the stage has no keys of its own.
     """
 
     name: str
@@ -75,6 +81,7 @@ class Stage:
     trainer: Callable[[], type] = _default_trainer
     trainer_kwargs: Callable[..., dict] | None = None
     plots: tuple[str, ...] = field(default=())
+    params_cls: type | None = None
 
     def __post_init__(self):
         if self.data_kind not in DATA_KINDS:
@@ -95,10 +102,53 @@ def get_stage(name: str) -> Stage:
 
 
 def check_stage(cfg) -> Stage:
-    """The configured stage, with its own config rules checked (before anything loads)."""
+    """The configured stage, with its keys typed and its own rules checked (before anything
+    loads)."""
     stage = get_stage(cfg.method.stage)
+    params = build_stage_params(stage, cfg.method.stage_params)
+    if params is not None:  # typed values, as validate_method does for a method's keys
+        cfg.method.stage_params = {k: getattr(params, k) for k in cfg.method.stage_params}
     stage.check(cfg)
     return stage
+
+
+def stage_param_keys() -> dict[str, list[str]]:
+    """Map each stage-owned config key to the stages that accept it."""
+    keys: dict[str, list[str]] = {}
+    for stage in STAGES.values():
+        for f in dataclasses.fields(stage.params_cls) if stage.params_cls else ():
+            keys.setdefault(f.name, []).append(stage.name)
+    return keys
+
+
+def build_stage_params(stage: Stage, raw: dict):
+    """The stage's parameter dataclass from raw values (type-checked), or None if it has none.
+
+    Raises:
+        ConfigError: a key of another stage, a wrong type, or a value out of range.
+    """
+    from ...config_parse import coerce
+
+    if stage.params_cls is None:
+        if raw:
+            key = next(iter(raw))
+            owners = ", ".join(stage_param_keys().get(key, []))
+            raise ConfigError(f"key '{key}' belongs to stage {owners}, not '{stage.name}'")
+        return None
+    hints = typing.get_type_hints(stage.params_cls)
+    for key in raw:
+        if key not in hints:
+            raise ConfigError(f"key '{key}' is not a parameter of stage '{stage.name}'; its "
+                              f"keys are: {', '.join(hints)}")
+    params = stage.params_cls(**{k: coerce(v, hints[k], k) for k, v in raw.items()})
+    if hasattr(params, "check"):
+        params.check()
+    return params
+
+
+def stage_params(cfg):
+    """The typed parameters of the configured stage (None if the stage has no keys)."""
+    return build_stage_params(get_stage(cfg.method.stage), cfg.method.stage_params)
 
 
 def stage_template(cfg, tokenizer, stage: Stage | None = None):
