@@ -44,7 +44,7 @@ def _print_stages() -> None:
     from ..train.stages import STAGES
 
     for name, stage in STAGES.items():
-        if stage.params_cls is not None:
+        if stage.params is not None:
             print(f"[stage: {name}] {stage.summary}")
-            for key, default in _rows(stage.params_cls):
+            for key, default in _rows(stage.params):
                 print(f"  {key:30} {str(default):18} {KEY_HELP.get(key, '')}")

@@ -24,7 +24,7 @@ class _ToyParams:
 def toy_stage():
     STAGES.discover()
     STAGES.add("toy", Stage(name="toy", summary="a test stage", data_kind="chat",
-                            params_cls=_ToyParams))
+                            params=_ToyParams))
     yield
     STAGES._entries.pop("toy")
 
@@ -39,7 +39,7 @@ def test_stage_keys_are_typed_and_saved_flat(toy_stage):
 
 
 def test_a_stage_key_under_another_stage_is_refused(toy_stage):
-    with pytest.raises(ConfigError, match="key 'toy_beta' belongs to stage toy, not 'sft'"):
+    with pytest.raises(ConfigError, match="key 'toy_beta' is a parameter of stage toy, not of stage 'sft'"):
         check_stage(load_config(None, {"toy_beta": 0.5}))
 
 

@@ -66,9 +66,9 @@ class Stage:
         trainer: ``() -> Trainer class`` (imported lazily: transformers is heavy).
         trainer_kwargs: ``(cfg, model, tokenizer) -> extra Trainer kwargs`` (e.g. a reference).
         plots: logged metrics plotted beside the loss in the run folder.
-        params_cls: a dataclass of the stage's own config keys (e.g. ``pref_beta``,
-            ``num_generations``), type-checked like a method's; an optional ``check()`` method
-            holds their range rules. None: the stage has no keys of its own.
+        params: a dataclass of the stage's own config keys (e.g. dpo's ``pref_beta``, grpo's
+            ``num_generations``); values given in the config arrive typed through
+            :func:`stage_params` (an optional ``check()`` method holds their range rules).
     """
 
     name: str
@@ -81,7 +81,7 @@ class Stage:
     trainer: Callable[[], type] = _default_trainer
     trainer_kwargs: Callable[..., dict] | None = None
     plots: tuple[str, ...] = field(default=())
-    params_cls: type | None = None
+    params: type | None = None
 
     def __post_init__(self):
         if self.data_kind not in DATA_KINDS:
@@ -102,53 +102,53 @@ def get_stage(name: str) -> Stage:
 
 
 def check_stage(cfg) -> Stage:
-    """The configured stage, with its keys typed and its own rules checked (before anything
-    loads)."""
+    """The configured stage, with its parameters typed and its own rules checked (before
+    anything loads)."""
     stage = get_stage(cfg.method.stage)
-    params = build_stage_params(stage, cfg.method.stage_params)
-    if params is not None:  # typed values, as validate_method does for a method's keys
-        cfg.method.stage_params = {k: getattr(params, k) for k in cfg.method.stage_params}
+    stage_params(cfg, stage)
     stage.check(cfg)
     return stage
 
 
 def stage_param_keys() -> dict[str, list[str]]:
-    """Map each stage-owned config key to the stages that accept it."""
+    """Every stage-parameter key, with the stages that accept it (for the config parser)."""
     keys: dict[str, list[str]] = {}
     for stage in STAGES.values():
-        for f in dataclasses.fields(stage.params_cls) if stage.params_cls else ():
+        for f in dataclasses.fields(stage.params or _NoParams):
             keys.setdefault(f.name, []).append(stage.name)
     return keys
 
 
-def build_stage_params(stage: Stage, raw: dict):
-    """The stage's parameter dataclass from raw values (type-checked), or None if it has none.
+@dataclass
+class _NoParams:
+    pass
+
+
+def stage_params(cfg, stage: Stage | None = None):
+    """The configured stage's parameter dataclass, built from ``cfg.method.stage_params``
+    (type-checked, its ``check()`` run; the typed values are written back).
 
     Raises:
         ConfigError: a key of another stage, a wrong type, or a value out of range.
     """
     from ...config_parse import coerce
 
-    if stage.params_cls is None:
-        if raw:
-            key = next(iter(raw))
-            owners = ", ".join(stage_param_keys().get(key, []))
-            raise ConfigError(f"key '{key}' belongs to stage {owners}, not '{stage.name}'")
-        return None
-    hints = typing.get_type_hints(stage.params_cls)
-    for key in raw:
+    stage = stage or get_stage(cfg.method.stage)
+    cls = stage.params or _NoParams
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in cfg.method.stage_params.items():
         if key not in hints:
-            raise ConfigError(f"key '{key}' is not a parameter of stage '{stage.name}'; its "
-                              f"keys are: {', '.join(hints)}")
-    params = stage.params_cls(**{k: coerce(v, hints[k], k) for k, v in raw.items()})
-    if hasattr(params, "check"):
-        params.check()
+            owners = ", ".join(stage_param_keys().get(key, [])) or "no stage"
+            raise ConfigError(f"key '{key}' is a parameter of stage {owners}, not of stage "
+                              f"'{stage.name}' (set stage: accordingly or remove the key)")
+        values[key] = coerce(value, hints[key], key)
+    params = cls(**values)
+    check = getattr(params, "check", None)
+    if check:
+        check()
+    cfg.method.stage_params = {k: getattr(params, k) for k in cfg.method.stage_params}
     return params
-
-
-def stage_params(cfg):
-    """The typed parameters of the configured stage (None if the stage has no keys)."""
-    return build_stage_params(get_stage(cfg.method.stage), cfg.method.stage_params)
 
 
 def stage_template(cfg, tokenizer, stage: Stage | None = None):
