@@ -80,7 +80,8 @@ def test_ranking_dataset_is_refused_clearly(tmp_path):
     ({"file_name": "a.json", "formatting": "xml"}, "formatting 'xml'"),
     ({"file_name": "a.json", "num_samples": -1}, "num_samples"),
     ({"file_name": "a.json", "columns": ["x"]}, "columns must be an object"),
-    ({"hf_hub_url": "org/data"}, "no file_name .*offline"),
+    ({"script_url": "org/data"}, "no file_name .*not supported"),
+    ({"hf_hub_url": ["org/data"]}, "hf_hub_url must be a string"),
     ("a.json", "must be an object"),
 ])
 def test_bad_entries_name_the_entry(tmp_path, entry, match):
