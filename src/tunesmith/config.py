@@ -62,6 +62,7 @@ class MethodConfig:
     stage: str = "sft"
     method: str = "lora"
     params: dict = field(default_factory=dict)
+    stage_params: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -175,8 +176,10 @@ class RunConfig:
         for name in SECTIONS:
             section = dataclasses.asdict(getattr(self, name))
             params = section.pop("params", {})
+            stage_params = section.pop("stage_params", {})
             flat.update(section)
             flat.update(params)
+            flat.update(stage_params)
         return flat
 
 
@@ -184,7 +187,7 @@ def _key_owner() -> dict[str, str]:
     owner = {}
     for section, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
-            if f.name != "params":
+            if f.name not in ("params", "stage_params"):
                 owner[f.name] = section
     return owner
 
@@ -195,9 +198,17 @@ def _method_keys() -> dict[str, list[str]]:
     return method_param_keys()
 
 
+def _stage_keys() -> dict[str, list[str]]:
+    # Stage parameters live in the stage's module (train/stages/), as method parameters live in
+    # the method's: only their names are read here; check_stage types and checks the values.
+    from .train.stages import stage_param_keys
+
+    return stage_param_keys()
+
+
 def valid_keys() -> list[str]:
-    """Every key a config may set (sections, method parameters and aliases)."""
-    return sorted(set(_key_owner()) | set(_method_keys()) | set(ALIASES))
+    """Every key a config may set (sections, method and stage parameters, aliases)."""
+    return sorted(set(_key_owner()) | set(_method_keys()) | set(_stage_keys()) | set(ALIASES))
 
 
 def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
@@ -205,9 +216,10 @@ def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     from .compat.llamafactory import translate
 
     raw = translate(dict(raw))
-    owner, method_keys = _key_owner(), _method_keys()
+    owner, method_keys, stage_keys = _key_owner(), _method_keys(), _stage_keys()
     values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     params: dict[str, Any] = {}
+    stage_params: dict[str, Any] = {}
     for key, value in raw.items():
         key = ALIASES.get(key, key)
         if key in owner:
@@ -216,9 +228,12 @@ def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
             values[section][key] = coerce(value, tp, key)
         elif key in method_keys:
             params[key] = value
+        elif key in stage_keys:
+            stage_params[key] = value
         else:
             raise ConfigError(f"{source}: unknown key '{key}'{suggest(key, valid_keys())}")
     values["method"]["params"] = params
+    values["method"]["stage_params"] = stage_params
     cfg = RunConfig(**{name: SECTIONS[name](**vals) for name, vals in values.items()})
     validate(cfg)
     return cfg

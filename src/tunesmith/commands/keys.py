@@ -11,7 +11,7 @@ def add_arguments(parser) -> None:
 
 def _rows(cls):
     for f in dataclasses.fields(cls):
-        if f.name == "params":
+        if f.name in ("params", "stage_params"):
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         yield f.name, default
@@ -33,6 +33,13 @@ def run(args) -> int:
         fields = list(_rows(method.params_cls))
         print(f"[method: {name}] {method.summary}")
         for key, default in fields:
+            print(f"  {key:30} {str(default):18} {KEY_HELP.get(key, '')}")
+    from ..train.stages import STAGES
+
+    for name, stage in STAGES.items():
+        note = f" ({stage.methods_note})" if stage.methods_note else ""
+        print(f"[stage: {name}] {stage.summary}{note}")
+        for key, default in _rows(stage.params) if stage.params else ():
             print(f"  {key:30} {str(default):18} {KEY_HELP.get(key, '')}")
     print("[aliases] " + ", ".join(f"{a} -> {c}" for a, c in ALIASES.items()))
     return 0

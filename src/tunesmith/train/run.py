@@ -131,8 +131,8 @@ def build_trainer(cfg, model, tokenizer, data, args=None, fingerprint=None,
     callbacks = [LogCallback(cfg.train.output_dir), ProgressCallback(), *tracker_callbacks(cfg)]
     callbacks += methods.method_callbacks(cfg, model)
     trainer = stage.trainer()(
-        model=model, args=args, train_dataset=stage.dataset(data.train),
-        eval_dataset=stage.dataset(data.eval) if data.eval else None,
+        model=model, args=args, train_dataset=stage.dataset(data.train, cfg),
+        eval_dataset=stage.dataset(data.eval, cfg) if data.eval else None,
         data_collator=stage.collator(cfg, tokenizer),  # no processing_class: checkpoints skip the
         # tokenizer (MBs each; resume never needs it; the final dir gets it in save_run)
         callbacks=callbacks, nan_policy=cfg.train.nan_policy, fingerprint=fingerprint, **extra)
