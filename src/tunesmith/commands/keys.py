@@ -34,12 +34,17 @@ def run(args) -> int:
         print(f"[method: {name}] {method.summary}")
         for key, default in fields:
             print(f"  {key:30} {str(default):18} {KEY_HELP.get(key, '')}")
+    _print_stages()
+    print("[aliases] " + ", ".join(f"{a} -> {c}" for a, c in ALIASES.items()))
+    return 0
+
+
+def _print_stages() -> None:
+    from ..config_help import KEY_HELP
     from ..train.stages import STAGES
 
     for name, stage in STAGES.items():
-        note = f" ({stage.methods_note})" if stage.methods_note else ""
-        print(f"[stage: {name}] {stage.summary}{note}")
-        for key, default in _rows(stage.params) if stage.params else ():
-            print(f"  {key:30} {str(default):18} {KEY_HELP.get(key, '')}")
-    print("[aliases] " + ", ".join(f"{a} -> {c}" for a, c in ALIASES.items()))
-    return 0
+        if stage.params is not None:
+            print(f"[stage: {name}] {stage.summary}")
+            for key, default in _rows(stage.params):
+                print(f"  {key:30} {str(default):18} {KEY_HELP.get(key, '')}")

@@ -66,8 +66,9 @@ class Stage:
         trainer: ``() -> Trainer class`` (imported lazily: transformers is heavy).
         trainer_kwargs: ``(cfg, model, tokenizer) -> extra Trainer kwargs`` (e.g. a reference).
         plots: logged metrics plotted beside the loss in the run folder.
-        params: a dataclass of the stage's own config keys (e.g. dpo's ``pref_beta``); values
-            given in the config arrive typed through :func:`stage_params`.
+        params: a dataclass of the stage's own config keys (e.g. dpo's ``pref_beta``, grpo's
+            ``num_generations``); values given in the config arrive typed through
+            :func:`stage_params` (an optional ``check()`` method holds their range rules).
         methods_note: one line on the methods this stage cannot train with, or "".
     """
 
@@ -126,9 +127,11 @@ class _NoParams:
 
 
 def stage_params(cfg, stage: Stage | None = None):
-    """The configured stage's parameter dataclass, built from ``cfg.method.stage_params``.
+    """The configured stage's parameter dataclass, built from ``cfg.method.stage_params``
+    (type-checked, its ``check()`` run; the typed values are written back).
 
-    A key that belongs to another stage is a ConfigError naming the stages that take it.
+    Raises:
+        ConfigError: a key of another stage, a wrong type, or a value out of range.
     """
     from ...config_parse import coerce
 
@@ -166,5 +169,5 @@ def tokenizer_and_template(cfg, quiet: bool = False):
 
     stage = check_stage(cfg)
     tokenizer = load_tokenizer(cfg.model, resolve_model_path(cfg.model.model_name_or_path,
-                                                             quiet=quiet))
+                                                             quiet=quiet, model_cfg=cfg.model))
     return tokenizer, stage_template(cfg, tokenizer, stage)
