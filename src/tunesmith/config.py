@@ -204,8 +204,8 @@ def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     """Turn a flat mapping (YAML merged with overrides) into a validated RunConfig."""
     from .compat.llamafactory import translate
 
-    raw = translate(dict(raw))
     owner, method_keys = _key_owner(), _method_keys()
+    raw = translate(dict(raw), known=set(owner) | set(method_keys) | set(ALIASES), source=source)
     values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     params: dict[str, Any] = {}
     for key, value in raw.items():
