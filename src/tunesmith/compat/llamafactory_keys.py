@@ -36,7 +36,6 @@ _TRACKIO = "Trackio is not a supported tracker; use report_to: tensorboard, wand
 _PREF = "preference training (stage dpo/kto/rm) is not in this version; use stage: sft"
 _PPO = "PPO (stage ppo) is not in this version; use stage: sft"
 _LATER = "not in this version yet"
-_MIX = "mixing datasets is not in this version; datasets listed together are concatenated"
 
 
 NO_EFFECT: dict[str, str] = {
@@ -123,8 +122,6 @@ REFUSED: dict[str, Refusal] = {
         "description-based init is not supported; new tokens start at the mean embedding", None),
     "init_special_tokens": _refused(
         "new tokens start at the mean embedding plus noise (noise_init) only", "noise_init"),
-    "model_revision": _refused("download that revision (hf download --revision) and give its "
-                               "folder as model_name_or_path", "main"),
     "rope_scaling": _refused("use a model whose config.json sets rope_scaling", None),
     "shift_attn": _refused("S^2-attention is not supported; use packing or a shorter cutoff_len",
                            False),
@@ -132,7 +129,6 @@ REFUSED: dict[str, Refusal] = {
     "moe_aux_loss_coef": _refused("set router_aux_loss_coef in the model's config.json", None),
     "train_from_scratch": _refused("training from random weights is not supported; start from a "
                                    "pretrained model", False),
-    "hf_hub_token": _refused("set HF_TOKEN in the environment (never in a config file)", None),
     "ms_hub_token": _refused("set MODELSCOPE_API_TOKEN in the environment", None),
     "om_hub_token": _refused("the Modelers hub is not supported; download the model and give its "
                              "folder", None),
@@ -197,10 +193,6 @@ REFUSED: dict[str, Refusal] = {
     "reward_model_adapters": _refused(_PPO, None),
     "reward_model_quantization_bit": _refused(_PPO, None),
     "reward_model_type": _refused(_PPO, "lora"),
-    # dataset mixing (issue #18: the scale helper makes these real config keys)
-    "mix_strategy": _refused(_MIX, "concat"), "interleave_probs": _refused(_MIX, None),
-    "buffer_size": _refused("shuffle buffers come with streaming datasets in a later version",
-                            16384),
     # being implemented (issue #19, lfcompat): each moves to a real key as it lands
     "loraplus_lr_ratio": _refused(_LATER, None), "loraplus_lr_embedding": _refused(_LATER, 1e-6),
     "resize_vocab": _refused(_LATER, False), "add_tokens": _refused(_LATER, None),
@@ -218,10 +210,6 @@ REFUSED: dict[str, Refusal] = {
     "num_beams": _refused("beam search is not supported; use do_sample or greedy decoding", 1),
     # training (LLaMA-Factory's own)
     "ray_num_workers": _refused(_RAY, 1), "ray_init_kwargs": _refused(_RAY, None),
-    "master_addr": _refused("multi-machine runs are launched by torchrun; pass --master_addr "
-                            "to torchrun", None),
-    "master_port": _refused("multi-machine runs are launched by torchrun; pass --master_port "
-                            "to torchrun", None),
     "enable_torch_profiler": _refused(_PROFILER, False),
     "fp8": _refused("fp8 training is not supported; use bf16", False),
     # HF (Seq2Seq)TrainingArguments

@@ -115,7 +115,7 @@ def estimate_run(cfg, gpu_mb: float | None = None) -> Estimate:
     from ..train.arguments import training_dtype
     from ..train.stages import tokenizer_and_template
 
-    path = resolve_model_path(cfg.model.model_name_or_path)
+    path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     dtype = training_dtype(cfg)
     counts, shapes = count_params(cfg, path, dtype)
     tokenizer, template = tokenizer_and_template(cfg, quiet=True)
