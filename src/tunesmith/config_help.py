@@ -4,7 +4,13 @@ from __future__ import annotations
 
 KEY_HELP = {
     # model
-    "model_name_or_path": "bundled name (smollm2-135m), a local Hugging Face dir, or a .gguf file",
+    "model_name_or_path": "bundled name (smollm2-135m), a local Hugging Face dir, a .gguf file, or a "
+                          "hub ID (Qwen/Qwen2.5-7B-Instruct: the HF cache first, else downloaded)",
+    "model_revision": "branch, tag or commit of a hub model to use (default: main)",
+    "hf_token": "Hugging Face access token for gated/private repos (alias hf_hub_token; default: "
+                "HF_TOKEN); never saved in the run dir",
+    "hub": "where hub IDs come from: auto (ModelScope when USE_MODELSCOPE_HUB=1, else Hugging Face; "
+           "HF_ENDPOINT for a mirror), huggingface, modelscope",
     "adapter_name_or_path": "a trained adapter dir to load on top of the base (chat/predict/export/serve)",
     "template": "chat template: auto (the tokenizer's own) or a named one (chatml, qwen, llama3, ...)",
     "default_system": "system prompt added when a conversation has none",
@@ -16,7 +22,10 @@ KEY_HELP = {
     "double_quantization": "quantize the 4-bit quantization constants too",
     "allow_pickle": "allow loading pickle .bin/.pt weights (can run code; off by default)",
     # data
-    "dataset": "dataset names from dataset_info.json or file paths; several with a,b; name:N takes N rows",
+    "dataset": "dataset names from dataset_info.json, file paths, or hub dataset IDs (org/name, "
+               "loaded with datasets.load_dataset); several with a,b; name:N takes N rows",
+    "subset": "configuration (subset) of a hub dataset given by ID",
+    "split": "split of a hub dataset given by ID (default train)",
     "dataset_dir": "folder holding dataset_info.json and the data files",
     "eval_dataset": "datasets for evaluation (instead of val_size)",
     "format": "row format: auto, alpaca, sharegpt, openai, human_assistant, input_output, "
@@ -116,7 +125,7 @@ KEY_HELP = {
     "bf16": "force bf16 (default: automatic)",
     "fp16": "force fp16 (GPU; default: automatic)",
     "gradient_checkpointing": "auto (default: on only when the estimated peak would not fit in the free memory; `tunesmith train` prints the choice), true (recompute activations in backward: less memory, ~1.3x slower), false",
-    "logging_steps": "log every N steps",
+    "logging_steps": "log every N steps (a value below 1: that fraction of the run's steps); the last step is always logged",
     "eval_strategy": "no, steps or epoch",
     "eval_steps": "evaluate every N steps",
     "save_strategy": "no, steps, epoch or best",

@@ -145,7 +145,7 @@ def estimate_run(cfg, gpu_mb: float | None = None, examples=None) -> Estimate:
     from ..train.arguments import training_dtype
     from ..train.stages import tokenizer_and_template
 
-    path = resolve_model_path(cfg.model.model_name_or_path)
+    path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     dtype = training_dtype(cfg)
     counts, shapes = count_params(_without_auto(cfg), path, dtype)
     if examples is None:

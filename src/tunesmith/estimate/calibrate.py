@@ -27,7 +27,7 @@ def calibrate(cfg, steps: int = 3) -> dict:
     from ..train.arguments import cpu_autocast
     from ..train.model import forward_backward, load_for_training
 
-    path = resolve_model_path(cfg.model.model_name_or_path)
+    path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
     template = get_template(cfg.model.template, tokenizer, cfg.model.default_system)
     examples = load_data(cfg, tokenizer, template).train

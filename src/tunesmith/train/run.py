@@ -59,7 +59,7 @@ def run_training(cfg) -> dict:
     if is_main_process():
         save_config(cfg, out)
         clean_stale(out)
-    path = resolve_model_path(cfg.model.model_name_or_path)
+    path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
     template = stage_template(cfg, tokenizer, stage)
     data = load_data(cfg, tokenizer, template, kind=stage.data_kind)
