@@ -44,7 +44,7 @@ KEY_HELP = {
                     "shorter ones until every dataset is used up)",
     "interleave_probs": "interleave_*: probability of drawing from each dataset (a,b; sum 1; "
                         "default: round robin)",
-    "packing": "pack several rows into one sequence without cross-attention (faster)",
+    "packing": "auto (default: pack a batch's rows end to end without cross-attention where they differ in length; same loss, less padding), true (pack whenever rows share a bin), false (pad)",
     "max_drop_ratio": "fail before training when more than this fraction of rows is bad",
     "strict": "fail on the first bad row instead of skipping and counting it",
     "overwrite_cache": "re-tokenize even when the cache is valid",
@@ -137,7 +137,7 @@ KEY_HELP = {
     "seed": "random seed (data order, dropout, init)",
     "bf16": "force bf16 (default: automatic)",
     "fp16": "force fp16 (GPU; default: automatic)",
-    "gradient_checkpointing": "recompute activations in backward to save memory",
+    "gradient_checkpointing": "auto (default: on only when the estimated peak would not fit in the free memory; `tunesmith train` prints the choice), true (recompute activations in backward: less memory, ~1.3x slower), false",
     "logging_steps": "log every N steps (a value below 1: that fraction of the run's steps); the last step is always logged",
     "eval_strategy": "no, steps or epoch",
     "eval_steps": "evaluate every N steps",

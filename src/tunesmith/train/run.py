@@ -23,6 +23,7 @@ from ..data.load import load_data
 from ..methods import method_params
 from ..model.load import load_tokenizer, resolve_model_path
 from .arguments import build_training_args, cpu_autocast
+from .auto import resolve_speed_keys
 from .callbacks import LogCallback, ProgressCallback, peak_memory_mb
 from .checkpoint import (clean_stale, disk_full_error, is_disk_full, latest_checkpoint,
                          read_marker, resolve_resume)
@@ -65,6 +66,8 @@ def run_training(cfg) -> dict:
     if is_main_process():
         data.report.save(out)
     log(data.report.summary())
+    if resolve_speed_keys(cfg, data.train, log):
+        args = build_training_args(cfg)  # with the checkpointing choice
     fingerprint = run_fingerprint(cfg, path, data, args.world_size)
     resume = find_resume(cfg, out, fingerprint)
     method, params = method_params(cfg)

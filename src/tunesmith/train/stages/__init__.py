@@ -29,14 +29,10 @@ def _no_check(cfg) -> None:
 
 
 def _pad_or_pack(cfg, tokenizer):
-    """Padding, or padding-free packing (``packing``): SFT's and pt's batches."""
-    from ...data.collate import PadCollator
+    """Padding, or padding-free packing (``packing``: auto, true, false): SFT's and pt's batches."""
+    from ...data.packing import pad_or_pack
 
-    if cfg.data.packing:
-        from ...data.packing import PackingCollator
-
-        return PackingCollator(tokenizer.pad_token_id)
-    return PadCollator(tokenizer.pad_token_id)
+    return pad_or_pack(cfg.data.packing, tokenizer.pad_token_id)
 
 
 def _example_dataset(examples, cfg=None):
