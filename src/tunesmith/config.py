@@ -11,7 +11,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -19,6 +19,7 @@ from .config_parse import coerce, parse_overrides, read_yaml, suggest  # noqa: F
 from .errors import ConfigError
 
 CONFIG_FILENAME = "tunesmith_config.yaml"
+Auto = Literal["auto"]  # a speed key that tunesmith decides per run unless set (train/auto.py)
 
 
 @dataclass
@@ -57,7 +58,7 @@ class DataConfig:
     buffer_size: int = 16384
     mix_strategy: str = "concat"
     interleave_probs: list[float] | None = None
-    packing: bool = False
+    packing: bool | Auto = "auto"
     max_drop_ratio: float = 0.5
     strict: bool = False
     overwrite_cache: bool = False
@@ -92,7 +93,7 @@ class TrainConfig:
     seed: int = 42
     bf16: bool | None = None
     fp16: bool | None = None
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | Auto = "auto"
     logging_steps: float = 10  # a value < 1 is a fraction of the total steps (transformers)
     eval_strategy: str = "no"
     eval_steps: int | None = None
@@ -230,8 +231,9 @@ def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     """Turn a flat mapping (YAML merged with overrides) into a validated RunConfig."""
     from .compat.llamafactory import translate
 
-    raw = translate(dict(raw))
     owner, method_keys, stage_keys = _key_owner(), _method_keys(), _stage_keys()
+    raw = translate(dict(raw), known=set(owner) | set(method_keys) | set(stage_keys) | set(ALIASES),
+                    source=source)
     values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     params: dict[str, Any] = {}
     stage_params: dict[str, Any] = {}

@@ -11,13 +11,9 @@ import time
 
 
 def _collator(cfg, tokenizer):
-    if cfg.data.packing:
-        from ..data.packing import PackingCollator
+    from ..data.packing import pad_or_pack
 
-        return PackingCollator(tokenizer.pad_token_id)
-    from ..data.collate import PadCollator
-
-    return PadCollator(tokenizer.pad_token_id)
+    return pad_or_pack(cfg.data.packing, tokenizer.pad_token_id)
 
 
 def calibrate(cfg, steps: int = 3) -> dict:

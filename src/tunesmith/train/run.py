@@ -23,6 +23,7 @@ from ..data.load import load_data
 from ..methods import method_params
 from ..model.load import load_tokenizer, resolve_model_path
 from .arguments import build_training_args, cpu_autocast
+from .auto import resolve_speed_keys
 from .callbacks import LogCallback, ProgressCallback, peak_memory_mb
 from .checkpoint import (clean_stale, disk_full_error, is_disk_full, latest_checkpoint,
                          read_marker, resolve_resume)
@@ -65,6 +66,8 @@ def run_training(cfg) -> dict:
     if is_main_process():
         data.report.save(out)
     log(data.report.summary())
+    if resolve_speed_keys(cfg, data.train, log):
+        args = build_training_args(cfg)  # with the checkpointing choice
     fingerprint = run_fingerprint(cfg, path, data, args.world_size)
     resume = find_resume(cfg, out, fingerprint)
     method, params = method_params(cfg)
@@ -131,8 +134,8 @@ def build_trainer(cfg, model, tokenizer, data, args=None, fingerprint=None,
     callbacks = [LogCallback(cfg.train.output_dir), ProgressCallback(), *tracker_callbacks(cfg)]
     callbacks += methods.method_callbacks(cfg, model)
     trainer = stage.trainer()(
-        model=model, args=args, train_dataset=stage.dataset(data.train),
-        eval_dataset=stage.dataset(data.eval) if data.eval else None,
+        model=model, args=args, train_dataset=stage.dataset(data.train, cfg),
+        eval_dataset=stage.dataset(data.eval, cfg) if data.eval else None,
         data_collator=stage.collator(cfg, tokenizer),  # no processing_class: checkpoints skip the
         # tokenizer (MBs each; resume never needs it; the final dir gets it in save_run)
         callbacks=callbacks, nan_policy=cfg.train.nan_policy, fingerprint=fingerprint, **extra)
