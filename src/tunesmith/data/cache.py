@@ -25,7 +25,7 @@ CACHE_VERSION = 1
 MAX_ENTRIES = 32  # older entries are pruned (least recently used first)
 # The code that turns rows into tokens: any change to it invalidates every entry.
 _CODE = ("conversation.py", "formats.py", "readers.py", "templates.py", "template_library.py",
-         "tokenize.py", "load.py", "registry.py")
+         "tokenize.py", "load.py", "registry.py", "mix.py", "parallel.py")
 
 
 def code_fingerprint() -> str:
