@@ -16,16 +16,16 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Iterator
 
 from .conversation import RowError
-from .tokenize import encode_batch
 
 _WORKER: dict = {}  # tokenizer, template and settings of this worker process (set before fork)
 
 
 def _encode(batch: list) -> list:
     """Worker side: encode one batch; a RowError travels back as (reason, message, key)."""
+    from .load import encode_for_kind
+
     w = _WORKER
-    out = encode_batch(batch, w["tokenizer"], w["template"], train_on=w["train_on"],
-                       cutoff_len=w["cutoff_len"])
+    out = encode_for_kind(batch, w["tokenizer"], w["template"], w["data_cfg"], w["kind"])
     return [("__row_error__", r.reason, str(r), r.key) if isinstance(r, RowError) else r for r in out]
 
 
@@ -34,39 +34,43 @@ def _restore(results: list) -> list:
             else r for r in results]
 
 
-def encode_batches(batches: Iterator[list], tokenizer, template, train_on: str, cutoff_len: int,
-                   workers: int = 1) -> Iterator[tuple[list, list]]:
-    """``(batch, results)`` for each batch of conversations, in order.
+def encode_batches(batches: Iterator[list], tokenizer, template, data_cfg,
+                   kind: str = "chat") -> Iterator[tuple[list, list]]:
+    """``(batch, results)`` for each batch of conversations (or preference records), in order.
 
     Args:
         batches: lists of conversations.
-        workers: processes; 1 (or a platform without fork) encodes here.
+        data_cfg: the data config (``train_on``, ``cutoff_len``, ``preprocessing_num_workers``:
+            the number of processes; 1 or a platform without fork encodes here).
+        kind: the stage's data kind.
     Returns:
-        An iterator of each batch with :func:`tokenize.encode_batch`'s results for it.
+        An iterator of each batch with ``load.encode_for_kind``'s results for it.
     """
+    from .load import encode_for_kind
+
+    workers = getattr(data_cfg, "preprocessing_num_workers", None) or 1
     if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         for batch in batches:
-            yield batch, encode_batch(batch, tokenizer, template, train_on=train_on,
-                                      cutoff_len=cutoff_len)
+            yield batch, encode_for_kind(batch, tokenizer, template, data_cfg, kind)
         return
-    yield from _pooled(batches, workers, tokenizer, template, train_on, cutoff_len)
+    _WORKER.update(tokenizer=tokenizer, template=template, data_cfg=data_cfg, kind=kind)
+    try:
+        yield from _pooled(batches, workers)
+    finally:
+        _WORKER.clear()
 
 
-def _pooled(batches, workers, tokenizer, template, train_on, cutoff_len):
-    _WORKER.update(tokenizer=tokenizer, template=template, train_on=train_on, cutoff_len=cutoff_len)
+def _pooled(batches, workers):
     # the fast tokenizer's own thread pool must not be used in forked children
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     ctx = multiprocessing.get_context("fork")
     pending: deque = deque()
-    try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            for batch in batches:
-                pending.append((batch, pool.submit(_encode, batch)))
-                if len(pending) >= 2 * workers:
-                    done, future = pending.popleft()
-                    yield done, _restore(future.result())
-            while pending:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        for batch in batches:
+            pending.append((batch, pool.submit(_encode, batch)))
+            if len(pending) >= 2 * workers:
                 done, future = pending.popleft()
                 yield done, _restore(future.result())
-    finally:
-        _WORKER.clear()
+        while pending:
+            done, future = pending.popleft()
+            yield done, _restore(future.result())

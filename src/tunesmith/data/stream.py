@@ -57,9 +57,12 @@ def _chunks(items: Iterator, size: int, ends: deque) -> Iterator[list]:
         batch.append(item)
 
 
-def check_streaming(cfg) -> None:
+def check_streaming(cfg, kind: str = "chat") -> None:
     """The rules a streaming run must meet, checked before anything loads (ConfigError)."""
     d, t = cfg.data, cfg.train
+    if kind not in ("chat", "text"):
+        raise ConfigError(f"streaming: true trains the sft and pt stages; stage "
+                          f"'{cfg.method.stage}' reads its {kind} data in memory (streaming: false)")
     if t.max_steps <= 0:
         raise ConfigError("streaming: true needs max_steps (a stream has no length to count "
                           "epochs in); set max_steps, e.g. max_steps=1000")
@@ -156,7 +159,7 @@ class TokenStream:
         self._checked = False
         # open every dataset once now: a missing file or an unreadable format stops the run
         # before the model loads, and the report lists the sources
-        open_sources(cfg.data, cfg.data.dataset, self.report.live, _think(template))
+        open_sources(cfg.data, cfg.data.dataset, self.report.live, _think(template), kind)
 
     # --- resume -----------------------------------------------------------------------------
     def resume_from(self, row: int, sub: int, report: dict | None) -> None:
@@ -170,7 +173,7 @@ class TokenStream:
     def _pass_rows(self, n: int) -> Iterator[tuple]:
         """Pass ``n``: ``(source, origin, row)`` mixed, without the held-out rows, shuffled."""
         d = self.cfg.data
-        sources = open_sources(d, d.dataset, DataReport(), _think(self.template))
+        sources = open_sources(d, d.dataset, DataReport(), _think(self.template), self.kind)
         rows = islice(mixed_rows(sources, d, _mix_seed(self.cfg) + n), self.holdout, None)
         seed = _mix_seed(self.cfg) + n
         return ((sources[i], origin, row) for i, (origin, row) in
@@ -197,8 +200,7 @@ class TokenStream:
 
         d, ends = self.cfg.data, deque()
         batches = _chunks(self._conversations(), CHUNK, ends)
-        for batch, results in encode_batches(batches, self.tokenizer, self.template, d.train_on,
-                                             d.cutoff_len, d.preprocessing_num_workers or 1):
+        for batch, results in encode_batches(batches, self.tokenizer, self.template, d, self.kind):
             yield from self._examples(batch, results)
             self._check(force=ends.popleft())
 
@@ -232,7 +234,7 @@ class TokenStream:
                 result = [] if isinstance(result, Exception) else result
                 out += [(ex, index, sub) for sub, ex in enumerate(result) if sub > start.sub]
                 continue
-            examples = count_encoded([conv], [result], live)
+            examples = count_encoded([conv], [result], live, self.kind)
             live.samples += len(examples)
             if examples:
                 self.report.kept(index, len(examples), sum(e.truncated for e in examples))
@@ -249,13 +251,18 @@ class TokenStream:
             self._checked = True
             live.check(d.max_drop_ratio, d.strict)
 
+    def sample(self, n: int) -> list[Example]:
+        """The first ``n`` examples of a fresh copy of this stream (for memory estimates)."""
+        return [ex for ex, _, _ in islice(iter(TokenStream(self.cfg, self.tokenizer, self.template,
+                                                           self.kind)), n)]
+
     # --- evaluation and identity ----------------------------------------------------------------
     def eval_examples(self) -> list[Example]:
         """The held-out first ``val_size`` rows of the mixed stream, tokenized (in memory)."""
         if not self.holdout:
             return []
         d, report = self.cfg.data, DataReport()
-        sources = open_sources(d, d.dataset, report, _think(self.template))
+        sources = open_sources(d, d.dataset, report, _think(self.template), self.kind)
         rows = islice(mixed_rows(sources, d, _mix_seed(self.cfg)), self.holdout)
         convs = (c for i, (origin, row) in rows
                  if (c := convert(sources[i], origin, row, d, report)) is not None)
@@ -278,7 +285,7 @@ def load_stream(cfg, tokenizer, template: Template | None, kind: str = "chat") -
     """A streaming run's data: the endless train stream and the (in-memory) eval examples."""
     from .load import tokenized
 
-    check_streaming(cfg)
+    check_streaming(cfg, kind)
     stream = TokenStream(cfg, tokenizer, template, kind)
     if cfg.data.eval_dataset:  # evaluation sets are small: tokenized whole (and cached)
         evals, report = tokenized(cfg, cfg.data.eval_dataset, tokenizer, template, kind=kind)

@@ -23,6 +23,7 @@ from ..data.load import load_data
 from ..methods import method_params
 from ..model.load import load_tokenizer, resolve_model_path
 from .arguments import build_training_args, cpu_autocast
+from .auto import resolve_speed_keys
 from .callbacks import LogCallback, ProgressCallback, peak_memory_mb
 from .checkpoint import (clean_stale, disk_full_error, is_disk_full, latest_checkpoint,
                          read_marker, resolve_resume)
@@ -56,19 +57,22 @@ def run_training(cfg) -> dict:
     if cfg.data.streaming:
         from ..data.stream import check_streaming
 
-        check_streaming(cfg)
+        check_streaming(cfg, stage.data_kind)
     setup_trackers(cfg)
     args = build_training_args(cfg)  # every argument error before anything is loaded
     if is_main_process():
         save_config(cfg, out)
         clean_stale(out)
-    path = resolve_model_path(cfg.model.model_name_or_path)
+    path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
     template = stage_template(cfg, tokenizer, stage)
     data = _load(cfg, tokenizer, template, stage.data_kind)
     if is_main_process():
         data.report.save(out)
     log(_data_line(cfg, data))
+    sample = data.train.sample(256) if cfg.data.streaming else data.train
+    if resolve_speed_keys(cfg, sample, log):
+        args = build_training_args(cfg)  # with the checkpointing choice
     fingerprint = run_fingerprint(cfg, path, data, args.world_size)
     resume = find_resume(cfg, out, fingerprint)
     if resume and cfg.data.streaming:
@@ -169,8 +173,8 @@ def build_trainer(cfg, model, tokenizer, data, args=None, fingerprint=None,
         train_set, collator, position = stream_parts(data, collator, cfg.train.output_dir)
         callbacks.append(position)
     trainer = stage.trainer()(
-        model=model, args=args, train_dataset=train_set or stage.dataset(data.train),
-        eval_dataset=stage.dataset(data.eval) if data.eval else None,
+        model=model, args=args, train_dataset=train_set or stage.dataset(data.train, cfg),
+        eval_dataset=stage.dataset(data.eval, cfg) if data.eval else None,
         data_collator=collator,  # no processing_class: checkpoints skip the
         # tokenizer (MBs each; resume never needs it; the final dir gets it in save_run)
         callbacks=callbacks, nan_policy=cfg.train.nan_policy, fingerprint=fingerprint, **extra)

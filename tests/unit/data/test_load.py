@@ -129,10 +129,8 @@ def test_val_split_is_seeded_and_by_row(tmp_path, chatml_tok):
 def test_cache_hit_then_miss_on_change(tmp_path, chatml_tok, llama3_tok, monkeypatch, data_cache):
     path = write_rows(tmp_path / "c.jsonl", QA)
     calls = []
-    from tunesmith.data import parallel
-
-    real = parallel.encode_batch
-    monkeypatch.setattr(parallel, "encode_batch", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = load_mod.encode_batch
+    monkeypatch.setattr(load_mod, "encode_batch", lambda *a, **k: calls.append(1) or real(*a, **k))
     first = _load(chatml_tok, dataset=str(path))
     assert not first.from_cache and calls and any(data_cache.iterdir())
     calls.clear()
