@@ -23,6 +23,7 @@ from ..errors import DataError
 from .conversation import Conversation, RowError
 from .formats import Format, convert_row, detect_format, get_format
 from .hub_data import cache_files, read_hub
+from .mix import mix, once_then
 from .preference import RECORD_CONVERTERS, detection_row, encode_records, fits_kind
 from .readers import BadRow, data_files, read_file
 from .registry import DatasetSpec, resolve_dataset
@@ -117,31 +118,69 @@ def open_dataset(spec: DatasetSpec, data_cfg, kind: str = "chat") -> tuple[Forma
     return _pick_format(spec, data_cfg, head, kind), chain(head, rows)
 
 
-def iter_conversations(data_cfg, names: list[str], report: DataReport,
-                       think: tuple[str, str] = ("<think>", "</think>"),
-                       bad_lines: str = "raise", kind: str = "chat") -> Iterator[Conversation]:
-    """Read, convert and validate every row of the named datasets, counting drops.
+@dataclass
+class Source:
+    """One opened dataset: its spec, format, conversion options, kind and first-pass rows."""
+    spec: DatasetSpec
+    fmt: Format | None
+    opts: dict
+    rows: Iterator
+    kind: str = "chat"
 
-    Args:
-        bad_lines: ``raise`` (a malformed line stops with file:line) or ``count`` (it is
-            dropped and counted, for ``data validate``).
-        kind: the stage's data kind; ``pairs``/``unpaired`` yield Pair/Unpaired records
-            (``data/preference.py``) instead of Conversations.
-    """
-    convert = RECORD_CONVERTERS.get(kind, lambda fmt, row, opts: convert_row(fmt, row, opts))
+    def opener(self, data_cfg):
+        """Its rows, first the opened ones, then read again from the start (oversampling)."""
+        return once_then(self.rows, lambda: open_dataset(self.spec, data_cfg, self.kind)[1])
+
+
+def open_sources(data_cfg, names: list[str], report: DataReport,
+                 think: tuple[str, str] = ("<think>", "</think>"),
+                 kind: str = "chat") -> list[Source]:
+    """Resolve and open every named dataset (format detected), listing it in the report."""
+    sources = []
     for name in names:
         spec = resolve_dataset(name, data_cfg.dataset_dir, data_cfg.subset, data_cfg.split)
         _check_entry_kind(spec, kind)
         fmt, rows = open_dataset(spec, data_cfg, kind)
         where = spec.hub.label if spec.hub else spec.path
         report.sources.append(f"{spec.name}: {where} ({fmt.name if fmt else 'empty'})")
-        if fmt is None:
-            continue
-        opts = {"columns": _columns(spec, data_cfg), "tags": spec.tags, "think": think}
-        for origin, row in rows:
-            conv = _convert(fmt, origin, row, opts, data_cfg, report, bad_lines, convert)
-            if conv is not None:
-                yield conv
+        if fmt is not None:
+            opts = {"columns": _columns(spec, data_cfg), "tags": spec.tags, "think": think}
+            sources.append(Source(spec, fmt, opts, rows, kind))
+    return sources
+
+
+def mixed_rows(sources: list[Source], data_cfg, seed: int = 0) -> Iterator[tuple[int, tuple]]:
+    """``(source index, (origin, row))`` of every source, mixed per ``mix_strategy``."""
+    return mix([s.opener(data_cfg) for s in sources], data_cfg.mix_strategy,
+               data_cfg.interleave_probs, seed)
+
+
+def iter_conversations(data_cfg, names: list[str], report: DataReport,
+                       think: tuple[str, str] = ("<think>", "</think>"),
+                       bad_lines: str = "raise", kind: str = "chat",
+                       seed: int | None = None) -> Iterator[Conversation]:
+    """Read, mix, convert and validate every row of the named datasets, counting drops.
+
+    Args:
+        bad_lines: ``raise`` (a malformed line stops with file:line) or ``count`` (it is
+            dropped and counted, for ``data validate``).
+        kind: the stage's data kind; ``pairs``/``unpaired`` yield Pair/Unpaired records
+            (``data/preference.py``) instead of Conversations.
+        seed: seed of a weighted ``interleave_probs`` draw (default: ``data_seed`` or 0).
+    """
+    sources = open_sources(data_cfg, names, report, think, kind)
+    seed = seed if seed is not None else (data_cfg.data_seed or 0)
+    for i, (origin, row) in mixed_rows(sources, data_cfg, seed):
+        conv = convert(sources[i], origin, row, data_cfg, report, bad_lines)
+        if conv is not None:
+            yield conv
+
+
+def convert(source: Source, origin, row, data_cfg, report, bad_lines="raise"):
+    """One raw row of ``source`` as a Conversation (or preference record), or None (dropped
+    and counted)."""
+    fn = RECORD_CONVERTERS.get(source.kind)
+    return _convert(source.fmt, origin, row, source.opts, data_cfg, report, bad_lines, fn)
 
 
 def _convert(fmt, origin, row, opts, data_cfg, report, bad_lines,
@@ -180,25 +219,37 @@ def tokenize_all(conversations, tokenizer, template: Template | None, data_cfg,
                  report: DataReport, kind: str = "chat") -> list[Example]:
     """Tokenize conversations in batches, counting rows dropped for having no supervised tokens.
 
+    With ``preprocessing_num_workers`` > 1 the batches are rendered and tokenized by a pool of
+    processes (``parallel.py``), in order, so the examples are the same as one process makes.
+
     Args:
         kind: the stage's data kind (``chat``, ``text``, ``pairs``, ``unpaired``; see
             ``train/stages``).
     """
+    from .parallel import encode_batches
+
     examples: list[Example] = []
-    for batch in _batches(iter(conversations), BATCH):
-        batch = [c for c in batch if _kind_fits(c, kind, report)]
-        results = encode_for_kind(batch, tokenizer, template, data_cfg, kind)
-        for conv, out in zip(batch, results):
-            if isinstance(out, RowError):
-                report.drop(out.reason, conv.origin, str(out))
-                continue
-            for ex in out:
-                ex.row = report.kept
-            report.kept += 1
-            truncated = [e.truncated for e in out]
-            report.truncated += any(truncated) if kind in RECORD_CONVERTERS else sum(truncated)
-            examples.extend(out)
+    batches = ([c for c in b if _kind_fits(c, kind, report)]
+               for b in _batches(iter(conversations), BATCH))
+    for batch, results in encode_batches(batches, tokenizer, template, data_cfg, kind):
+        examples.extend(count_encoded(batch, results, report, kind))
     report.samples += len(examples)
+    return examples
+
+
+def count_encoded(batch: list, results: list, report: DataReport, kind: str = "chat") -> list:
+    """The examples of one encoded batch; failed rows are dropped and counted, kept rows numbered."""
+    examples = []
+    for conv, out in zip(batch, results):
+        if isinstance(out, RowError):
+            report.drop(out.reason, conv.origin, str(out))
+            continue
+        for ex in out:
+            ex.row = report.kept
+        report.kept += 1
+        truncated = [e.truncated for e in out]
+        report.truncated += any(truncated) if kind in RECORD_CONVERTERS else sum(truncated)
+        examples.extend(out)
     return examples
 
 
@@ -245,7 +296,15 @@ def _settings(cfg, names: list[str], kind: str) -> dict:
     d = cfg.data
     return {"dataset": names, "dataset_dir": d.dataset_dir, "format": d.format, "columns": d.columns,
             "placeholders": d.placeholders, "cutoff_len": d.cutoff_len, "train_on": d.train_on,
-            "max_samples": d.max_samples, "kind": kind, "subset": d.subset, "split": d.split}
+            "max_samples": d.max_samples, "kind": kind, "mix_strategy": d.mix_strategy,
+            "interleave_probs": d.interleave_probs,
+            "mix_seed": _mix_seed(cfg) if d.interleave_probs else None,
+            "subset": d.subset, "split": d.split}
+
+
+def _mix_seed(cfg) -> int:
+    d = cfg.data
+    return d.data_seed if d.data_seed is not None else cfg.train.seed
 
 
 def _dataset_files(d, names: list[str]) -> list:
@@ -275,7 +334,7 @@ def tokenized(cfg, names: list[str], tokenizer, template: Template | None,
         hit[1].from_cache = True
         return hit
     report = DataReport()
-    convs = iter_conversations(d, names, report, _think(template), kind=kind)
+    convs = iter_conversations(d, names, report, _think(template), kind=kind, seed=_mix_seed(cfg))
     examples = tokenize_all(convs, tokenizer, template, d, report, kind)
     if report.kept:
         cache.save(key, examples, report, cache_root)
