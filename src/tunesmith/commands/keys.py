@@ -20,13 +20,12 @@ def _rows(cls):
 def run(args) -> int:
     from ..config import ALIASES, SECTIONS
     from ..config_help import KEY_HELP
-    from ..methods import METHODS, _load_all
+    from ..methods import METHODS
 
     for section, cls in SECTIONS.items():
         print(f"[{section}]")
         for key, default in _rows(cls):
             print(f"  {key:30} {str(default):18} {KEY_HELP.get(key, '')}")
-    _load_all()
     for name, method in sorted(METHODS.items()):
         if args.method and name != args.method:
             continue
