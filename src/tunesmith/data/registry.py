@@ -134,7 +134,7 @@ def resolve_dataset(name: str, dataset_dir: str) -> DatasetSpec:
     elif Path(name).exists():
         spec = DatasetSpec(Path(name).stem, Path(name))
     else:
-        from ..config import suggest
+        from ..config_parse import suggest
 
         known = sorted(registry)
         hint = f"; registered in {base / INFO_FILE}: {', '.join(known)}" if known else ""
