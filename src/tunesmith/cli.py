@@ -23,7 +23,8 @@ COMMANDS = {
     "sweep": "run a hyperparameter grid and compare runs (loss, memory, speed)",
     "estimate": "estimate memory and time before training",
     "bench": "benchmark training or serving (against LLaMA-Factory and TRL)",
-    "models": "list the bundled and cached models",
+    "models": "list the bundled and cached models (bundled, Hugging Face, ModelScope, tunesmith)",
+    "download": "fetch a hub model (or --dataset) into the cache ahead of time",
     "env": "versions, hardware and the chosen dtype (for bug reports)",
     "doctor": "check versions, CPU/dtype, model cache and disk space",
 }

@@ -11,7 +11,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -19,6 +19,7 @@ from .config_parse import coerce, parse_overrides, read_yaml, suggest  # noqa: F
 from .errors import ConfigError
 
 CONFIG_FILENAME = "tunesmith_config.yaml"
+Auto = Literal["auto"]  # a speed key that tunesmith decides per run unless set (train/auto.py)
 
 
 @dataclass
@@ -34,6 +35,9 @@ class ModelConfig:
     quantization_type: str = "nf4"
     double_quantization: bool = True
     allow_pickle: bool = False
+    model_revision: str | None = None
+    hf_token: str | None = None
+    hub: str = "auto"
 
 
 @dataclass
@@ -41,6 +45,8 @@ class DataConfig:
     dataset: list[str] | None = None
     dataset_dir: str = "data"
     eval_dataset: list[str] | None = None
+    subset: str | None = None
+    split: str = "train"
     format: str = "auto"
     columns: dict | None = None
     placeholders: dict | None = None
@@ -49,7 +55,10 @@ class DataConfig:
     val_size: float = 0.0
     train_on: str = "all_assistant"
     streaming: bool = False
-    packing: bool = False
+    buffer_size: int = 16384
+    mix_strategy: str = "concat"
+    interleave_probs: list[float] | None = None
+    packing: bool | Auto = "auto"
     max_drop_ratio: float = 0.5
     strict: bool = False
     overwrite_cache: bool = False
@@ -62,6 +71,7 @@ class MethodConfig:
     stage: str = "sft"
     method: str = "lora"
     params: dict = field(default_factory=dict)
+    stage_params: dict = field(default_factory=dict)  # the stage's own keys (train/stages/)
 
 
 @dataclass
@@ -83,8 +93,8 @@ class TrainConfig:
     seed: int = 42
     bf16: bool | None = None
     fp16: bool | None = None
-    gradient_checkpointing: bool = False
-    logging_steps: int = 10
+    gradient_checkpointing: bool | Auto = "auto"
+    logging_steps: float = 10  # a value < 1 is a fraction of the total steps (transformers)
     eval_strategy: str = "no"
     eval_steps: int | None = None
     save_strategy: str = "steps"
@@ -103,6 +113,10 @@ class TrainConfig:
     nan_policy: str = "stop"
     plot_loss: bool = True
     nproc_per_node: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int | None = None
     deepspeed: str | None = None
     fsdp: str | None = None
     torch_compile: bool = False
@@ -157,7 +171,10 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "method": MethodConfig,
 # Short names accepted for convenience; the canonical name is what gets saved.
 ALIASES = {"model": "model_name_or_path", "adapter": "adapter_name_or_path",
            "finetuning_type": "method", "evaluation_strategy": "eval_strategy",
-           "torch_dtype": "dtype", "infer_dtype": "export_dtype", "lr": "learning_rate"}
+           "torch_dtype": "dtype", "infer_dtype": "export_dtype", "lr": "learning_rate",
+           "hf_hub_token": "hf_token"}
+# Keys never written to the saved config (a run dir is shared; the token stays in the env).
+SECRETS = ("hf_token",)
 
 
 @dataclass
@@ -175,8 +192,10 @@ class RunConfig:
         for name in SECTIONS:
             section = dataclasses.asdict(getattr(self, name))
             params = section.pop("params", {})
+            stage_params = section.pop("stage_params", {})
             flat.update(section)
             flat.update(params)
+            flat.update(stage_params)
         return flat
 
 
@@ -184,7 +203,7 @@ def _key_owner() -> dict[str, str]:
     owner = {}
     for section, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
-            if f.name != "params":
+            if f.name not in ("params", "stage_params"):
                 owner[f.name] = section
     return owner
 
@@ -195,9 +214,17 @@ def _method_keys() -> dict[str, list[str]]:
     return method_param_keys()
 
 
+def _stage_keys() -> dict[str, list[str]]:
+    # Stage keys are declared by the stage modules (train/stages/, a layer above config); the
+    # registry package imports only dataclasses, so the key list is cheap to read from here.
+    from .train.stages import stage_param_keys
+
+    return stage_param_keys()
+
+
 def valid_keys() -> list[str]:
-    """Every key a config may set (sections, method parameters and aliases)."""
-    return sorted(set(_key_owner()) | set(_method_keys()) | set(ALIASES))
+    """Every key a config may set (sections, method and stage parameters, aliases)."""
+    return sorted(set(_key_owner()) | set(_method_keys()) | set(_stage_keys()) | set(ALIASES))
 
 
 def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
@@ -205,9 +232,10 @@ def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     from .compat.llamafactory import translate
 
     raw = translate(dict(raw))
-    owner, method_keys = _key_owner(), _method_keys()
+    owner, method_keys, stage_keys = _key_owner(), _method_keys(), _stage_keys()
     values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     params: dict[str, Any] = {}
+    stage_params: dict[str, Any] = {}
     for key, value in raw.items():
         key = ALIASES.get(key, key)
         if key in owner:
@@ -216,9 +244,12 @@ def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
             values[section][key] = coerce(value, tp, key)
         elif key in method_keys:
             params[key] = value
+        elif key in stage_keys:  # typed and checked against the chosen stage by check_stage
+            stage_params[key] = value
         else:
             raise ConfigError(f"{source}: unknown key '{key}'{suggest(key, valid_keys())}")
     values["method"]["params"] = params
+    values["method"]["stage_params"] = stage_params
     cfg = RunConfig(**{name: SECTIONS[name](**vals) for name, vals in values.items()})
     validate(cfg)
     return cfg
@@ -248,8 +279,8 @@ def save_config(cfg: RunConfig, output_dir: str | Path) -> Path:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / CONFIG_FILENAME
-    path.write_text(yaml.safe_dump(cfg.to_flat(), sort_keys=False, allow_unicode=True),
-                    encoding="utf-8")
+    flat = {k: (None if k in SECRETS else v) for k, v in cfg.to_flat().items()}
+    path.write_text(yaml.safe_dump(flat, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
 
 
@@ -259,6 +290,8 @@ CHOICES = {
     "eval_strategy": ("no", "steps", "epoch"),
     "save_strategy": ("no", "steps", "epoch", "best"),
     "infer_backend": ("hf", "vllm"),
+    "mix_strategy": ("concat", "interleave_under", "interleave_over"),
+    "hub": ("auto", "huggingface", "hf", "modelscope", "ms"),
 }
 
 
@@ -273,8 +306,9 @@ def validate(cfg: RunConfig) -> None:
     from .methods import validate_method
 
     d, t, m = cfg.data, cfg.train, cfg.model
-    for key, section in (("train_on", d), ("nan_policy", t),
-                         ("eval_strategy", t), ("save_strategy", t), ("infer_backend", cfg.infer)):
+    for key, section in (("train_on", d), ("nan_policy", t), ("mix_strategy", d),
+                         ("eval_strategy", t), ("save_strategy", t), ("infer_backend", cfg.infer),
+                         ("hub", m)):
         _check_choice(key, getattr(section, key))
     if d.cutoff_len <= 0:
         raise ConfigError(f"key 'cutoff_len': must be a positive number of tokens, got {d.cutoff_len}")
@@ -287,7 +321,7 @@ def validate(cfg: RunConfig) -> None:
     if t.learning_rate <= 0:
         raise ConfigError(f"key 'learning_rate': must be positive, got {t.learning_rate}")
     for key in ("per_device_train_batch_size", "per_device_eval_batch_size",
-                "gradient_accumulation_steps", "logging_steps", "nproc_per_node"):
+                "gradient_accumulation_steps", "nproc_per_node"):
         if getattr(t, key) <= 0:
             raise ConfigError(f"key '{key}': must be a positive integer, got {getattr(t, key)}")
     if t.num_train_epochs <= 0 and t.max_steps <= 0:
@@ -297,6 +331,7 @@ def validate(cfg: RunConfig) -> None:
     if t.bf16 and t.fp16:
         raise ConfigError("bf16 and fp16 are both true: choose one (or leave both unset for auto)")
     _validate_train(t)
+    _validate_scale(d, t)
     if m.quantization_bit not in (None, 4, 8):
         raise ConfigError(f"key 'quantization_bit': must be 4 or 8, got {m.quantization_bit}")
     if m.quantization_type not in ("nf4", "fp4"):
@@ -309,6 +344,11 @@ def validate(cfg: RunConfig) -> None:
 def _validate_train(t: TrainConfig) -> None:
     """TrainConfig range rules (the training engine's; optimizer/scheduler names are checked
     against transformers in train/arguments.py, still before any model is loaded)."""
+    if t.logging_steps <= 0 or (t.logging_steps > 1 and t.logging_steps != int(t.logging_steps)):
+        raise ConfigError(f"key 'logging_steps': must be a positive whole number of steps or a "
+                          f"fraction of the run below 1, got {t.logging_steps}")
+    if t.logging_steps >= 1:
+        t.logging_steps = int(t.logging_steps)
     if t.warmup_steps < 0:
         raise ConfigError(f"key 'warmup_steps': must be >= 0, got {t.warmup_steps}")
     for key in ("weight_decay", "max_grad_norm", "dataloader_num_workers"):
@@ -327,3 +367,32 @@ def _validate_train(t: TrainConfig) -> None:
         raise ConfigError("deepspeed and fsdp are both set: choose one")
     if "none" in t.report_to and len(t.report_to) > 1:
         raise ConfigError("report_to: 'none' cannot be combined with other trackers")
+
+
+def _validate_scale(d: DataConfig, t: TrainConfig) -> None:
+    """Streaming, dataset mixing and multi-node rules (data/stream.py, train/distributed.py)."""
+    if d.buffer_size <= 0:
+        raise ConfigError(f"key 'buffer_size': must be a positive number of rows, got {d.buffer_size}")
+    if d.preprocessing_num_workers is not None and d.preprocessing_num_workers <= 0:
+        raise ConfigError("key 'preprocessing_num_workers': must be a positive integer, got "
+                          f"{d.preprocessing_num_workers}")
+    if d.interleave_probs is not None:
+        _validate_probs(d)
+    if t.nnodes <= 0:
+        raise ConfigError(f"key 'nnodes': must be a positive integer, got {t.nnodes}")
+    if not 0 <= t.node_rank < t.nnodes:
+        raise ConfigError(f"key 'node_rank': must be in [0, nnodes={t.nnodes}), got {t.node_rank}")
+    if t.master_port is not None and not 0 < t.master_port < 65536:
+        raise ConfigError(f"key 'master_port': must be a TCP port (1-65535), got {t.master_port}")
+
+
+def _validate_probs(d: DataConfig) -> None:
+    probs, names = d.interleave_probs, d.dataset or []
+    if d.mix_strategy == "concat":
+        raise ConfigError("key 'interleave_probs' needs mix_strategy: interleave_under or "
+                          "interleave_over (concat reads the datasets one after another)")
+    if len(probs) != len(names):
+        raise ConfigError(f"key 'interleave_probs': {len(probs)} values for {len(names)} datasets "
+                          f"({', '.join(names) or 'none'}); give one per dataset")
+    if any(p < 0 for p in probs) or abs(sum(probs) - 1) > 1e-6:
+        raise ConfigError(f"key 'interleave_probs': must be >= 0 and sum to 1, got {probs}")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 KEY_HELP = {
     # model
-    "model_name_or_path": "bundled name (smollm2-135m), a local Hugging Face dir, or a .gguf file",
+    "model_name_or_path": "bundled name (smollm2-135m), a local Hugging Face dir, a .gguf file, or a "
+                          "hub ID (Qwen/Qwen2.5-7B-Instruct: the HF cache first, else downloaded)",
+    "model_revision": "branch, tag or commit of a hub model to use (default: main)",
+    "hf_token": "Hugging Face access token for gated/private repos (alias hf_hub_token; default: "
+                "HF_TOKEN); never saved in the run dir",
+    "hub": "where hub IDs come from: auto (ModelScope when USE_MODELSCOPE_HUB=1, else Hugging Face; "
+           "HF_ENDPOINT for a mirror), huggingface, modelscope",
     "adapter_name_or_path": "a trained adapter dir to load on top of the base (chat/predict/export/serve)",
     "template": "chat template: auto (the tokenizer's own) or a named one (chatml, qwen, llama3, ...)",
     "default_system": "system prompt added when a conversation has none",
@@ -16,7 +22,10 @@ KEY_HELP = {
     "double_quantization": "quantize the 4-bit quantization constants too",
     "allow_pickle": "allow loading pickle .bin/.pt weights (can run code; off by default)",
     # data
-    "dataset": "dataset names from dataset_info.json or file paths; several with a,b; name:N takes N rows",
+    "dataset": "dataset names from dataset_info.json, file paths, or hub dataset IDs (org/name, "
+               "loaded with datasets.load_dataset); several with a,b; name:N takes N rows",
+    "subset": "configuration (subset) of a hub dataset given by ID",
+    "split": "split of a hub dataset given by ID (default train)",
     "dataset_dir": "folder holding dataset_info.json and the data files",
     "eval_dataset": "datasets for evaluation (instead of val_size)",
     "format": "row format: auto, alpaca, sharegpt, openai, human_assistant, input_output, "
@@ -27,12 +36,20 @@ KEY_HELP = {
     "max_samples": "use only the first N rows of each dataset",
     "val_size": "held-out fraction (0-1) or row count for validation",
     "train_on": "which tokens are labelled: all_assistant, last_turn, split_turns, everything",
-    "streaming": "read rows lazily (JSONL, CSV, Parquet); only token ids are kept in memory",
-    "packing": "pack several rows into one sequence without cross-attention (faster)",
+    "streaming": "train from a stream: rows read, tokenized (and packed) on the fly, nothing kept "
+                 "in memory (needs max_steps; JSONL, CSV, Parquet)",
+    "buffer_size": "streaming: rows in the shuffle buffer (the stream is shuffled within it)",
+    "mix_strategy": "several datasets: concat (one after another), interleave_under (alternate, "
+                    "stop when the first runs out) or interleave_over (alternate, repeat the "
+                    "shorter ones until every dataset is used up)",
+    "interleave_probs": "interleave_*: probability of drawing from each dataset (a,b; sum 1; "
+                        "default: round robin)",
+    "packing": "auto (default: pack a batch's rows end to end without cross-attention where they differ in length; same loss, less padding), true (pack whenever rows share a bin), false (pad)",
     "max_drop_ratio": "fail before training when more than this fraction of rows is bad",
     "strict": "fail on the first bad row instead of skipping and counting it",
     "overwrite_cache": "re-tokenize even when the cache is valid",
-    "preprocessing_num_workers": "processes for tokenization",
+    "preprocessing_num_workers": "processes that tokenize in parallel (same tokens as one; "
+                                 "default: one)",
     "data_seed": "seed for the train/validation split (default: seed)",
     # method
     "stage": "sft (chat fine-tuning) or pt (causal LM on plain text)",
@@ -107,8 +124,8 @@ KEY_HELP = {
     "seed": "random seed (data order, dropout, init)",
     "bf16": "force bf16 (default: automatic)",
     "fp16": "force fp16 (GPU; default: automatic)",
-    "gradient_checkpointing": "recompute activations in backward to save memory",
-    "logging_steps": "log every N steps",
+    "gradient_checkpointing": "auto (default: on only when the estimated peak would not fit in the free memory; `tunesmith train` prints the choice), true (recompute activations in backward: less memory, ~1.3x slower), false",
+    "logging_steps": "log every N steps (a value below 1: that fraction of the run's steps); the last step is always logged",
     "eval_strategy": "no, steps or epoch",
     "eval_steps": "evaluate every N steps",
     "save_strategy": "no, steps, epoch or best",
@@ -126,9 +143,15 @@ KEY_HELP = {
     "resume_from_checkpoint": "auto (newest complete checkpoint) or a checkpoint path",
     "nan_policy": "on a non-finite loss: stop (default) or skip the step",
     "plot_loss": "write training_loss.png",
-    "nproc_per_node": "data-parallel processes to launch",
-    "deepspeed": "path to a DeepSpeed JSON config",
-    "fsdp": "FSDP options passed to the Trainer",
+    "nproc_per_node": "data-parallel processes to launch (per machine)",
+    "nnodes": "machines in the job (torchrun's --nnodes); start the same command on each",
+    "node_rank": "this machine's index, 0 .. nnodes-1 (0 hosts the rendezvous)",
+    "master_addr": "address of node 0, reachable from every node (torchrun's --master_addr)",
+    "master_port": "port on node 0 for the rendezvous (default: 29500 with nnodes > 1, "
+                   "else a free port)",
+    "deepspeed": "path to a DeepSpeed JSON config (examples/deepspeed/; pip install "
+                 "'tunesmith[deepspeed]')",
+    "fsdp": "FSDP: a JSON config (examples/fsdp/) or options such as 'full_shard auto_wrap'",
     "torch_compile": "compile the model with torch.compile",
     "group_by_length": "batch rows of similar length together",
     "fast_loss": "LM head and loss only at labelled positions (same loss, less time and memory)",

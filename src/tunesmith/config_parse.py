@@ -31,10 +31,19 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     """Convert a YAML or command-line value to the annotated type, or raise ConfigError."""
     origin, args = _origin(tp)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        words = [w for a in args if typing.get_origin(a) is typing.Literal for w in typing.get_args(a)]
+        if isinstance(value, str) and value.lower() in words:  # e.g. ``auto`` of ``bool | "auto"``
+            return value.lower()
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
             return None
-        inner = [a for a in args if a is not type(None)][0]
-        return coerce(value, inner, key)
+        inner = [a for a in args if a is not type(None) and typing.get_origin(a) is not typing.Literal][0]
+        try:
+            return coerce(value, inner, key)
+        except ConfigError:
+            if not words:
+                raise
+            raise ConfigError(f"key '{key}': expected {' or '.join(words)}, true or false, "
+                              f"got {value!r}") from None
     if tp is bool:
         if isinstance(value, bool):
             return value

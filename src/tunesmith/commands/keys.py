@@ -11,7 +11,7 @@ def add_arguments(parser) -> None:
 
 def _rows(cls):
     for f in dataclasses.fields(cls):
-        if f.name == "params":
+        if f.name in ("params", "stage_params"):
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         yield f.name, default
@@ -33,5 +33,17 @@ def run(args) -> int:
         print(f"[method: {name}] {method.summary}")
         for key, default in fields:
             print(f"  {key:30} {str(default):18} {KEY_HELP.get(key, '')}")
+    _print_stages()
     print("[aliases] " + ", ".join(f"{a} -> {c}" for a, c in ALIASES.items()))
     return 0
+
+
+def _print_stages() -> None:
+    from ..config_help import KEY_HELP
+    from ..train.stages import STAGES
+
+    for name, stage in STAGES.items():
+        if stage.params is not None:
+            print(f"[stage: {name}] {stage.summary}")
+            for key, default in _rows(stage.params):
+                print(f"  {key:30} {str(default):18} {KEY_HELP.get(key, '')}")

@@ -150,7 +150,8 @@ def _base_kwargs(cfg) -> dict:
         kwargs["eval_steps"] = t.eval_steps
     if t.load_best_model_at_end and not t.metric_for_best_model:
         kwargs["metric_for_best_model"] = "eval_loss"
-    if t.gradient_checkpointing:
+    kwargs["gradient_checkpointing"] = t.gradient_checkpointing is True  # auto: train/auto.py
+    if t.gradient_checkpointing is True:
         kwargs["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
     if "activation_checkpointing" in _field_names():  # the transformers >= 5.2x name
         kwargs["activation_checkpointing"] = kwargs.pop("gradient_checkpointing")

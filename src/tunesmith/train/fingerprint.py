@@ -15,7 +15,8 @@ from ..errors import ConfigError
 
 # Config keys that change what a resumed run would compute (not lr/max_steps: extending is fine).
 KEY_CONFIG = ("train.seed", "train.per_device_train_batch_size", "train.gradient_accumulation_steps",
-              "method.method", "method.params", "data.cutoff_len", "data.train_on", "model.template")
+              "method.stage", "method.stage_params", "method.method", "method.params",
+              "data.cutoff_len", "data.train_on", "model.template")
 _SAMPLE = 1 << 20  # bytes hashed from each end of every weight file
 
 

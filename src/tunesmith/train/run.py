@@ -23,6 +23,7 @@ from ..data.load import load_data
 from ..methods import method_params
 from ..model.load import load_tokenizer, resolve_model_path
 from .arguments import build_training_args, cpu_autocast
+from .auto import resolve_speed_keys
 from .callbacks import LogCallback, ProgressCallback, peak_memory_mb
 from .checkpoint import (clean_stale, disk_full_error, is_disk_full, latest_checkpoint,
                          read_marker, resolve_resume)
@@ -58,13 +59,15 @@ def run_training(cfg) -> dict:
     if is_main_process():
         save_config(cfg, out)
         clean_stale(out)
-    path = resolve_model_path(cfg.model.model_name_or_path)
+    path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
     template = stage_template(cfg, tokenizer, stage)
     data = load_data(cfg, tokenizer, template, kind=stage.data_kind)
     if is_main_process():
         data.report.save(out)
     log(data.report.summary())
+    if resolve_speed_keys(cfg, data.train, log):
+        args = build_training_args(cfg)  # with the checkpointing choice
     fingerprint = run_fingerprint(cfg, path, data, args.world_size)
     resume = find_resume(cfg, out, fingerprint)
     method, params = method_params(cfg)

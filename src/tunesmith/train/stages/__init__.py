@@ -13,9 +13,12 @@ Data kinds: ``chat`` (conversations, labels on the assistant), ``text`` (plain c
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ...errors import ConfigError
 from ...registry import Registry
 
 DATA_KINDS = ("chat", "text", "pairs", "unpaired", "prompts")
@@ -26,14 +29,10 @@ def _no_check(cfg) -> None:
 
 
 def _pad_or_pack(cfg, tokenizer):
-    """Padding, or padding-free packing (``packing``): SFT's and pt's batches."""
-    from ...data.collate import PadCollator
+    """Padding, or padding-free packing (``packing``: auto, true, false): SFT's and pt's batches."""
+    from ...data.packing import pad_or_pack
 
-    if cfg.data.packing:
-        from ...data.packing import PackingCollator
-
-        return PackingCollator(tokenizer.pad_token_id)
-    return PadCollator(tokenizer.pad_token_id)
+    return pad_or_pack(cfg.data.packing, tokenizer.pad_token_id)
 
 
 def _example_dataset(examples):
@@ -63,6 +62,9 @@ class Stage:
         trainer: ``() -> Trainer class`` (imported lazily: transformers is heavy).
         trainer_kwargs: ``(cfg, model, tokenizer) -> extra Trainer kwargs`` (e.g. a reference).
         plots: logged metrics plotted beside the loss in the run folder.
+        params: a dataclass of the stage's own config keys (e.g. dpo's ``pref_beta``, grpo's
+            ``num_generations``); values given in the config arrive typed through
+            :func:`stage_params` (an optional ``check()`` method holds their range rules).
     """
 
     name: str
@@ -75,6 +77,7 @@ class Stage:
     trainer: Callable[[], type] = _default_trainer
     trainer_kwargs: Callable[..., dict] | None = None
     plots: tuple[str, ...] = field(default=())
+    params: type | None = None
 
     def __post_init__(self):
         if self.data_kind not in DATA_KINDS:
@@ -95,10 +98,53 @@ def get_stage(name: str) -> Stage:
 
 
 def check_stage(cfg) -> Stage:
-    """The configured stage, with its own config rules checked (before anything loads)."""
+    """The configured stage, with its parameters typed and its own rules checked (before
+    anything loads)."""
     stage = get_stage(cfg.method.stage)
+    stage_params(cfg, stage)
     stage.check(cfg)
     return stage
+
+
+def stage_param_keys() -> dict[str, list[str]]:
+    """Every stage-parameter key, with the stages that accept it (for the config parser)."""
+    keys: dict[str, list[str]] = {}
+    for stage in STAGES.values():
+        for f in dataclasses.fields(stage.params or _NoParams):
+            keys.setdefault(f.name, []).append(stage.name)
+    return keys
+
+
+@dataclass
+class _NoParams:
+    pass
+
+
+def stage_params(cfg, stage: Stage | None = None):
+    """The configured stage's parameter dataclass, built from ``cfg.method.stage_params``
+    (type-checked, its ``check()`` run; the typed values are written back).
+
+    Raises:
+        ConfigError: a key of another stage, a wrong type, or a value out of range.
+    """
+    from ...config_parse import coerce
+
+    stage = stage or get_stage(cfg.method.stage)
+    cls = stage.params or _NoParams
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in cfg.method.stage_params.items():
+        if key not in hints:
+            owners = ", ".join(stage_param_keys().get(key, [])) or "no stage"
+            raise ConfigError(f"key '{key}' is a parameter of stage {owners}, not of stage "
+                              f"'{stage.name}' (set stage: accordingly or remove the key)")
+        values[key] = coerce(value, hints[key], key)
+    params = cls(**values)
+    check = getattr(params, "check", None)
+    if check:
+        check()
+    cfg.method.stage_params = {k: getattr(params, k) for k in cfg.method.stage_params}
+    return params
 
 
 def stage_template(cfg, tokenizer, stage: Stage | None = None):
@@ -117,5 +163,5 @@ def tokenizer_and_template(cfg, quiet: bool = False):
 
     stage = check_stage(cfg)
     tokenizer = load_tokenizer(cfg.model, resolve_model_path(cfg.model.model_name_or_path,
-                                                             quiet=quiet))
+                                                             quiet=quiet, model_cfg=cfg.model))
     return tokenizer, stage_template(cfg, tokenizer, stage)
