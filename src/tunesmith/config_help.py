@@ -52,7 +52,8 @@ KEY_HELP = {
                                  "default: one)",
     "data_seed": "seed for the train/validation split (default: seed)",
     # method
-    "stage": "sft (chat fine-tuning) or pt (causal LM on plain text)",
+    "stage": "sft (chat), pt (plain text), dpo (chosen/rejected pairs), kto (labelled answers), "
+             "rm (reward model on pairs)",
     "method": "fine-tuning method (alias finetuning_type): lora, qlora, full, freeze, bitfit, "
               "prefix, prompt, ptuning, ia3, adalora, loha, lokr, vera, oft",
     # method parameters (methods/*.py; each method accepts only its own)
@@ -106,6 +107,18 @@ KEY_HELP = {
     "oft_target": "oft: layers to adapt (as lora_target)",
     "oft_module_dropout": "oft: probability of skipping a whole adapted module",
     "oft_coft": "oft: constrained OFT",
+    # stage parameters (train/stages/*.py; each stage accepts only its own)
+    "pref_beta": "dpo/kto: beta, how far the policy may move from the reference (larger: less)",
+    "pref_loss": "dpo: sigmoid (DPO), ipo, hinge, orpo or simpo (the last two need no reference)",
+    "pref_ftx": "dpo/kto: weight of an SFT term on the chosen answers (0: off)",
+    "simpo_gamma": "dpo with pref_loss simpo: target reward margin",
+    "dpo_label_smoothing": "dpo sigmoid/simpo: label smoothing in [0, 0.5) (conservative DPO)",
+    "ref_model": "dpo/kto: reference model dir (default: the adapter switched off, or a frozen "
+                 "copy of the starting model for full/freeze)",
+    "precompute_ref_log_probs": "dpo/kto: compute the reference log-probs once before training "
+                                "(no reference in memory or per step)",
+    "kto_chosen_weight": "kto: weight of the desirable answers' loss",
+    "kto_rejected_weight": "kto: weight of the undesirable answers' loss",
     # train
     "output_dir": "where the run's record goes (config, logs, plots, adapter/model)",
     "overwrite_output_dir": "accepted for LLaMA-Factory compatibility",

@@ -23,6 +23,9 @@ class DatasetSpec:
     columns: dict = field(default_factory=dict)
     tags: dict = field(default_factory=dict)
     num_samples: int | None = None
+    ranking: bool = False  # chosen/rejected pairs (LLaMA-Factory ``ranking: true``)
+    kto: bool = False  # one answer with a desirable/undesirable tag (``columns.kto_tag``)
+    declared: bool = False  # from dataset_info.json (its ranking/kto_tag flags are binding)
 
 
 def load_registry(dataset_dir: Path) -> dict:
@@ -58,11 +61,6 @@ def contained(base: Path, relative, what: str) -> Path:
     return target
 
 
-_UNSUPPORTED = {"ranking": "preference (ranking) datasets are for DPO/ORPO/RM training, which "
-                           "tunesmith does not support; use an SFT dataset (stage: sft) instead",
-                "kto_tag": "KTO datasets are not supported (stage: sft or pt only)"}
-
-
 def _entry_error(dataset_dir: Path, name: str, message: str) -> DataError:
     return DataError(f"{dataset_dir / INFO_FILE}: entry '{name}': {message}")
 
@@ -72,9 +70,6 @@ def spec_from_entry(name: str, entry: dict, dataset_dir: Path) -> DatasetSpec:
     ranking, split, num_samples as LLaMA-Factory defines them)."""
     if not isinstance(entry, dict):
         raise _entry_error(dataset_dir, name, "must be an object")
-    for key, why in _UNSUPPORTED.items():
-        if entry.get(key):
-            raise _entry_error(dataset_dir, name, why)
     if "file_name" not in entry:
         hint = " (hub/ms/script datasets are not available offline)" if any(
             k in entry for k in ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url")) else ""
@@ -98,7 +93,12 @@ def spec_from_entry(name: str, entry: dict, dataset_dir: Path) -> DatasetSpec:
     columns = dict(entry.get("columns") or {})
     if formatting == "text" and set(columns) == {"prompt"}:
         columns = {"text": columns["prompt"]}
-    return DatasetSpec(name, path, formatting, columns, dict(entry.get("tags") or {}), num)
+    ranking = entry.get("ranking", False)
+    if not isinstance(ranking, bool):
+        raise _entry_error(dataset_dir, name, f"ranking must be true or false, got {ranking!r}")
+    kto = "kto_tag" in columns or bool(entry.get("kto_tag"))
+    return DatasetSpec(name, path, formatting, columns, dict(entry.get("tags") or {}), num,
+                       ranking=ranking, kto=kto, declared=True)
 
 
 def _known_formats() -> list[str]:

@@ -79,9 +79,29 @@ def build_params(method: Method, raw: dict, source: str = "config"):
     return params
 
 
+def drop_foreign_params(method: Method, raw: dict) -> dict:
+    """``raw`` without the keys that belong to other methods only, each with a one-line note.
+
+    LLaMA-Factory users switch ``finetuning_type`` on the command line (``method=ia3`` on a LoRA
+    file): the file's ``lora_*`` keys are then ignored, not an error. A key no method knows never
+    gets here (the config reports it as unknown, with the nearest valid key).
+    """
+    from ..notes import note_once
+
+    own = {f.name for f in dataclasses.fields(method.params_cls)}
+    owners = method_param_keys()
+    for key in [k for k in raw if k not in own and k in owners]:
+        raw = {k: v for k, v in raw.items() if k != key}
+        note_once(f"foreign:{method.name}:{key}",
+                  f"'{key}' is ignored: it is a parameter of {', '.join(owners[key])}, "
+                  f"not of method '{method.name}'")
+    return raw
+
+
 def validate_method(cfg) -> None:
     """Check the method exists and its parameters belong to it and are in range."""
     method = get_method(cfg.method.method)
+    cfg.method.params = drop_foreign_params(method, cfg.method.params)
     params = build_params(method, cfg.method.params)
     cfg.method.params = {k: getattr(params, k) for k in cfg.method.params}  # typed values
     if method.quantize_base and cfg.model.quantization_bit is None:

@@ -165,6 +165,9 @@ def _base_kwargs(cfg) -> dict:
     if t.group_by_length:
         kwargs["train_sampling_strategy"] = "group_by_length"
     kwargs.update(parallel_kwargs(t))
+    if cfg.data.streaming:  # the stream skips trained rows itself (train/stream_dataset.py)
+        kwargs["ignore_data_skip"] = True
+        kwargs["accelerator_config"] = {"dispatch_batches": False}
     return kwargs
 
 

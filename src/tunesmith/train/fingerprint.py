@@ -69,9 +69,13 @@ def run_fingerprint(cfg, model_path, data, world_size: int = 1) -> dict:
     """The fingerprint of this run (JSON-able)."""
     key = {k: _get(cfg, k) for k in KEY_CONFIG}
     key["world_size"] = world_size
+    if hasattr(data.train, "identity"):  # a stream: its files and settings, never read whole
+        data_id = {"hash": data.train.identity(), "train_examples": None}
+    else:
+        data_id = {"hash": data_hash(list(data.train) + list(data.eval)),
+                   "train_examples": len(data.train)}
     return {"base_model": {"name": cfg.model.model_name_or_path, "hash": model_hash(model_path)},
-            "data": {"hash": data_hash(list(data.train) + list(data.eval)),
-                     "train_examples": len(data.train)},
+            "data": data_id,
             "config": key, "config_hash": _digest(key)}
 
 
