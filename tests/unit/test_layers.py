@@ -8,7 +8,8 @@
     config     config, config_help, compat/
     methods    methods/
     model      model/
-    utilities  registry, errors, hardware, paths, config_parse, hub (and the package itself)
+    utilities  registry, errors, hardware, paths, config_parse, hub, notes, digest (and the
+               package itself)
 
 A module may import from its own layer or any layer below it, never above. Imports are read
 from the source with ``ast`` (module level and inside functions alike); imports under
@@ -26,8 +27,9 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 LAYERS = (
-    ("utilities", ("tunesmith", "tunesmith.registry", "tunesmith.errors", "tunesmith.hardware",
-                   "tunesmith.paths", "tunesmith.config_parse", "tunesmith.hub")),
+    ("utilities", ("tunesmith.__init__", "tunesmith.registry", "tunesmith.errors",
+                   "tunesmith.hardware", "tunesmith.paths", "tunesmith.config_parse", "tunesmith.hub",
+                   "tunesmith.notes", "tunesmith.digest")),
     ("model", ("tunesmith.model",)),
     ("methods", ("tunesmith.methods",)),
     ("config", ("tunesmith.config", "tunesmith.config_help", "tunesmith.compat")),
@@ -53,6 +55,7 @@ ALLOWED = {
 
 def layer_of(module: str) -> int | None:
     """The index in LAYERS of the longest prefix that owns ``module`` (None: unassigned)."""
+    module = "tunesmith.__init__" if module == "tunesmith" else module  # the package's own file
     best, best_len = None, -1
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
