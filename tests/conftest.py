@@ -117,3 +117,23 @@ def _restore_logging():
     yield
     logging.root.handlers[:] = handlers
     logging.root.setLevel(level)
+
+
+@pytest.fixture
+def stand_in_hub():
+    """A Hugging Face Hub stand-in on 127.0.0.1 (tests/hubserver.py); empty until a test adds repos."""
+    from .hubserver import StandInHub
+
+    hub = StandInHub()
+    yield hub
+    hub.close()
+
+
+@pytest.fixture
+def hub_env(stand_in_hub, tmp_path, monkeypatch):
+    """HF_ENDPOINT at the stand-in hub, an empty HF cache under tmp_path, online (this process's
+    HF clients included); subprocesses inherit the environment. Returns the hub."""
+    from .hubserver import point_clients_at
+
+    point_clients_at(monkeypatch, stand_in_hub.url, tmp_path / "hf")
+    return stand_in_hub

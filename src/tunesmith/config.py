@@ -11,7 +11,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -19,6 +19,7 @@ from .config_parse import coerce, parse_overrides, read_yaml, suggest  # noqa: F
 from .errors import ConfigError
 
 CONFIG_FILENAME = "tunesmith_config.yaml"
+Auto = Literal["auto"]  # a speed key that tunesmith decides per run unless set (train/auto.py)
 
 
 @dataclass
@@ -34,6 +35,9 @@ class ModelConfig:
     quantization_type: str = "nf4"
     double_quantization: bool = True
     allow_pickle: bool = False
+    model_revision: str | None = None
+    hf_token: str | None = None
+    hub: str = "auto"
 
 
 @dataclass
@@ -41,6 +45,8 @@ class DataConfig:
     dataset: list[str] | None = None
     dataset_dir: str = "data"
     eval_dataset: list[str] | None = None
+    subset: str | None = None
+    split: str = "train"
     format: str = "auto"
     columns: dict | None = None
     placeholders: dict | None = None
@@ -52,7 +58,7 @@ class DataConfig:
     buffer_size: int = 16384
     mix_strategy: str = "concat"
     interleave_probs: list[float] | None = None
-    packing: bool = False
+    packing: bool | Auto = "auto"
     max_drop_ratio: float = 0.5
     strict: bool = False
     overwrite_cache: bool = False
@@ -87,8 +93,8 @@ class TrainConfig:
     seed: int = 42
     bf16: bool | None = None
     fp16: bool | None = None
-    gradient_checkpointing: bool = False
-    logging_steps: int = 10
+    gradient_checkpointing: bool | Auto = "auto"
+    logging_steps: float = 10  # a value < 1 is a fraction of the total steps (transformers)
     eval_strategy: str = "no"
     eval_steps: int | None = None
     save_strategy: str = "steps"
@@ -165,7 +171,10 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "method": MethodConfig,
 # Short names accepted for convenience; the canonical name is what gets saved.
 ALIASES = {"model": "model_name_or_path", "adapter": "adapter_name_or_path",
            "finetuning_type": "method", "evaluation_strategy": "eval_strategy",
-           "torch_dtype": "dtype", "infer_dtype": "export_dtype", "lr": "learning_rate"}
+           "torch_dtype": "dtype", "infer_dtype": "export_dtype", "lr": "learning_rate",
+           "hf_hub_token": "hf_token"}
+# Keys never written to the saved config (a run dir is shared; the token stays in the env).
+SECRETS = ("hf_token",)
 
 
 @dataclass
@@ -222,8 +231,9 @@ def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     """Turn a flat mapping (YAML merged with overrides) into a validated RunConfig."""
     from .compat.llamafactory import translate
 
-    raw = translate(dict(raw))
     owner, method_keys, stage_keys = _key_owner(), _method_keys(), _stage_keys()
+    raw = translate(dict(raw), known=set(owner) | set(method_keys) | set(stage_keys) | set(ALIASES),
+                    source=source)
     values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     params: dict[str, Any] = {}
     stage_params: dict[str, Any] = {}
@@ -270,8 +280,8 @@ def save_config(cfg: RunConfig, output_dir: str | Path) -> Path:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / CONFIG_FILENAME
-    path.write_text(yaml.safe_dump(cfg.to_flat(), sort_keys=False, allow_unicode=True),
-                    encoding="utf-8")
+    flat = {k: (None if k in SECRETS else v) for k, v in cfg.to_flat().items()}
+    path.write_text(yaml.safe_dump(flat, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
 
 
@@ -282,6 +292,7 @@ CHOICES = {
     "save_strategy": ("no", "steps", "epoch", "best"),
     "infer_backend": ("hf", "vllm"),
     "mix_strategy": ("concat", "interleave_under", "interleave_over"),
+    "hub": ("auto", "huggingface", "hf", "modelscope", "ms"),
 }
 
 
@@ -297,7 +308,8 @@ def validate(cfg: RunConfig) -> None:
 
     d, t, m = cfg.data, cfg.train, cfg.model
     for key, section in (("train_on", d), ("nan_policy", t), ("mix_strategy", d),
-                         ("eval_strategy", t), ("save_strategy", t), ("infer_backend", cfg.infer)):
+                         ("eval_strategy", t), ("save_strategy", t), ("infer_backend", cfg.infer),
+                         ("hub", m)):
         _check_choice(key, getattr(section, key))
     if d.cutoff_len <= 0:
         raise ConfigError(f"key 'cutoff_len': must be a positive number of tokens, got {d.cutoff_len}")
@@ -310,7 +322,7 @@ def validate(cfg: RunConfig) -> None:
     if t.learning_rate <= 0:
         raise ConfigError(f"key 'learning_rate': must be positive, got {t.learning_rate}")
     for key in ("per_device_train_batch_size", "per_device_eval_batch_size",
-                "gradient_accumulation_steps", "logging_steps", "nproc_per_node"):
+                "gradient_accumulation_steps", "nproc_per_node"):
         if getattr(t, key) <= 0:
             raise ConfigError(f"key '{key}': must be a positive integer, got {getattr(t, key)}")
     if t.num_train_epochs <= 0 and t.max_steps <= 0:
@@ -333,6 +345,11 @@ def validate(cfg: RunConfig) -> None:
 def _validate_train(t: TrainConfig) -> None:
     """TrainConfig range rules (the training engine's; optimizer/scheduler names are checked
     against transformers in train/arguments.py, still before any model is loaded)."""
+    if t.logging_steps <= 0 or (t.logging_steps > 1 and t.logging_steps != int(t.logging_steps)):
+        raise ConfigError(f"key 'logging_steps': must be a positive whole number of steps or a "
+                          f"fraction of the run below 1, got {t.logging_steps}")
+    if t.logging_steps >= 1:
+        t.logging_steps = int(t.logging_steps)
     if t.warmup_steps < 0:
         raise ConfigError(f"key 'warmup_steps': must be >= 0, got {t.warmup_steps}")
     for key in ("weight_decay", "max_grad_norm", "dataloader_num_workers"):

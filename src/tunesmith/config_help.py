@@ -4,7 +4,13 @@ from __future__ import annotations
 
 KEY_HELP = {
     # model
-    "model_name_or_path": "bundled name (smollm2-135m), a local Hugging Face dir, or a .gguf file",
+    "model_name_or_path": "bundled name (smollm2-135m), a local Hugging Face dir, a .gguf file, or a "
+                          "hub ID (Qwen/Qwen2.5-7B-Instruct: the HF cache first, else downloaded)",
+    "model_revision": "branch, tag or commit of a hub model to use (default: main)",
+    "hf_token": "Hugging Face access token for gated/private repos (alias hf_hub_token; default: "
+                "HF_TOKEN); never saved in the run dir",
+    "hub": "where hub IDs come from: auto (ModelScope when USE_MODELSCOPE_HUB=1, else Hugging Face; "
+           "HF_ENDPOINT for a mirror), huggingface, modelscope",
     "adapter_name_or_path": "a trained adapter dir to load on top of the base (chat/predict/export/serve)",
     "template": "chat template: auto (the tokenizer's own) or a named one (chatml, qwen, llama3, ...)",
     "default_system": "system prompt added when a conversation has none",
@@ -16,7 +22,10 @@ KEY_HELP = {
     "double_quantization": "quantize the 4-bit quantization constants too",
     "allow_pickle": "allow loading pickle .bin/.pt weights (can run code; off by default)",
     # data
-    "dataset": "dataset names from dataset_info.json or file paths; several with a,b; name:N takes N rows",
+    "dataset": "dataset names from dataset_info.json, file paths, or hub dataset IDs (org/name, "
+               "loaded with datasets.load_dataset); several with a,b; name:N takes N rows",
+    "subset": "configuration (subset) of a hub dataset given by ID",
+    "split": "split of a hub dataset given by ID (default train)",
     "dataset_dir": "folder holding dataset_info.json and the data files",
     "eval_dataset": "datasets for evaluation (instead of val_size)",
     "format": "row format: auto, alpaca, sharegpt, openai, human_assistant, input_output, "
@@ -35,7 +44,7 @@ KEY_HELP = {
                     "shorter ones until every dataset is used up)",
     "interleave_probs": "interleave_*: probability of drawing from each dataset (a,b; sum 1; "
                         "default: round robin)",
-    "packing": "pack several rows into one sequence without cross-attention (faster)",
+    "packing": "auto (default: pack a batch's rows end to end without cross-attention where they differ in length; same loss, less padding), true (pack whenever rows share a bin), false (pad)",
     "max_drop_ratio": "fail before training when more than this fraction of rows is bad",
     "strict": "fail on the first bad row instead of skipping and counting it",
     "overwrite_cache": "re-tokenize even when the cache is valid",
@@ -43,7 +52,8 @@ KEY_HELP = {
                                  "default: one)",
     "data_seed": "seed for the train/validation split (default: seed)",
     # method
-    "stage": "sft (chat fine-tuning), pt (causal LM on plain text), grpo (online RL with reward functions)",
+    "stage": "sft (chat), pt (plain text), dpo (chosen/rejected pairs), kto (labelled answers), "
+             "rm (reward model on pairs), grpo (online RL with reward functions)",
     "method": "fine-tuning method (alias finetuning_type): lora, qlora, full, freeze, bitfit, "
               "prefix, prompt, ptuning, ia3, adalora, loha, lokr, vera, oft",
     # method parameters (methods/*.py; each method accepts only its own)
@@ -97,6 +107,18 @@ KEY_HELP = {
     "oft_target": "oft: layers to adapt (as lora_target)",
     "oft_module_dropout": "oft: probability of skipping a whole adapted module",
     "oft_coft": "oft: constrained OFT",
+    # stage parameters (train/stages/*.py; each stage accepts only its own)
+    "pref_beta": "dpo/kto: beta, how far the policy may move from the reference (larger: less)",
+    "pref_loss": "dpo: sigmoid (DPO), ipo, hinge, orpo or simpo (the last two need no reference)",
+    "pref_ftx": "dpo/kto: weight of an SFT term on the chosen answers (0: off)",
+    "simpo_gamma": "dpo with pref_loss simpo: target reward margin",
+    "dpo_label_smoothing": "dpo sigmoid/simpo: label smoothing in [0, 0.5) (conservative DPO)",
+    "ref_model": "dpo/kto: reference model dir (default: the adapter switched off, or a frozen "
+                 "copy of the starting model for full/freeze)",
+    "precompute_ref_log_probs": "dpo/kto: compute the reference log-probs once before training "
+                                "(no reference in memory or per step)",
+    "kto_chosen_weight": "kto: weight of the desirable answers' loss",
+    "kto_rejected_weight": "kto: weight of the undesirable answers' loss",
     # train
     "output_dir": "where the run's record goes (config, logs, plots, adapter/model)",
     "overwrite_output_dir": "accepted for LLaMA-Factory compatibility",
@@ -115,8 +137,8 @@ KEY_HELP = {
     "seed": "random seed (data order, dropout, init)",
     "bf16": "force bf16 (default: automatic)",
     "fp16": "force fp16 (GPU; default: automatic)",
-    "gradient_checkpointing": "recompute activations in backward to save memory",
-    "logging_steps": "log every N steps",
+    "gradient_checkpointing": "auto (default: on only when the estimated peak would not fit in the free memory; `tunesmith train` prints the choice), true (recompute activations in backward: less memory, ~1.3x slower), false",
+    "logging_steps": "log every N steps (a value below 1: that fraction of the run's steps); the last step is always logged",
     "eval_strategy": "no, steps or epoch",
     "eval_steps": "evaluate every N steps",
     "save_strategy": "no, steps, epoch or best",

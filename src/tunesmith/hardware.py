@@ -94,3 +94,47 @@ def resolve_dtype(name: str | None) -> str:
 def torch_dtype(name: str | None) -> torch.dtype:
     """The torch dtype for a user dtype name."""
     return DTYPES[resolve_dtype(name)]
+
+
+def _cgroup_limit_mb() -> float | None:
+    """The container's memory limit (cgroup v2 ``memory.max``, v1 ``limit_in_bytes``), if any."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                value = fh.read().strip()
+        except OSError:
+            continue
+        if value.isdigit() and int(value) < 2**60:
+            return int(value) / 2**20
+    return None
+
+
+def _meminfo_mb(field: str) -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def available_memory_mb() -> float | None:
+    """Memory a training run on this machine can plan with, in MiB: free GPU memory on CUDA;
+    on a CPU the kernel's ``MemAvailable`` plus what this process holds already (the estimate
+    counts the process itself), capped by a container limit. None where it cannot be read."""
+    if detect().device == "cuda":
+        free, _total = torch.cuda.mem_get_info(0)
+        return (free + torch.cuda.memory_reserved(0)) / 2**20
+    avail = _meminfo_mb("MemAvailable")
+    if avail is None:
+        return None
+    try:
+        import resource
+
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    except (ImportError, OSError):
+        own = 0.0
+    limit = _cgroup_limit_mb()
+    return min(avail + own, limit) if limit else avail + own

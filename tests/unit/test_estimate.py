@@ -81,9 +81,14 @@ def test_largest_batch_follows_the_sampler():
     rows = [(10, 5), (100, 50), (20, 10), (90, 45), (30, 15), (40, 20)]  # (tokens, labelled)
     # sequential batches of 2: (10,100) (20,90) (30,40); padded, the first costs 2 x 100
     assert largest_batch(rows, 2, packing=False, sequential=True) == (200, 55, 100)
-    assert largest_batch(rows, 2, packing=True, sequential=True) == (110, 55, 100)
-    # shuffled: the two longest rows may meet in one batch
-    assert largest_batch(rows, 2, packing=True, sequential=False) == (190, 95, 100)
+    # two rows never share a bin as long as the longer one: the collator pads, and so does this
+    assert largest_batch(rows, 2, packing=True, sequential=True) == (200, 55, 100)
+    # batches of 3: (10,100,20) packs into [100] [20,10] = 130 tokens, (90,30,40) into 160
+    for packing in (True, "auto"):
+        assert largest_batch(rows, 3, packing=packing, sequential=True) == (160, 80, 90)
+    assert largest_batch(rows, 3, packing=False, sequential=True) == (300, 65, 100)
+    # shuffled: the longest rows may meet in one batch, and 100, 90, 40 cannot share a bin
+    assert largest_batch(rows, 3, packing="auto", sequential=False) == (300, 115, 100)
 
 
 def test_cpu_peak_is_never_below_loading():

@@ -32,7 +32,7 @@ def tokenized_examples(w: Workload, dtype: str = "auto"):
     from ..train.arguments import training_dtype
 
     cfg = load_config(None, train_overrides(w, Path("unused"), dtype=dtype))
-    path = resolve_model_path(cfg.model.model_name_or_path)
+    path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
     template = get_template(cfg.model.template, tokenizer, cfg.model.default_system)
     return load_data(cfg, tokenizer, template).train, path, training_dtype(cfg)

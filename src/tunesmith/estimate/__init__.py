@@ -38,6 +38,7 @@ class Estimate:
     gpu_mb: float | None = None
     seconds_per_step: float | None = None
     notes: list[str] = field(default_factory=list)
+    checkpointing_choice: str | None = None  # why ``gradient_checkpointing: auto`` chose on/off
 
 
 def count_params(cfg, path, dtype: str) -> tuple[ParamCounts, Shapes]:
@@ -62,13 +63,24 @@ def count_params(cfg, path, dtype: str) -> tuple[ParamCounts, Shapes]:
     return ParamCounts(total, trainable, dtype, per, fusable), model_shapes(config)
 
 
-def largest_batch(lengths: list[tuple[int, int]], b: int, packing: bool,
+def _fed_tokens(rows: list[tuple[int, int]], packing) -> int:
+    """Token slots the collator feeds for these rows: their sum when packed (``packing: auto``
+    packs only where that saves work), else the padded batch."""
+    from ..data.packing import AUTO_MAX_SHARE, packing_mode, plan_bins
+
+    mode, lengths = packing_mode(packing), [x for x, _ in rows]
+    share = AUTO_MAX_SHARE if mode == "auto" else 1.0
+    if mode != "off" and plan_bins(lengths, max_share=share) is not None:
+        return sum(lengths)
+    return max(lengths) * len(lengths)
+
+
+def largest_batch(lengths: list[tuple[int, int]], b: int, packing,
                   sequential: bool) -> tuple[int, int, int]:
     """(tokens as fed, labelled tokens, longest row) of the micro-batch that needs the most
     memory: over the real batches for a sequential sampler, else the ``b`` longest rows (the
-    worst a shuffled epoch can draw)."""
-    fed = (lambda rows: sum(x for x, _ in rows)) if packing else (
-        lambda rows: max(x for x, _ in rows) * len(rows))
+    worst a shuffled epoch can draw). ``packing``: true, false or ``auto``."""
+    fed = lambda rows: _fed_tokens(rows, packing)  # noqa: E731
     if sequential:
         batches = [lengths[i:i + b] for i in range(0, len(lengths), b)]
     else:
@@ -77,13 +89,15 @@ def largest_batch(lengths: list[tuple[int, int]], b: int, packing: bool,
     return fed(worst), sum(y for _, y in worst), max(x for x, _ in worst)
 
 
-def data_shape(cfg, tokenizer, template) -> DataShape:
-    """Length percentiles and the largest micro-batch (padded, or packed when ``packing``)."""
-    from ..data.load import load_data
+def data_shape(cfg, tokenizer=None, template=None, examples=None) -> DataShape:
+    """Length percentiles and the largest micro-batch (padded, or packed per ``packing``) of
+    ``examples``, or of the config's training data (tokenized with ``tokenizer``/``template``)."""
+    if examples is None:
+        from ..data.load import load_data
+        from ..train.stages import get_stage
 
-    from ..train.stages import get_stage
-
-    examples = load_data(cfg, tokenizer, template, kind=get_stage(cfg.method.stage).data_kind).train
+        kind = get_stage(cfg.method.stage).data_kind
+        examples = load_data(cfg, tokenizer, template, kind=kind).train
     rows = [(len(e.input_ids), sum(x != -100 for x in e.labels)) for e in examples]
     lengths = sorted(rows)
     n, b = len(lengths), cfg.train.per_device_train_batch_size
@@ -92,6 +106,16 @@ def data_shape(cfg, tokenizer, template) -> DataShape:
     pick = lambda q: lengths[min(n - 1, int(q * n))][0]  # noqa: E731
     return DataShape(n, sum(x for x, _ in lengths), sum(y for _, y in lengths), pick(0.5),
                      pick(0.9), lengths[-1][0], batch_tokens, batch_labels, longest)
+
+
+def _without_auto(cfg):
+    """The config with ``gradient_checkpointing: auto`` read as off (methods apply to a meta
+    model before the choice is made)."""
+    import dataclasses
+
+    if cfg.train.gradient_checkpointing != "auto":
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, gradient_checkpointing=False))
 
 
 def steps_of(cfg, rows: int) -> int:
@@ -108,18 +132,27 @@ def checkpoint_file_mb(path) -> float:
     return sum(p.stat().st_size for p in Path(path).glob("*.safetensors")) / MIB
 
 
-def estimate_run(cfg, gpu_mb: float | None = None) -> Estimate:
-    """The full estimate for a run config (no calibration; see :func:`calibrate`)."""
+def estimate_run(cfg, gpu_mb: float | None = None, examples=None) -> Estimate:
+    """The full estimate for a run config (no calibration; see :func:`calibrate`).
+
+    Args:
+        cfg: the run config (``gradient_checkpointing: auto`` is estimated as the run decides it).
+        gpu_mb: estimate for a GPU with this much memory instead of this machine.
+        examples: the tokenized training rows when the caller has them (else they are loaded).
+    """
     from ..hardware import detect
     from ..model.load import resolve_model_path
     from ..train.arguments import training_dtype
     from ..train.stages import tokenizer_and_template
 
-    path = resolve_model_path(cfg.model.model_name_or_path)
+    path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     dtype = training_dtype(cfg)
-    counts, shapes = count_params(cfg, path, dtype)
-    tokenizer, template = tokenizer_and_template(cfg, quiet=True)
-    data = data_shape(cfg, tokenizer, template)
+    counts, shapes = count_params(_without_auto(cfg), path, dtype)
+    if examples is None:
+        tokenizer, template = tokenizer_and_template(cfg, quiet=True)
+        data = data_shape(cfg, tokenizer, template)
+    else:
+        data = data_shape(cfg, examples=examples)
     device = "gpu" if gpu_mb else detect().device
     fast = getattr(cfg.train, "fast_loss", False)
     from ..train.fast_loss import auto_chunk
@@ -127,11 +160,16 @@ def estimate_run(cfg, gpu_mb: float | None = None) -> Estimate:
     fused = auto_chunk(shapes.vocab) if fast and counts.head_fusable else None
     memory = estimate_memory(counts, shapes, tokens=data.batch_tokens, longest=data.longest,
                              logit_positions=data.batch_labels if fast else data.batch_tokens,
-                             ckpt=cfg.train.gradient_checkpointing,
+                             ckpt=cfg.train.gradient_checkpointing is True,
                              file_mb=checkpoint_file_mb(path), device="cpu" if device == "cpu" else "gpu",
                              fused_chunk=fused)
+    choice = None
+    if cfg.train.gradient_checkpointing == "auto":
+        from ..train.auto import choose_checkpointing
+
+        memory, _, choice = choose_checkpointing(cfg, memory, gpu_mb)
     est = Estimate(str(cfg.model.model_name_or_path), dtype, device, counts, shapes, data, memory,
-                   steps_of(cfg, data.rows), gpu_mb)
+                   steps_of(cfg, data.rows), gpu_mb, checkpointing_choice=choice)
     if gpu_mb and memory.peak_mb > gpu_mb:
         est.notes.append(f"does not fit in {gpu_mb / 1024:.0f} GiB: lower the batch, shorten "
                          "cutoff_len, turn on gradient_checkpointing or use qlora")

@@ -11,13 +11,9 @@ import time
 
 
 def _collator(cfg, tokenizer):
-    if cfg.data.packing:
-        from ..data.packing import PackingCollator
+    from ..data.packing import pad_or_pack
 
-        return PackingCollator(tokenizer.pad_token_id)
-    from ..data.collate import PadCollator
-
-    return PadCollator(tokenizer.pad_token_id)
+    return pad_or_pack(cfg.data.packing, tokenizer.pad_token_id)
 
 
 def calibrate(cfg, steps: int = 3) -> dict:
@@ -31,7 +27,7 @@ def calibrate(cfg, steps: int = 3) -> dict:
     from ..train.arguments import cpu_autocast
     from ..train.model import forward_backward, load_for_training
 
-    path = resolve_model_path(cfg.model.model_name_or_path)
+    path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
     template = get_template(cfg.model.template, tokenizer, cfg.model.default_system)
     examples = load_data(cfg, tokenizer, template).train

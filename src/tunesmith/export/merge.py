@@ -56,7 +56,7 @@ def load_parts(cfg):
     from ..infer.load import resolve_template
     from ..model.load import load_model, load_tokenizer, resolve_model_path
 
-    path = resolve_model_path(cfg.model.model_name_or_path)
+    path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
     name, system = resolve_template(cfg, cfg.model.adapter_name_or_path, path)
     template = get_template(name, tokenizer, system)

@@ -80,6 +80,6 @@ def apply_adalora(model, params: AdaLoraParams, cfg):
     total = params.adalora_total_step or cfg.train.max_steps
     if total <= 0:  # provisional; AdaLoraBudget sets the real length at train begin
         total = params.adalora_tinit + params.adalora_tfinal + 1
-    if cfg.train.gradient_checkpointing:
+    if cfg.train.gradient_checkpointing is True:
         model.enable_input_require_grads()
     return wrap_peft(model, build_adalora_config(params, total), "adalora")

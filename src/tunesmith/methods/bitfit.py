@@ -33,6 +33,6 @@ def apply_bitfit(model, params: BitFitParams, cfg):
                           "parameters) or lora, or a model with biases (e.g. Qwen2 attention)")
     for name, p in model.named_parameters():
         p.requires_grad_(name in biases)
-    if cfg.train.gradient_checkpointing:
+    if cfg.train.gradient_checkpointing is True:
         model.enable_input_require_grads()
     return model

@@ -76,6 +76,6 @@ def apply_freeze(model, params: FreezeParams, cfg):
     prefixes = trainable_prefixes(model, params)
     for name, p in model.named_parameters():
         p.requires_grad_(any(name.startswith(pre) for pre in prefixes))
-    if cfg.train.gradient_checkpointing:
+    if cfg.train.gradient_checkpointing is True:
         model.enable_input_require_grads()
     return model

@@ -43,6 +43,6 @@ def build_ia3_config(params: IA3Params):
 @register_method("ia3", IA3Params, summary="learned scaling vectors on keys, values and FFN (IA3)")
 def apply_ia3(model, params: IA3Params, cfg):
     """Wrap ``model`` with peft's ``IA3Config``."""
-    if cfg.train.gradient_checkpointing:
+    if cfg.train.gradient_checkpointing is True:
         model.enable_input_require_grads()
     return wrap_peft(model, build_ia3_config(params), "ia3")

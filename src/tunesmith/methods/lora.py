@@ -181,7 +181,7 @@ def for_device(model, params: LoraParams) -> LoraParams:
 def apply_lora(model, params: LoraParams, cfg):
     """Wrap ``model`` with a LoRA adapter; returns the ``PeftModel``."""
     params = for_device(model, params)
-    if cfg.train.gradient_checkpointing:
+    if cfg.train.gradient_checkpointing is True:
         model.enable_input_require_grads()
     model = wrap_peft(model, build_lora_config(params, model), "lora")
     save_init_adapter(model, params, cfg)

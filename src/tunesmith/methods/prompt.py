@@ -36,6 +36,7 @@ def apply_prompt(model, params: PromptParams, cfg):
     config = PromptTuningConfig(
         task_type="CAUSAL_LM", num_virtual_tokens=params.num_virtual_tokens,
         prompt_tuning_init="TEXT" if text else "RANDOM", prompt_tuning_init_text=text,
-        tokenizer_name_or_path=str(resolve_model_path(cfg.model.model_name_or_path, quiet=True))
+        tokenizer_name_or_path=str(resolve_model_path(cfg.model.model_name_or_path, quiet=True,
+                                                    model_cfg=cfg.model))
         if text else None)
     return wrap_peft(model, config, "prompt")

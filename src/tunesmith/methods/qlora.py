@@ -38,7 +38,7 @@ def apply_qlora(model, params: QLoraParams, cfg):
     # bitsandbytes' 8-bit matmul warns on every call that fp32 inputs are cast to fp16 (CPU).
     warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
     model = prepare_model_for_kbit_training(
-        model, use_gradient_checkpointing=cfg.train.gradient_checkpointing,
+        model, use_gradient_checkpointing=cfg.train.gradient_checkpointing is True,
         gradient_checkpointing_kwargs={"use_reentrant": False})
     model = wrap_peft(model, build_lora_config(params, model), "qlora")
     save_init_adapter(model, params, cfg)

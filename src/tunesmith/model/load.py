@@ -1,4 +1,4 @@
-"""Load a tokenizer and model from a config: bundled name, local HF dir or .gguf file.
+"""Load a tokenizer and model from a config: bundled name, local HF dir, .gguf file or hub ID.
 
 Safetensors only by default (pickle ``.bin``/``.pt`` can run code when loaded); custom model
 code only with ``trust_remote_code: true``.
@@ -10,10 +10,13 @@ import hashlib
 import json
 from pathlib import Path
 
+import sys
+
 from ..errors import ModelError
 from ..hardware import detect, resolve_dtype, torch_dtype
-from .bundled import BUNDLED, convert_gguf, ensure_bundled
+from ..hub import HubUnreachable, ModelRequest, is_hub_id, resolve_model
 from ..paths import models_dir
+from .bundled import BUNDLED, bundled_for_hub_id, convert_gguf, ensure_bundled
 
 
 def _gguf_cache_dir(gguf: Path) -> Path:
@@ -22,11 +25,17 @@ def _gguf_cache_dir(gguf: Path) -> Path:
     return models_dir() / f"gguf-{gguf.stem}-{key[:12]}"
 
 
-def resolve_model_path(name: str, *, quiet: bool = False) -> Path:
-    """A local HF checkpoint dir for a bundled name, a directory or a ``.gguf`` file.
+def resolve_model_path(name: str, *, quiet: bool = False, model_cfg=None) -> Path:
+    """A local HF checkpoint dir for a bundled name, a directory, a ``.gguf`` file or a hub ID.
 
+    Args:
+        name: ``model_name_or_path`` (or an adapter's base).
+        quiet: no progress messages.
+        model_cfg: the ModelConfig whose ``model_revision``, ``hf_token``, ``hub`` and
+            ``allow_pickle`` apply to a hub ID (without it: the default branch, HF_TOKEN).
     Raises:
-        ModelError: the name is neither bundled nor an existing path.
+        ModelError: the name is neither bundled, an existing path nor an ID that can be had
+            (see hub.py for the one-line hub failures).
     """
     if name in BUNDLED:
         return ensure_bundled(name, quiet=quiet)
@@ -41,10 +50,28 @@ def resolve_model_path(name: str, *, quiet: bool = False) -> Path:
             raise ModelError(f"model_name_or_path '{name}': directory has no config.json "
                              "(expected a Hugging Face model directory)")
         return path
+    if is_hub_id(name):
+        return _resolve_hub_id(name, quiet, model_cfg)
     known = ", ".join(BUNDLED)
     raise ModelError(f"model_name_or_path '{name}': not found (expected a bundled model "
-                     f"[{known}], a local Hugging Face directory or a .gguf file; "
-                     "models are never downloaded)")
+                     f"[{known}], a local Hugging Face directory, a .gguf file or a hub ID "
+                     "like Qwen/Qwen2.5-0.5B-Instruct)")
+
+
+def _resolve_hub_id(name: str, quiet: bool, model_cfg) -> Path:
+    """A hub ID through hub.py; the bundled model's own ID falls back to the bundled weights
+    when it is neither cached nor reachable (so the examples run offline as written)."""
+    req = ModelRequest.from_config(model_cfg, name) if model_cfg is not None else ModelRequest(name)
+    try:
+        return resolve_model(req, quiet=quiet)
+    except HubUnreachable:
+        bundled = bundled_for_hub_id(name)
+        if bundled is None or req.revision not in (None, "main"):
+            raise
+        if not quiet:
+            print(f"{name}: not cached and the hub is offline or unreachable; using the bundled "
+                  f"copy ({bundled})", file=sys.stderr, flush=True)
+        return ensure_bundled(bundled, quiet=quiet)
 
 
 def check_weights_safe(path: Path, allow_pickle: bool) -> None:
@@ -70,7 +97,7 @@ def load_tokenizer(model_cfg, path: Path | None = None):
     """The model's tokenizer, with a pad token set (never silently equal to a masked EOS)."""
     from transformers import AutoTokenizer
 
-    path = path or resolve_model_path(model_cfg.model_name_or_path)
+    path = path or resolve_model_path(model_cfg.model_name_or_path, model_cfg=model_cfg)
     tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=model_cfg.trust_remote_code)
     if tokenizer.pad_token is None:
         # Labels mark EOS explicitly (data/tokenize.py), so pad == eos never hides EOS.
@@ -95,7 +122,7 @@ def load_model(model_cfg, *, dtype: str | None = None, path: Path | None = None,
     """Load a causal LM in the resolved dtype (``auto`` picks by hardware)."""
     from transformers import AutoModelForCausalLM
 
-    path = path or resolve_model_path(model_cfg.model_name_or_path)
+    path = path or resolve_model_path(model_cfg.model_name_or_path, model_cfg=model_cfg)
     check_weights_safe(path, model_cfg.allow_pickle)
     check_remote_code(path, model_cfg.trust_remote_code)
     kwargs = dict(dtype=torch_dtype(dtype or model_cfg.dtype),

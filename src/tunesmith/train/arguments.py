@@ -96,7 +96,7 @@ def _field_names() -> tuple[str, ...]:
 
 def check_trainer_args(extra: dict) -> None:
     """Unknown or reserved ``trainer_args`` keys -> ConfigError naming the nearest valid key."""
-    from ..config import suggest
+    from ..config_parse import suggest
 
     names = _field_names()
     for key in extra:
@@ -111,7 +111,7 @@ def check_optim(name: str) -> None:
     """Unknown optimizer -> ConfigError; a bitsandbytes optimizer without bitsandbytes -> hint."""
     from transformers.training_args import OptimizerNames
 
-    from ..config import suggest
+    from ..config_parse import suggest
 
     known = [o.value for o in OptimizerNames]
     if name not in known:
@@ -126,7 +126,7 @@ def check_optim(name: str) -> None:
 def check_scheduler(name: str) -> None:
     from transformers.trainer_utils import SchedulerType
 
-    from ..config import suggest
+    from ..config_parse import suggest
 
     known = [s.value for s in SchedulerType]
     if name not in known:
@@ -150,7 +150,8 @@ def _base_kwargs(cfg) -> dict:
         kwargs["eval_steps"] = t.eval_steps
     if t.load_best_model_at_end and not t.metric_for_best_model:
         kwargs["metric_for_best_model"] = "eval_loss"
-    if t.gradient_checkpointing:
+    kwargs["gradient_checkpointing"] = t.gradient_checkpointing is True  # auto: train/auto.py
+    if t.gradient_checkpointing is True:
         kwargs["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
     if "activation_checkpointing" in _field_names():  # the transformers >= 5.2x name
         kwargs["activation_checkpointing"] = kwargs.pop("gradient_checkpointing")
@@ -164,6 +165,9 @@ def _base_kwargs(cfg) -> dict:
     if t.group_by_length:
         kwargs["train_sampling_strategy"] = "group_by_length"
     kwargs.update(parallel_kwargs(t))
+    if cfg.data.streaming:  # the stream skips trained rows itself (train/stream_dataset.py)
+        kwargs["ignore_data_skip"] = True
+        kwargs["accelerator_config"] = {"dispatch_batches": False}
     return kwargs
 
 

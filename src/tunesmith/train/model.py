@@ -17,7 +17,7 @@ def load_for_training(cfg, path):
         quant = quantization_config(cfg.model)
     model = load_model(cfg.model, dtype=training_dtype(cfg), path=path, quantization_config=quant)
     model.config.use_cache = False
-    if cfg.train.gradient_checkpointing:
+    if cfg.train.gradient_checkpointing is True:
         enable_checkpointing(model)
     if cfg.train.fast_loss:
         from .fast_loss import enable_fast_loss

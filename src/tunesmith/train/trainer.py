@@ -90,11 +90,16 @@ class TunesmithTrainer(Trainer):
     # --- per-step NaN guard ---------------------------------------------------------------
     def compute_loss(self, model, inputs, *args, **kwargs):
         out = super().compute_loss(model, inputs, *args, **kwargs)
+        if isinstance(out, tuple):
+            return (self.inject_test_nan(model, out[0]), *out[1:])
+        return self.inject_test_nan(model, out)
+
+    def inject_test_nan(self, model, loss):
+        """Test hook: the loss of step ``TUNESMITH_TEST_NAN_AT_STEP`` becomes NaN (stages with
+        their own ``compute_loss`` call this too)."""
         if self._nan_at and self.state.global_step + 1 == self._nan_at and model.training:
-            if isinstance(out, tuple):
-                return (out[0] * float("nan"), *out[1:])
-            return out * float("nan")
-        return out
+            return loss * float("nan")
+        return loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)

@@ -29,17 +29,13 @@ def _no_check(cfg) -> None:
 
 
 def _pad_or_pack(cfg, tokenizer):
-    """Padding, or padding-free packing (``packing``): SFT's and pt's batches."""
-    from ...data.collate import PadCollator
+    """Padding, or padding-free packing (``packing``: auto, true, false): SFT's and pt's batches."""
+    from ...data.packing import pad_or_pack
 
-    if cfg.data.packing:
-        from ...data.packing import PackingCollator
-
-        return PackingCollator(tokenizer.pad_token_id)
-    return PadCollator(tokenizer.pad_token_id)
+    return pad_or_pack(cfg.data.packing, tokenizer.pad_token_id)
 
 
-def _example_dataset(examples):
+def _example_dataset(examples, cfg=None):
     from ..dataset import ExampleDataset
 
     return ExampleDataset(examples)
@@ -62,13 +58,14 @@ class Stage:
         needs_template: rows are rendered with the chat template (False: plain text).
         check: ``(cfg) -> None``, the stage's own config rules (raise ConfigError).
         collator: ``(cfg, tokenizer) -> collate function`` for the Trainer.
-        dataset: ``(examples) -> torch Dataset``.
+        dataset: ``(examples, cfg) -> torch Dataset``.
         trainer: ``() -> Trainer class`` (imported lazily: transformers is heavy).
         trainer_kwargs: ``(cfg, model, tokenizer) -> extra Trainer kwargs`` (e.g. a reference).
         plots: logged metrics plotted beside the loss in the run folder.
         params: a dataclass of the stage's own config keys (e.g. dpo's ``pref_beta``, grpo's
             ``num_generations``); values given in the config arrive typed through
             :func:`stage_params` (an optional ``check()`` method holds their range rules).
+        methods_note: one line on the methods this stage cannot train with, or "".
     """
 
     name: str
@@ -77,11 +74,12 @@ class Stage:
     needs_template: bool = True
     check: Callable[[Any], None] = _no_check
     collator: Callable[..., Any] = _pad_or_pack
-    dataset: Callable[[list], Any] = _example_dataset
+    dataset: Callable[..., Any] = _example_dataset
     trainer: Callable[[], type] = _default_trainer
     trainer_kwargs: Callable[..., dict] | None = None
     plots: tuple[str, ...] = field(default=())
     params: type | None = None
+    methods_note: str = ""
 
     def __post_init__(self):
         if self.data_kind not in DATA_KINDS:
@@ -167,5 +165,5 @@ def tokenizer_and_template(cfg, quiet: bool = False):
 
     stage = check_stage(cfg)
     tokenizer = load_tokenizer(cfg.model, resolve_model_path(cfg.model.model_name_or_path,
-                                                             quiet=quiet))
+                                                             quiet=quiet, model_cfg=cfg.model))
     return tokenizer, stage_template(cfg, tokenizer, stage)
