@@ -86,6 +86,8 @@ def check_online(cfg, stage: str) -> None:
     if cfg.data.val_size or cfg.data.eval_dataset or cfg.train.eval_strategy != "no":
         raise ConfigError(f"stage: {stage} has no evaluation pass: remove val_size, "
                           "eval_dataset and eval_strategy")
+    if cfg.data.streaming:
+        raise ConfigError(f"stage: {stage} reads its prompts up front: remove streaming")
     if cfg.method.method in PROMPT_LEARNING:
         raise ConfigError(f"stage: {stage} does not train method '{cfg.method.method}' (virtual "
                           "tokens); use lora, qlora, full, freeze or another weight method")
@@ -133,7 +135,7 @@ def _collator(cfg, tokenizer):
     return collate_prompts
 
 
-def _dataset(examples):
+def _dataset(examples, cfg=None):
     from ..online_data import PromptDataset
 
     return PromptDataset(examples)
