@@ -173,10 +173,3 @@ def _strip_after_eos(row: list[int], eos_ids: list[int], pad: int) -> list[int]:
     while row and row[-1] == pad and pad not in eos_ids:
         row = row[:-1]
     return row
-
-
-def load_engine(cfg, adapter: str | None = None):
-    """The engine for the config's backend (``infer_backend``), model and adapter."""
-    from .load import load_engine as _load
-
-    return _load(cfg, adapter)
