@@ -164,7 +164,7 @@ def resolve_dataset(name: str, dataset_dir: str, subset: str | None = None,
     elif is_hub_id(name):
         spec = DatasetSpec(name, Path(name), hub=HubDataset(name, hub_source("auto"), subset, split))
     else:
-        from ..config import suggest
+        from ..config_parse import suggest
 
         known = sorted(registry)
         hint = f"; registered in {base / INFO_FILE}: {', '.join(known)}" if known else ""

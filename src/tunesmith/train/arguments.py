@@ -129,7 +129,7 @@ def _field_names() -> tuple[str, ...]:
 
 def check_trainer_args(extra: dict) -> None:
     """Unknown or reserved ``trainer_args`` keys -> ConfigError naming the nearest valid key."""
-    from ..config import suggest
+    from ..config_parse import suggest
 
     names = _field_names()
     for key in extra:
@@ -144,7 +144,7 @@ def check_optim(name: str) -> None:
     """Unknown optimizer -> ConfigError; a bitsandbytes optimizer without bitsandbytes -> hint."""
     from transformers.training_args import OptimizerNames
 
-    from ..config import suggest
+    from ..config_parse import suggest
 
     known = [o.value for o in OptimizerNames]
     if name not in known:
@@ -159,7 +159,7 @@ def check_optim(name: str) -> None:
 def check_scheduler(name: str) -> None:
     from transformers.trainer_utils import SchedulerType
 
-    from ..config import suggest
+    from ..config_parse import suggest
 
     known = [s.value for s in SchedulerType]
     if name not in known:
