@@ -12,6 +12,7 @@ and the sample; ``reward_error_limit`` skipped steps are allowed, the next failu
 from __future__ import annotations
 
 import sys
+import time
 
 import torch
 from transformers import TrainerCallback
@@ -118,8 +119,10 @@ class GRPOTrainer(TunesmithTrainer):
     def _make_batch(self, examples) -> dict:
         """Generate, score, and build the tensors one training step needs."""
         g = self.grpo.num_generations
+        start = time.perf_counter()
         with self.compute_loss_context_manager():  # generation under training's autocast
             rollout = self.policy_sampler.sample([e.messages for e in examples], g, self.gen)
+        self.metrics.add(**{"time/generation_s": time.perf_counter() - start})
         scores = score_batch(self.rewards, RewardBatch(
             [e.messages for e in examples for _ in range(g)], rollout.texts,
             rollout.completion_ids, [e.answer for e in examples for _ in range(g)]))
