@@ -99,11 +99,16 @@ def drop_foreign_params(method: Method, raw: dict) -> dict:
 
 
 def validate_method(cfg) -> None:
-    """Check the method exists and its parameters belong to it and are in range."""
+    """Check the method exists and its parameters belong to it and are in range.
+
+    Builds the typed parameters once (``cfg.method.typed``; ``cfg.method.params`` keeps the keys
+    as set, with typed values, for saving) and resolves a quantize-base method's default
+    ``quantization_bit`` (4) before the rules below read it.
+    """
     method = get_method(cfg.method.method)
     cfg.method.params = drop_foreign_params(method, cfg.method.params)
-    params = build_params(method, cfg.method.params)
-    cfg.method.params = {k: getattr(params, k) for k in cfg.method.params}  # typed values
+    params = cfg.method.typed = build_params(method, cfg.method.params)
+    cfg.method.params = {k: getattr(params, k) for k in cfg.method.params}
     if method.quantize_base and cfg.model.quantization_bit is None:
         cfg.model.quantization_bit = 4
     if cfg.train.gradient_checkpointing is True and not method.gradient_checkpointing:
@@ -114,10 +119,13 @@ def validate_method(cfg) -> None:
                           f"(a quantized base cannot be trained with '{method.name}')")
 
 
-def method_params(cfg):
-    """The typed parameters of the configured method."""
+def method_params(cfg) -> tuple[Method, Any]:
+    """The configured method and its typed parameters (built by validation, or now for a
+    config that was never validated)."""
     method = get_method(cfg.method.method)
-    return method, build_params(method, cfg.method.params)
+    if type(cfg.method.typed) is not method.params_cls:
+        cfg.method.typed = build_params(method, cfg.method.params)
+    return method, cfg.method.typed
 
 
 def wrap_peft(model, peft_config, method: str):

@@ -47,6 +47,11 @@ class AdaLoraParams:
         if self.adalora_total_step is not None:
             check_schedule(self, self.adalora_total_step)
 
+    @property
+    def alpha(self) -> float:
+        """``lora_alpha``, or peft's AdaLoRA default 8 when unset."""
+        return self.lora_alpha if self.lora_alpha is not None else 8
+
 
 def check_schedule(params: AdaLoraParams, total: int) -> None:
     """The budgeting phase must exist: tinit < total_step - tfinal."""
@@ -63,7 +68,7 @@ def build_adalora_config(params: AdaLoraParams, total_step: int):
         tinit=params.adalora_tinit, tfinal=params.adalora_tfinal, deltaT=params.adalora_delta_t,
         beta1=params.adalora_beta1, beta2=params.adalora_beta2,
         orth_reg_weight=params.adalora_orth_reg_weight, total_step=total_step,
-        lora_alpha=params.lora_alpha if params.lora_alpha is not None else 8,
+        lora_alpha=params.alpha,
         lora_dropout=params.lora_dropout, target_modules=target_modules(params.lora_target))
 
 

@@ -58,6 +58,11 @@ class LoraParams:
             raise ConfigError("key 'layers_pattern' needs 'layers_to_transform' (the layer indices)")
         self.layer_replication = _layer_ranges(self.layer_replication)
 
+    @property
+    def alpha(self) -> float:
+        """``lora_alpha``, or LLaMA-Factory's default 2 x rank when unset."""
+        return self.lora_alpha if self.lora_alpha is not None else 2 * self.lora_rank
+
 
 def _layer_ranges(value):
     """``layer_replication`` as a list of [start, end) pairs (a YAML string is parsed)."""
@@ -123,7 +128,7 @@ def build_lora_config(params: LoraParams, model=None, task_type: str = "CAUSAL_L
     return LoraConfig(
         task_type=task_type,
         r=params.lora_rank,
-        lora_alpha=params.lora_alpha if params.lora_alpha is not None else 2 * params.lora_rank,
+        lora_alpha=params.alpha,
         lora_dropout=params.lora_dropout,
         target_modules=target_modules(params.lora_target, model,
                                       explicit=bool(params.layers_to_transform)),

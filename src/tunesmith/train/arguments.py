@@ -82,9 +82,15 @@ def training_dtype(cfg) -> str:
         print("note: fp16 needs a GPU; training in fp32 on this CPU", file=sys.stderr, flush=True)
     if t.fp16:
         return "fp16" if hw.device == "cuda" else "fp32"
-    if detect().device == "cuda":
-        return "fp32" if cfg.method.method != "qlora" else resolve_dtype(cfg.model.dtype)
+    if detect().device == "cuda":  # fp32 master weights, but a quantized base computes in dtype
+        return resolve_dtype(cfg.model.dtype) if _quantizes_base(cfg) else "fp32"
     return resolve_dtype(cfg.model.dtype)
+
+
+def _quantizes_base(cfg) -> bool:
+    from ..methods import get_method
+
+    return get_method(cfg.method.method).quantize_base
 
 
 @functools.lru_cache(maxsize=1)
