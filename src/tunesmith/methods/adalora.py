@@ -10,10 +10,14 @@ Trainer's ``on_optimizer_step`` hook. ``adalora_total_step`` defaults to the run
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from . import register_method, wrap_peft
 from .lora import target_modules
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass
@@ -72,7 +76,7 @@ def build_adalora_config(params: AdaLoraParams, total_step: int):
         lora_dropout=params.lora_dropout, target_modules=target_modules(params.lora_target))
 
 
-def adalora_callbacks(model, params: AdaLoraParams, cfg) -> list:
+def adalora_callbacks(model, params: AdaLoraParams, cfg: RunConfig) -> list:
     from .adalora_budget import AdaLoraBudget  # imports the Trainer stack: only when training
 
     return [AdaLoraBudget(model, params)]
@@ -80,7 +84,7 @@ def adalora_callbacks(model, params: AdaLoraParams, cfg) -> list:
 
 @register_method("adalora", AdaLoraParams, callbacks=adalora_callbacks,
                  summary="LoRA with ranks re-allocated by importance during training (AdaLoRA)")
-def apply_adalora(model, params: AdaLoraParams, cfg):
+def apply_adalora(model, params: AdaLoraParams, cfg: RunConfig):
     """Wrap ``model`` with peft's ``AdaLoraConfig`` (the Trainer must use its callback)."""
     total = params.adalora_total_step or cfg.train.max_steps
     if total <= 0:  # provisional; AdaLoraBudget sets the real length at train begin

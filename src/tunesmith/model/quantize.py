@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import require
 from ..hardware import torch_dtype
 
+if TYPE_CHECKING:
+    from ..config import ModelConfig
 
-def quantization_config(model_cfg):
+
+def quantization_config(model_cfg: ModelConfig):
     """A ``BitsAndBytesConfig`` for ``quantization_bit`` 4 (NF4/FP4, double quant) or 8.
 
     The 4-bit compute dtype (what dequantized weights are multiplied in) is the model ``dtype``

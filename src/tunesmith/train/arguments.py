@@ -12,11 +12,16 @@ import dataclasses
 import functools
 import importlib.util
 import sys
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..hardware import detect, resolve_dtype
 from .distributed import parallel_kwargs
 from .trackers import OWN_CALLBACK
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 # Our TrainConfig fields passed to TrainingArguments under the same name.
 PASS_THROUGH = (
@@ -42,7 +47,7 @@ OPTIM_PACKAGES = (
 )
 
 
-def cpu_autocast(cfg) -> bool:
+def cpu_autocast(cfg: RunConfig) -> bool:
     """bf16 autocast on a CPU whose weights are bf16 (not k-bit): adapters keep fp32 weights and
     optimizer states, but their matmuls run in bf16 on the bf16 activations, as mixed precision
     does on a GPU. Without it PEFT copies every adapter input to fp32 and the result back
@@ -52,7 +57,7 @@ def cpu_autocast(cfg) -> bool:
     return training_dtype(cfg) == "bf16"
 
 
-def precision_flags(cfg) -> dict:
+def precision_flags(cfg: RunConfig) -> dict:
     """Mixed precision flags: autocast on CUDA, and bf16 autocast on CPU (:func:`cpu_autocast`);
     otherwise the weights' dtype is the choice."""
     t = cfg.train
@@ -65,7 +70,7 @@ def precision_flags(cfg) -> dict:
             "fp16": on_cuda and dtype == "fp16"}
 
 
-def training_dtype(cfg) -> str:
+def training_dtype(cfg: RunConfig) -> str:
     """The dtype the model weights are loaded in for training.
 
     Raises:
@@ -177,7 +182,7 @@ def _base_kwargs(cfg) -> dict:
     return kwargs
 
 
-def build_training_args(cfg, **overrides):
+def build_training_args(cfg: RunConfig, **overrides):
     """TrainingArguments from the config; ``trainer_args`` passes anything else through."""
     from transformers import TrainingArguments
 
