@@ -334,6 +334,12 @@ def tokenized(cfg: RunConfig, names: list[str], tokenizer, template: Template | 
     from . import cache
 
     d = cfg.data
+    if kind == "prompts":  # cheap to build; the cache holds token ids only, not messages/answers
+        from .prompts import encode_prompts
+
+        report = DataReport()
+        convs = iter_conversations(d, names, report, _think(template))
+        return encode_prompts(convs, tokenizer, template, d.cutoff_len, report), report
     key = cache.cache_key(_dataset_files(d, names), tokenizer, template, _settings(cfg, names, kind))
     hit = None if d.overwrite_cache else cache.load(key, cache_root)
     if hit is not None:
@@ -352,7 +358,8 @@ def load_data(cfg: RunConfig, tokenizer, template: Template | None, cache_root=N
     """Train and eval examples for a run config, with the report checked against the limits.
 
     Args:
-        kind: the stage's data kind (``chat``: conversations; ``text``: plain text).
+        kind: the stage's data kind (``chat``: conversations; ``text``: plain text;
+            ``prompts``: PromptExamples to generate from, ``data/prompts.py``).
     """
     d = cfg.data
     if not d.dataset:
