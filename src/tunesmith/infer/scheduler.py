@@ -29,7 +29,6 @@ Events reach the caller through ``Job.emit`` (thread-safe; the server wires it t
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import time
 from collections import deque
@@ -38,8 +37,6 @@ from typing import Callable
 
 from .engine import GenParams
 
-FAIL_ENV = "TUNESMITH_TEST_FAIL_GENERATION"  # test hook: "k" -> raise after k tokens
-FAIL_MARKER = "TUNESMITH_FAIL"  # ... but only for prompts containing this marker
 REBATCH_EVERY = 8  # decode steps between chances to admit waiting jobs into a running batch
 
 
@@ -52,7 +49,7 @@ class ShuttingDown(Exception):
 
 
 class GenerationFailure(RuntimeError):
-    """Raised by the test hook inside generation."""
+    """Raised inside generation after ``Job.fail_after`` tokens (fault injection: faults.py)."""
 
 
 @dataclass
@@ -80,14 +77,6 @@ class Job:
         if not self.cancelled.is_set() and self.finished_at is None:
             self.cancelled_at = time.monotonic()
         self.cancelled.set()
-
-
-def test_fail_after(prompt_text: str) -> int | None:
-    """The test hook: tokens after which generation raises, for marked prompts when enabled."""
-    value = os.environ.get(FAIL_ENV)
-    if not value or FAIL_MARKER not in prompt_text:
-        return None
-    return int(value)
 
 
 def _sampling_key(params: GenParams, serial: int) -> tuple:
