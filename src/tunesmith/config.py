@@ -231,8 +231,9 @@ def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     """Turn a flat mapping (YAML merged with overrides) into a validated RunConfig."""
     from .compat.llamafactory import translate
 
-    raw = translate(dict(raw))
     owner, method_keys, stage_keys = _key_owner(), _method_keys(), _stage_keys()
+    raw = translate(dict(raw), known=set(owner) | set(method_keys) | set(stage_keys) | set(ALIASES),
+                    source=source)
     values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     params: dict[str, Any] = {}
     stage_params: dict[str, Any] = {}

@@ -7,6 +7,9 @@ import dataclasses
 
 def add_arguments(parser) -> None:
     parser.add_argument("--method", help="also list the parameters of this method only")
+    parser.add_argument("--llamafactory", action="store_true",
+                        help="list the LLaMA-Factory keys accepted without effect and the ones "
+                             "refused, each with its reason")
 
 
 def _rows(cls):
@@ -17,16 +20,31 @@ def _rows(cls):
         yield f.name, default
 
 
+def _print_llamafactory() -> int:
+    from ..compat.llamafactory_keys import NO_EFFECT, REFUSED
+
+    print("[LLaMA-Factory keys accepted without effect: a note says why]")
+    for key, reason in sorted(NO_EFFECT.items()):
+        print(f"  {key:36} {reason}")
+    print("[LLaMA-Factory keys refused (LLaMA-Factory's default value is accepted with a note)]")
+    for key, refusal in sorted(REFUSED.items()):
+        print(f"  {key:36} {refusal.instead}")
+    print("Every other LLaMA-Factory key works as there; HF TrainingArguments keys given at the "
+          "top level go to the Trainer (trainer_args).")
+    return 0
+
+
 def run(args) -> int:
+    if getattr(args, "llamafactory", False):
+        return _print_llamafactory()
     from ..config import ALIASES, SECTIONS
     from ..config_help import KEY_HELP
-    from ..methods import METHODS, _load_all
+    from ..methods import METHODS
 
     for section, cls in SECTIONS.items():
         print(f"[{section}]")
         for key, default in _rows(cls):
             print(f"  {key:30} {str(default):18} {KEY_HELP.get(key, '')}")
-    _load_all()
     for name, method in sorted(METHODS.items()):
         if args.method and name != args.method:
             continue

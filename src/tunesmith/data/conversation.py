@@ -13,15 +13,19 @@ class Conversation:
 
     ``origin`` names where the row came from (``file:line`` or ``file[row]``) for messages.
     ``text`` is set instead of messages for plain-text causal-LM rows (``stage: pt``).
+    ``prompt_len``: the first messages that are context only (a preference row's shared prompt):
+    their assistant turns are never labelled.
     """
 
     messages: list[dict] = field(default_factory=list)
     origin: str = ""
     text: str | None = None
+    prompt_len: int = 0
 
     @property
     def assistant_indices(self) -> list[int]:
-        return [i for i, m in enumerate(self.messages) if m["role"] == "assistant"]
+        return [i for i, m in enumerate(self.messages)
+                if m["role"] == "assistant" and i >= self.prompt_len]
 
 
 class RowError(ValueError):

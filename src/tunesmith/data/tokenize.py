@@ -25,6 +25,7 @@ class Example:
     labels: list[int]
     truncated: bool = False
     row: int = 0  # index of the source row (split_turns gives several examples per row)
+    flag: int = 0  # pairs: 1 chosen, 0 rejected; unpaired: 1 desirable, 0 undesirable
 
 
 def supervised_turns(conv: Conversation, train_on: str) -> list[list[int]]:

@@ -54,6 +54,7 @@ class Job:
     sent_chars: int = 0  # characters of ``text`` already emitted
     logprobs: list[dict] = field(default_factory=list)  # per token, when params.logprobs
     sent_logprobs: int = 0
+    end_token: int | None = None  # the end-of-turn token that ended the job, if one did
     finish_reason: str | None = None
     finished_at: float | None = None
     cancelled_at: float | None = None
@@ -150,6 +151,7 @@ class Batcher:
         if job.params.logprobs:
             job.logprobs.append(self._logprob_entry(choice))
         if choice.token in self.eos:
+            job.end_token = choice.token
             return "stop"
         job.generated.append(choice.token)
         if job.fail_after is not None and job.completion_tokens > job.fail_after:
@@ -217,8 +219,10 @@ class Batcher:
 
 def completion_of(job: Job) -> Completion:
     """The finished job as a Completion."""
+    ends = [job.end_token] if job.end_token is not None else []
     return Completion(job.text, job.prompt_tokens, job.completion_tokens,
-                      job.finish_reason or "length", job.logprobs if job.params.logprobs else None)
+                      job.finish_reason or "length", job.generated + ends,
+                      job.logprobs if job.params.logprobs else None)
 
 
 def generate_jobs(engine, jobs: list[Job], capacity: int,

@@ -102,6 +102,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" | "length"
+    token_ids: list[int] | None = None  # the new tokens (end-of-turn included), where known
     logprobs: list[dict] | None = None  # per token: {token, logprob, bytes, top_logprobs}
 
 

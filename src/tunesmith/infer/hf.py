@@ -75,9 +75,3 @@ class GenerateDecoder:
                                   repetition_penalty=p.repetition_penalty, **sample)
         return [(job, [TokenChoice(t) for t in row]) for job, row in zip(jobs, out[:, width:].tolist())]
 
-
-def load_engine(cfg, adapter: str | None = None):
-    """The engine for the config's backend (``infer_backend``), model and adapter."""
-    from .load import load_engine as _load
-
-    return _load(cfg, adapter)

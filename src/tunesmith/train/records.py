@@ -48,7 +48,7 @@ def write_model_card(output_dir: str | Path, cfg, metrics: dict) -> Path:
         f"| data | {', '.join(cfg.data.dataset or [])} (train_on: {cfg.data.train_on}, "
         f"cutoff_len: {cfg.data.cutoff_len}) |",
         f"| method | {m.method} {json.dumps(m.params) if m.params else ''} |",
-        f"| stage | {m.stage} |",
+        f"| stage | {m.stage} {json.dumps(m.stage_params) if m.stage_params else ''} |",
         f"| learning rate | {t.learning_rate} ({t.lr_scheduler_type}) |",
         f"| epochs / max steps | {t.num_train_epochs} / {t.max_steps} |",
         f"| batch | {t.per_device_train_batch_size} x accumulation {t.gradient_accumulation_steps} |",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..config import suggest
+from ..config_parse import suggest
 from ..errors import ConfigError, require
 
 

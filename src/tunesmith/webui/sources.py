@@ -69,10 +69,11 @@ def preview(cfg, count: int = 3) -> str:
     """HTML of the first ``count`` examples as the model sees them: ``data.preview`` (the code
     behind ``tunesmith data preview``), so the UI shows exactly what training gets."""
     from ..data.preview import preview as data_preview
-    from ..train.stages import tokenizer_and_template
+    from ..train.stages import get_stage, tokenizer_and_template
 
     tokenizer, template = tokenizer_and_template(cfg, quiet=True)
-    text, _ = data_preview(cfg, tokenizer, template, n=count)
+    kind = get_stage(cfg.method.stage).data_kind
+    text, _ = data_preview(cfg, tokenizer, template, n=count, kind=kind)
     return f"<pre style='white-space:pre-wrap;max-height:480px;overflow:auto'>{html.escape(text)}</pre>"
 
 

@@ -68,11 +68,13 @@ def test_directory_and_path_datasets(tmp_path, chatml_tok):
     assert data.report.total == 5
 
 
-def test_ranking_dataset_is_refused_clearly(tmp_path):
+def test_ranking_dataset_outside_a_preference_stage_names_the_stages(tmp_path, chatml_tok):
     write_rows(tmp_path / "p.json", [{"instruction": "q", "chosen": "a", "rejected": "b"}])
     registry(tmp_path, {"pref": {"file_name": "p.json", "ranking": True}})
-    with pytest.raises(DataError, match="entry 'pref'.*preference.*not support"):
-        resolve_dataset("pref", str(tmp_path))
+    assert resolve_dataset("pref", str(tmp_path)).ranking
+    with pytest.raises(DataError, match="'pref' is a preference \\(ranking\\) dataset.*stage: dpo or rm"):
+        load_data(make_cfg(dataset="pref", dataset_dir=str(tmp_path)), chatml_tok,
+                  get_template("auto", chatml_tok))
 
 
 @pytest.mark.parametrize("entry,match", [
@@ -80,7 +82,8 @@ def test_ranking_dataset_is_refused_clearly(tmp_path):
     ({"file_name": "a.json", "formatting": "xml"}, "formatting 'xml'"),
     ({"file_name": "a.json", "num_samples": -1}, "num_samples"),
     ({"file_name": "a.json", "columns": ["x"]}, "columns must be an object"),
-    ({"hf_hub_url": "org/data"}, "no file_name .*offline"),
+    ({"script_url": "org/data"}, "no file_name .*not supported"),
+    ({"hf_hub_url": ["org/data"]}, "hf_hub_url must be a string"),
     ("a.json", "must be an object"),
 ])
 def test_bad_entries_name_the_entry(tmp_path, entry, match):

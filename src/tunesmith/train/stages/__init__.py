@@ -35,7 +35,7 @@ def _pad_or_pack(cfg, tokenizer):
     return pad_or_pack(cfg.data.packing, tokenizer.pad_token_id)
 
 
-def _example_dataset(examples):
+def _example_dataset(examples, cfg=None):
     from ..dataset import ExampleDataset
 
     return ExampleDataset(examples)
@@ -58,13 +58,14 @@ class Stage:
         needs_template: rows are rendered with the chat template (False: plain text).
         check: ``(cfg) -> None``, the stage's own config rules (raise ConfigError).
         collator: ``(cfg, tokenizer) -> collate function`` for the Trainer.
-        dataset: ``(examples) -> torch Dataset``.
+        dataset: ``(examples, cfg) -> torch Dataset``.
         trainer: ``() -> Trainer class`` (imported lazily: transformers is heavy).
         trainer_kwargs: ``(cfg, model, tokenizer) -> extra Trainer kwargs`` (e.g. a reference).
         plots: logged metrics plotted beside the loss in the run folder.
         params: a dataclass of the stage's own config keys (e.g. dpo's ``pref_beta``, grpo's
             ``num_generations``); values given in the config arrive typed through
             :func:`stage_params` (an optional ``check()`` method holds their range rules).
+        methods_note: one line on the methods this stage cannot train with, or "".
     """
 
     name: str
@@ -73,11 +74,12 @@ class Stage:
     needs_template: bool = True
     check: Callable[[Any], None] = _no_check
     collator: Callable[..., Any] = _pad_or_pack
-    dataset: Callable[[list], Any] = _example_dataset
+    dataset: Callable[..., Any] = _example_dataset
     trainer: Callable[[], type] = _default_trainer
     trainer_kwargs: Callable[..., dict] | None = None
     plots: tuple[str, ...] = field(default=())
     params: type | None = None
+    methods_note: str = ""
 
     def __post_init__(self):
         if self.data_kind not in DATA_KINDS:
