@@ -8,9 +8,13 @@ the most memory, and :mod:`.memory` turns those into MiB. ``calibrate`` times a 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .memory import (MIB, MemoryEstimate, ParamCounts, Shapes, estimate_memory, kbit_bytes,
                      model_shapes)
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass
@@ -43,7 +47,7 @@ class Estimate:
     precision: str = ""  # mixed precision and attention kernel, as training will choose them
 
 
-def count_params(cfg, path, dtype: str) -> tuple[ParamCounts, Shapes]:
+def count_params(cfg: RunConfig, path, dtype: str) -> tuple[ParamCounts, Shapes]:
     """Total and trainable parameters of the configured method, on the meta device."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -105,7 +109,7 @@ def largest_batch(lengths: list[tuple[int, int]], b: int, packing,
     return fed(worst), sum(y for _, y in worst), max(x for x, _ in worst)
 
 
-def data_shape(cfg, tokenizer=None, template=None, examples=None) -> DataShape:
+def data_shape(cfg: RunConfig, tokenizer=None, template=None, examples=None) -> DataShape:
     """Length percentiles and the largest micro-batch (padded, or packed per ``packing``) of
     ``examples``, or of the config's training data (tokenized with ``tokenizer``/``template``)."""
     if examples is None:
@@ -134,7 +138,7 @@ def _without_auto(cfg):
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, gradient_checkpointing=False))
 
 
-def describe_precision(cfg, weights: str, compute: str | None) -> str:
+def describe_precision(cfg: RunConfig, weights: str, compute: str | None) -> str:
     """``weights bf16, bf16 autocast, attention sdpa``: what training will choose (GPU rules
     when ``compute`` is set; the CPU's otherwise), as ``tunesmith env`` shows it."""
     from ..model.load import attn_implementation, gpu_attention
@@ -151,7 +155,7 @@ def describe_precision(cfg, weights: str, compute: str | None) -> str:
     return f"weights {weights}{kbit}, {compute} autocast{scaling}, attention {attention}"
 
 
-def steps_of(cfg, rows: int) -> int:
+def steps_of(cfg: RunConfig, rows: int) -> int:
     t = cfg.train
     if t.max_steps and t.max_steps > 0:
         return t.max_steps
@@ -165,7 +169,7 @@ def checkpoint_file_mb(path) -> float:
     return sum(p.stat().st_size for p in Path(path).glob("*.safetensors")) / MIB
 
 
-def estimate_run(cfg, gpu_mb: float | None = None, examples=None) -> Estimate:
+def estimate_run(cfg: RunConfig, gpu_mb: float | None = None, examples=None) -> Estimate:
     """The full estimate for a run config (no calibration; see :func:`calibrate`).
 
     Args:
