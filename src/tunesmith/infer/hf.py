@@ -99,7 +99,7 @@ class HFEngine:
         for prompt, row in zip(prompts, out[:, width:].tolist()):
             new = _strip_after_eos(row, self.eos_ids, pad)
             text, reason = self._finish(new, params, budget)
-            results.append(Completion(text, len(prompt), len(new), reason))
+            results.append(Completion(text, len(prompt), len(new), reason, new))
         return results
 
     def stream(self, messages: list[dict], params: GenParams) -> Iterator[str]:

@@ -11,8 +11,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 def world_size() -> int:
@@ -28,7 +32,7 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def check_same_run(cfg, fingerprint: dict) -> None:
+def check_same_run(cfg: RunConfig, fingerprint: dict) -> None:
     """Every rank of the job runs the same config, data and base model (else ConfigError).
 
     The ranks exchange their config (all keys but ``node_rank``) and the data and model hashes
