@@ -66,6 +66,8 @@ class Stage:
             ``num_generations``); values given in the config arrive typed through
             :func:`stage_params` (an optional ``check()`` method holds their range rules).
         methods_note: one line on the methods this stage cannot train with, or "".
+        prepare_model: ``(cfg, model) -> model`` after the method is applied (e.g. rm's value
+            head, which adapters must not target), or None.
     """
 
     name: str
@@ -80,6 +82,7 @@ class Stage:
     plots: tuple[str, ...] = field(default=())
     params: type | None = None
     methods_note: str = ""
+    prepare_model: Callable[..., Any] | None = None
 
     def __post_init__(self):
         if self.data_kind not in DATA_KINDS:
