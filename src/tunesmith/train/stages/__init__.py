@@ -68,6 +68,8 @@ class Stage:
         methods_note: one line on the methods this stage cannot train with, or "".
         prepare_model: ``(cfg, model) -> model`` after the method is applied (e.g. rm's value
             head, which adapters must not target), or None.
+        evaluate: the evaluator ``tunesmith eval`` runs under this stage, by name
+            (``evaluate.EVALUATORS``: ``loss``, ``pairs``, ``rewards``).
     """
 
     name: str
@@ -83,6 +85,7 @@ class Stage:
     params: type | None = None
     methods_note: str = ""
     prepare_model: Callable[..., Any] | None = None
+    evaluate: str = "loss"
 
     def __post_init__(self):
         if self.data_kind not in DATA_KINDS:

@@ -36,4 +36,5 @@ register_stage(Stage(
     trainer=_trainer,
     prepare_model=_prepare,
     plots=("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"),
+    evaluate="rewards",
 ))
