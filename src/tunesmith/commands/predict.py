@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -13,7 +18,7 @@ def run(args) -> int:
     return run_predict_config(load_run_config(args), progress=not getattr(args, "no_progress", False))
 
 
-def run_predict_config(cfg, progress: bool = True) -> int:
+def run_predict_config(cfg: RunConfig, progress: bool = True) -> int:
     """Predict per ``cfg`` (also reached by ``train --do_predict --predict_with_generate``)."""
     from ..evaluate import run_predictor
 

@@ -8,6 +8,10 @@ the fastest of the later steps and scales by tokens: seconds per token x tokens 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 def _stage_step(cfg, model, tokenizer, examples):
@@ -28,7 +32,7 @@ def _stage_step(cfg, model, tokenizer, examples):
     return dataset, collate, lambda batch: trainer.compute_loss(model, batch)
 
 
-def calibrate(cfg, steps: int = 3) -> dict:
+def calibrate(cfg: RunConfig, steps: int = 3) -> dict:
     """``{"seconds_per_step", "tokens_per_s", "epoch_s", "total_s"}`` from ``steps`` real steps."""
     import torch
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol
+from typing import TYPE_CHECKING, Iterator, Protocol
 
 from ..errors import TunesmithError
+
+if TYPE_CHECKING:
+    from ..config import InferConfig
 
 
 class ContextLengthError(TunesmithError):
@@ -53,7 +56,7 @@ class GenParams:
         return not self.temperature or self.temperature <= 0
 
     @classmethod
-    def from_config(cls, infer_cfg, seed: int | None = None) -> "GenParams":
+    def from_config(cls, infer_cfg: InferConfig, seed: int | None = None) -> "GenParams":
         """Parameters from an ``InferConfig``: greedy unless ``do_sample`` or a temperature > 0."""
         temperature = infer_cfg.temperature or 0.0
         if infer_cfg.do_sample and not temperature:
@@ -69,6 +72,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" | "length"
+    token_ids: list[int] | None = None  # the new tokens (end-of-turn included), where known
 
 
 class Engine(Protocol):

@@ -9,11 +9,14 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from ..errors import MissingExtraError
 from .engine import Completion, GenParams, check_context
 from .stops import cut_at_stop
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 def import_vllm():
@@ -70,7 +73,8 @@ class VLLMEngine:
             best = out.outputs[0]
             text, _ = cut_at_stop(best.text, params.stop)
             reason = "length" if best.finish_reason == "length" else "stop"
-            results.append(Completion(text, len(prompt), len(best.token_ids), reason))
+            results.append(Completion(text, len(prompt), len(best.token_ids), reason,
+                                      list(best.token_ids)))
         return results
 
     def generate(self, messages: list[dict], params: GenParams) -> Completion:
@@ -85,7 +89,7 @@ def _lora_rank(adapter: str) -> int:
     return int(config.get("r", 16))
 
 
-def load_vllm(cfg, adapter: str | None = None) -> VLLMEngine:
+def load_vllm(cfg: RunConfig, adapter: str | None = None) -> VLLMEngine:
     """Build a VLLMEngine for the config's model (+ LoRA adapter) and training template."""
     vllm = import_vllm()
     from ..data.templates import get_template

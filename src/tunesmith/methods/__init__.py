@@ -9,14 +9,19 @@ returning ``TrainerCallback`` objects for the Trainer.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import typing
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
+from ..config_parse import coerce
 from ..errors import ConfigError
+from ..model.signature import write_base_signature
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -37,44 +42,22 @@ class Method:
     merge_blocker: Callable[..., str | None] | None = None
 
 
-METHODS: dict[str, Method] = {}
-_MODULES = ("lora", "qlora", "full", "freeze", "bitfit", "prefix", "prompt", "ptuning", "ia3",
-            "adalora", "adapter", "lycoris", "vera", "oft")
-BASE_SIGNATURE_FILE = "tunesmith_base.json"
+METHODS: Registry[Method] = Registry("method", package=__name__)
 
 
 def register_method(name: str, params_cls: type, *, summary: str = "", **flags):
     """Decorator registering ``apply`` under ``name``; a duplicate name is an error."""
-
-    def wrap(apply):
-        if name in METHODS:
-            raise ValueError(f"method '{name}' is already registered")
-        METHODS[name] = Method(name, params_cls, apply, summary=summary, **flags)
-        return apply
-
-    return wrap
-
-
-def _load_all() -> None:
-    # Importing a module registers its methods; importlib caches, so this runs each once.
-    for mod in _MODULES:
-        importlib.import_module(f"{__name__}.{mod}")
+    return METHODS.register(name, lambda apply: Method(name, params_cls, apply, summary=summary,
+                                                       **flags))
 
 
 def get_method(name: str) -> Method:
     """The registered method ``name``; unknown -> ConfigError listing the known names."""
-    _load_all()
-    if name not in METHODS:
-        from ..config import suggest
-
-        raise ConfigError(f"unknown method '{name}'{suggest(name, METHODS)}; "
-                          f"known: {', '.join(sorted(METHODS))}")
-    return METHODS[name]
+    return METHODS.get(name)
 
 
 def method_param_keys() -> dict[str, list[str]]:
     """Map each method-parameter key to the methods that accept it."""
-    _load_all()
     keys: dict[str, list[str]] = {}
     for method in METHODS.values():
         for f in dataclasses.fields(method.params_cls):
@@ -84,8 +67,6 @@ def method_param_keys() -> dict[str, list[str]]:
 
 def build_params(method: Method, raw: dict, source: str = "config"):
     """Instantiate the method's parameter dataclass from raw values, type-checked."""
-    from ..config import coerce
-
     hints = typing.get_type_hints(method.params_cls)
     valid = [f.name for f in dataclasses.fields(method.params_cls)]
     values = {}
@@ -120,12 +101,17 @@ def drop_foreign_params(method: Method, raw: dict) -> dict:
     return raw
 
 
-def validate_method(cfg) -> None:
-    """Check the method exists and its parameters belong to it and are in range."""
+def validate_method(cfg: RunConfig) -> None:
+    """Check the method exists and its parameters belong to it and are in range.
+
+    Builds the typed parameters once (``cfg.method.typed``; ``cfg.method.params`` keeps the keys
+    as set, with typed values, for saving) and resolves a quantize-base method's default
+    ``quantization_bit`` (4) before the rules below read it.
+    """
     method = get_method(cfg.method.method)
     cfg.method.params = drop_foreign_params(method, cfg.method.params)
-    params = build_params(method, cfg.method.params)
-    cfg.method.params = {k: getattr(params, k) for k in cfg.method.params}  # typed values
+    params = cfg.method.typed = build_params(method, cfg.method.params)
+    cfg.method.params = {k: getattr(params, k) for k in cfg.method.params}
     if method.quantize_base and cfg.model.quantization_bit is None:
         cfg.model.quantization_bit = 4
     if cfg.train.gradient_checkpointing is True and not method.gradient_checkpointing:
@@ -136,10 +122,13 @@ def validate_method(cfg) -> None:
                           f"(a quantized base cannot be trained with '{method.name}')")
 
 
-def method_params(cfg):
-    """The typed parameters of the configured method."""
+def method_params(cfg: RunConfig) -> tuple[Method, Any]:
+    """The configured method and its typed parameters (built by validation, or now for a
+    config that was never validated)."""
     method = get_method(cfg.method.method)
-    return method, build_params(method, cfg.method.params)
+    if type(cfg.method.typed) is not method.params_cls:
+        cfg.method.typed = build_params(method, cfg.method.params)
+    return method, cfg.method.typed
 
 
 def wrap_peft(model, peft_config, method: str):
@@ -153,7 +142,7 @@ def wrap_peft(model, peft_config, method: str):
         raise ConfigError(f"method '{method}': peft rejected the parameters: {first}") from exc
 
 
-def merge_refusal(cfg) -> str | None:
+def merge_refusal(cfg: RunConfig) -> str | None:
     """Why ``merge_and_unload`` must not be used for this run's method/params, or None.
 
     Export merges a ``mergeable`` method's adapter (qlora: onto a full-precision base).
@@ -186,29 +175,15 @@ def adapter_merge_refusal(adapter_dir) -> str | None:
     return None
 
 
-def method_callbacks(cfg, model) -> list:
+def method_callbacks(cfg: RunConfig, model) -> list:
     """The TrainerCallbacks the configured method needs (empty for most methods)."""
     method, params = method_params(cfg)
     return list(method.callbacks(model, params, cfg)) if method.callbacks else []
 
 
-def finish_save(model, cfg, out_dir) -> None:
+def finish_save(model, cfg: RunConfig, out_dir) -> None:
     """Run after ``trainer.save_model(out_dir)``: method-specific conversion, base signature."""
     method, params = method_params(cfg)
     if method.after_save:
         method.after_save(model, params, cfg, out_dir)
     write_base_signature(model, out_dir)
-
-
-def write_base_signature(model, out_dir) -> Path:
-    """Record the base model's shape next to an adapter (``tunesmith_base.json``).
-
-    ``infer/adapters.check_adapter_base`` reads it to refuse loading the adapter on another base.
-    """
-    from ..infer.adapters import base_signature
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    path = Path(out_dir) / BASE_SIGNATURE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(base_signature(base), indent=2) + "\n", encoding="utf-8")
-    return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sys
 
@@ -18,6 +19,9 @@ from ..hub import HubUnreachable, ModelRequest, is_hub_id, resolve_model
 from ..paths import models_dir
 from .bundled import BUNDLED, bundled_for_hub_id, convert_gguf, ensure_bundled
 
+if TYPE_CHECKING:
+    from ..config import ModelConfig
+
 
 def _gguf_cache_dir(gguf: Path) -> Path:
     stat = gguf.stat()
@@ -25,7 +29,7 @@ def _gguf_cache_dir(gguf: Path) -> Path:
     return models_dir() / f"gguf-{gguf.stem}-{key[:12]}"
 
 
-def resolve_model_path(name: str, *, quiet: bool = False, model_cfg=None) -> Path:
+def resolve_model_path(name: str, *, quiet: bool = False, model_cfg: ModelConfig=None) -> Path:
     """A local HF checkpoint dir for a bundled name, a directory, a ``.gguf`` file or a hub ID.
 
     Args:
@@ -93,7 +97,7 @@ def check_remote_code(path: Path, trust: bool) -> None:
                          "set trust_remote_code: true only if you trust its source")
 
 
-def load_tokenizer(model_cfg, path: Path | None = None):
+def load_tokenizer(model_cfg: ModelConfig, path: Path | None = None):
     """The model's tokenizer, with a pad token set (never silently equal to a masked EOS)."""
     from transformers import AutoTokenizer
 
@@ -105,19 +109,42 @@ def load_tokenizer(model_cfg, path: Path | None = None):
     return tokenizer
 
 
-def attn_implementation(name: str) -> str:
+def flash_attention_installed() -> bool:
+    """The flash-attn package (``attn_implementation: flash_attention_2``) is importable."""
+    import importlib.util
+
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def gpu_attention(dtype: str | None = None, capability: tuple[int, int] | None = None) -> str:
+    """``attn_implementation: auto`` on a GPU: flash_attention_2 when flash-attn is installed,
+    the GPU is Ampere or newer (sm_80+: its kernels need it) and the weights are 16-bit (it takes
+    no fp32); sdpa otherwise (PyTorch's fused kernels, always there).
+
+    Args:
+        dtype: the weights' dtype (``fp32`` rules flash-attention out).
+        capability: (major, minor) of the GPU; default GPU 0's, or sm_80 when there is none
+            (``estimate --gpu`` on a CPU machine).
+    """
+    capability = capability or detect().cuda_capability or (8, 0)
+    if flash_attention_installed() and capability >= (8, 0) and dtype != "fp32":
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def attn_implementation(name: str, dtype: str | None = None) -> str:
     """``auto``: ``hybrid`` on CPU (math attention for short rows, sdpa for long; see
-    model/attention.py), ``sdpa`` on a GPU; any other name is transformers' own."""
+    model/attention.py), :func:`gpu_attention` on a GPU; any other name is transformers' own."""
     from .attention import register
 
     if name == "hybrid" or (name == "auto" and detect().device == "cpu"):
         return register()
     if name != "auto":
         return name
-    return "sdpa"
+    return gpu_attention(dtype)
 
 
-def load_model(model_cfg, *, dtype: str | None = None, path: Path | None = None,
+def load_model(model_cfg: ModelConfig, *, dtype: str | None = None, path: Path | None = None,
                quantization_config=None, device_map=None):
     """Load a causal LM in the resolved dtype (``auto`` picks by hardware)."""
     from transformers import AutoModelForCausalLM
@@ -127,7 +154,8 @@ def load_model(model_cfg, *, dtype: str | None = None, path: Path | None = None,
     check_remote_code(path, model_cfg.trust_remote_code)
     kwargs = dict(dtype=torch_dtype(dtype or model_cfg.dtype),
                   trust_remote_code=model_cfg.trust_remote_code,
-                  attn_implementation=attn_implementation(model_cfg.attn_implementation),
+                  attn_implementation=attn_implementation(model_cfg.attn_implementation,
+                                                          resolve_dtype(dtype or model_cfg.dtype)),
                   use_safetensors=not model_cfg.allow_pickle or None)
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
