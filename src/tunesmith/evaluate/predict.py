@@ -11,11 +11,15 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import DataError
 from ..infer.engine import ContextLengthError, GenParams
 from .metrics import DESCRIPTION, check_metrics, compute_metrics
 from .samples import Sample, load_samples
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 def check_lengths(engine, samples: list[Sample], params: GenParams) -> list[int]:
@@ -55,7 +59,7 @@ def write_predictions(out: Path, engine, samples: list[Sample], predicts: list[s
     return path
 
 
-def run_predict(cfg, engine=None, progress: bool = True) -> dict:
+def run_predict(cfg: RunConfig, engine=None, progress: bool = True) -> dict:
     """Generate on the configured dataset and write predictions and metrics.
 
     Args:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,12 +22,15 @@ from .check import build_report, compare_tensors, logits_of, probe_ids
 from .formats import get_exporter
 from .card import write_card
 
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def check_request(cfg) -> None:
+def check_request(cfg: RunConfig) -> None:
     """Refuse what cannot be exported before loading anything."""
     if not cfg.infer.export_dir:
         raise ConfigError("export needs export_dir: the directory to write the merged model to")
@@ -41,7 +45,7 @@ def check_request(cfg) -> None:
             "(pickle .bin files can run code when loaded)")
 
 
-def export_dtype(cfg, model_path: Path) -> str:
+def export_dtype(cfg: RunConfig, model_path: Path) -> str:
     """``export_dtype``, or for ``auto`` the dtype recorded in the base model's config.json."""
     if cfg.infer.export_dtype != "auto":
         return resolve_dtype(cfg.infer.export_dtype)
@@ -50,7 +54,7 @@ def export_dtype(cfg, model_path: Path) -> str:
     return {"bfloat16": "bf16", "float16": "fp16"}.get(name, "fp32")
 
 
-def load_parts(cfg):
+def load_parts(cfg: RunConfig):
     """Tokenizer, template, model path and the fp32 base on ``export_device``."""
     from ..data.templates import get_template
     from ..infer.load import resolve_template
@@ -90,7 +94,7 @@ def merge_adapter(model, adapter: str, base_name: str, ids):
     return merged, reference
 
 
-def run_export(cfg) -> dict:
+def run_export(cfg: RunConfig) -> dict:
     """Export per ``cfg``; returns the check report (also in ``export_dir/export_check.json``).
 
     Raises:
@@ -117,7 +121,7 @@ def run_export(cfg) -> dict:
     dtype = export_dtype(cfg, path)
     model = model.to(torch_dtype(dtype))
     with atomic_dir(dest) as tmp:
-        files = exporter.save(model, tokenizer, template, tmp, cfg)
+        files = exporter.save(model, tokenizer, template, tmp, cfg) + _copy_value_head(cfg, tmp)
         loaded = exporter.load(tmp, dtype, model.device)
         tensors = compare_tensors(model.state_dict(), loaded.state_dict())
         report = build_report(reference, merged, tensors, logits_of(loaded, ids), dtype)
@@ -128,6 +132,19 @@ def run_export(cfg) -> dict:
                              f"{json.dumps({k: report[k] for k in ('merge', 'saved')})}); "
                              "nothing was written to export_dir")
     return {**report, "export_dir": str(dest), "files": files, "dtype": dtype}
+
+
+def _copy_value_head(cfg, tmp: Path) -> list[str]:
+    """A reward model's head (``value_head.safetensors`` of an rm run) goes with the export."""
+    import shutil
+
+    from ..train.reward_model import HEAD_FILE
+
+    for folder in (cfg.model.adapter_name_or_path, cfg.model.model_name_or_path):
+        if folder and (Path(folder) / HEAD_FILE).is_file():
+            shutil.copy2(Path(folder) / HEAD_FILE, tmp / HEAD_FILE)
+            return [HEAD_FILE]
+    return []
 
 
 def _write_record(tmp: Path, dest: Path, cfg, report: dict, files: list[str], dtype: str,

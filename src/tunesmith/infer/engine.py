@@ -10,9 +10,12 @@ so a backend that implements it (HF transformers, vLLM, a test's fake) serves ev
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 from ..errors import TunesmithError
+
+if TYPE_CHECKING:
+    from ..config import InferConfig
 
 
 class ContextLengthError(TunesmithError):
@@ -79,7 +82,7 @@ class GenParams:
                 and not self.json_object)
 
     @classmethod
-    def from_config(cls, infer_cfg, seed: int | None = None) -> "GenParams":
+    def from_config(cls, infer_cfg: InferConfig, seed: int | None = None) -> "GenParams":
         """Parameters from an ``InferConfig``: greedy unless ``do_sample`` or a temperature > 0."""
         temperature = infer_cfg.temperature or 0.0
         if infer_cfg.do_sample and not temperature:

@@ -13,9 +13,14 @@ import importlib
 import itertools
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
 from ..errors import MissingExtraError
 from .base import TemplateEngine
 from .engine import GenParams, TokenChoice
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 def import_vllm():
@@ -149,7 +154,7 @@ def _lora_rank(adapter: str) -> int:
     return int(config.get("r", 16))
 
 
-def load_vllm(cfg, adapter: str | None = None) -> VLLMEngine:
+def load_vllm(cfg: RunConfig, adapter: str | None = None) -> VLLMEngine:
     """Build a VLLMEngine for the config's model (+ LoRA adapter) and training template."""
     vllm = import_vllm()
     from ..data.templates import get_template

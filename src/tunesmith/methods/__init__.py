@@ -13,12 +13,15 @@ import json
 import typing
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..config_parse import coerce
 from ..errors import ConfigError
 from ..model.signature import write_base_signature
 from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -98,12 +101,17 @@ def drop_foreign_params(method: Method, raw: dict) -> dict:
     return raw
 
 
-def validate_method(cfg) -> None:
-    """Check the method exists and its parameters belong to it and are in range."""
+def validate_method(cfg: RunConfig) -> None:
+    """Check the method exists and its parameters belong to it and are in range.
+
+    Builds the typed parameters once (``cfg.method.typed``; ``cfg.method.params`` keeps the keys
+    as set, with typed values, for saving) and resolves a quantize-base method's default
+    ``quantization_bit`` (4) before the rules below read it.
+    """
     method = get_method(cfg.method.method)
     cfg.method.params = drop_foreign_params(method, cfg.method.params)
-    params = build_params(method, cfg.method.params)
-    cfg.method.params = {k: getattr(params, k) for k in cfg.method.params}  # typed values
+    params = cfg.method.typed = build_params(method, cfg.method.params)
+    cfg.method.params = {k: getattr(params, k) for k in cfg.method.params}
     if method.quantize_base and cfg.model.quantization_bit is None:
         cfg.model.quantization_bit = 4
     if cfg.train.gradient_checkpointing is True and not method.gradient_checkpointing:
@@ -114,10 +122,13 @@ def validate_method(cfg) -> None:
                           f"(a quantized base cannot be trained with '{method.name}')")
 
 
-def method_params(cfg):
-    """The typed parameters of the configured method."""
+def method_params(cfg: RunConfig) -> tuple[Method, Any]:
+    """The configured method and its typed parameters (built by validation, or now for a
+    config that was never validated)."""
     method = get_method(cfg.method.method)
-    return method, build_params(method, cfg.method.params)
+    if type(cfg.method.typed) is not method.params_cls:
+        cfg.method.typed = build_params(method, cfg.method.params)
+    return method, cfg.method.typed
 
 
 def wrap_peft(model, peft_config, method: str):
@@ -131,7 +142,7 @@ def wrap_peft(model, peft_config, method: str):
         raise ConfigError(f"method '{method}': peft rejected the parameters: {first}") from exc
 
 
-def merge_refusal(cfg) -> str | None:
+def merge_refusal(cfg: RunConfig) -> str | None:
     """Why ``merge_and_unload`` must not be used for this run's method/params, or None.
 
     Export merges a ``mergeable`` method's adapter (qlora: onto a full-precision base).
@@ -164,13 +175,13 @@ def adapter_merge_refusal(adapter_dir) -> str | None:
     return None
 
 
-def method_callbacks(cfg, model) -> list:
+def method_callbacks(cfg: RunConfig, model) -> list:
     """The TrainerCallbacks the configured method needs (empty for most methods)."""
     method, params = method_params(cfg)
     return list(method.callbacks(model, params, cfg)) if method.callbacks else []
 
 
-def finish_save(model, cfg, out_dir) -> None:
+def finish_save(model, cfg: RunConfig, out_dir) -> None:
     """Run after ``trainer.save_model(out_dir)``: method-specific conversion, base signature."""
     method, params = method_params(cfg)
     if method.after_save:

@@ -65,6 +65,9 @@ def create_app(engine, settings, *, model_id: str | None = None,
     app.state.serve = state
     install_handlers(app)
     _routes(app, state)
+    from .rewards import add_reward_routes
+
+    add_reward_routes(app, state)  # reward models (stage: rm) only
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(APIKeyMiddleware, api_key=settings.api_key)
     return app
