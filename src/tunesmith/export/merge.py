@@ -128,7 +128,7 @@ def run_export(cfg: RunConfig) -> dict:
     dtype = export_dtype(cfg, path)
     model = model.to(torch_dtype(dtype))
     with atomic_dir(dest) as tmp:
-        files = exporter.save(model, tokenizer, template, tmp, cfg)
+        files = exporter.save(model, tokenizer, template, tmp, cfg) + _copy_value_head(cfg, tmp)
         loaded = exporter.load(tmp, dtype, model.device)
         tensors = compare_tensors(model.state_dict(), loaded.state_dict())
         report = build_report(reference, merged, tensors, logits_of(loaded, ids), dtype)
@@ -139,6 +139,19 @@ def run_export(cfg: RunConfig) -> dict:
                              f"{json.dumps({k: report[k] for k in ('merge', 'saved')})}); "
                              "nothing was written to export_dir")
     return {**report, "export_dir": str(dest), "files": files, "dtype": dtype}
+
+
+def _copy_value_head(cfg, tmp: Path) -> list[str]:
+    """A reward model's head (``value_head.safetensors`` of an rm run) goes with the export."""
+    import shutil
+
+    from ..train.reward_model import HEAD_FILE
+
+    for folder in (cfg.model.adapter_name_or_path, cfg.model.model_name_or_path):
+        if folder and (Path(folder) / HEAD_FILE).is_file():
+            shutil.copy2(Path(folder) / HEAD_FILE, tmp / HEAD_FILE)
+            return [HEAD_FILE]
+    return []
 
 
 def _write_record(tmp: Path, dest: Path, cfg, report: dict, files: list[str], dtype: str,

@@ -69,6 +69,24 @@ class TunesmithTrainer(Trainer):
         self._staging: Path | None = None
         self._nan_at = faults.nan_at_step()
 
+    def create_accelerator_and_postprocess(self) -> None:
+        """FSDP on CPU (gloo): see ``fsdp.py`` (accelerate drops the plugin on CPU)."""
+        if self.args.fsdp_plugin_args is None or not self.args.use_cpu:
+            return super().create_accelerator_and_postprocess()
+        from .fsdp import fsdp_on_cpu
+
+        with fsdp_on_cpu():
+            return super().create_accelerator_and_postprocess()
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """A sharded FSDP model is gathered and saved whole (fsdp.py): in the run folder, and in
+        checkpoints when it is an adapter (small); else the Trainer's save."""
+        from .fsdp import save_full
+
+        adapter = hasattr(self.model, "peft_config")
+        if (_internal_call and not adapter) or not save_full(self, output_dir or self.args.output_dir):
+            super().save_model(output_dir, _internal_call)
+
     def create_optimizer(self, *args, **kwargs):
         """An optimizer whose package is missing -> one line naming it (not a traceback)."""
         try:
