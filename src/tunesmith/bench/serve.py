@@ -98,7 +98,7 @@ def _baseline(overrides: dict, config: str | None, requests: int, max_tokens: in
             first = first or time.perf_counter()
             pieces.append(piece)
         end = time.perf_counter()
-        tokens = len(engine.tokenizer("".join(pieces), add_special_tokens=False)["input_ids"])
+        tokens = len(engine.encode_text("".join(pieces)))
         results.append({"ok": True, "ttft": (first or end) - t0, "latency": end - t0,
                         "tokens": tokens})
     return _summary(1, results, time.perf_counter() - start)

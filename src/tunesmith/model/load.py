@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sys
 
@@ -18,6 +19,9 @@ from ..hub import HubUnreachable, ModelRequest, is_hub_id, resolve_model
 from ..paths import models_dir
 from .bundled import BUNDLED, bundled_for_hub_id, convert_gguf, ensure_bundled
 
+if TYPE_CHECKING:
+    from ..config import ModelConfig
+
 
 def _gguf_cache_dir(gguf: Path) -> Path:
     stat = gguf.stat()
@@ -25,7 +29,7 @@ def _gguf_cache_dir(gguf: Path) -> Path:
     return models_dir() / f"gguf-{gguf.stem}-{key[:12]}"
 
 
-def resolve_model_path(name: str, *, quiet: bool = False, model_cfg=None) -> Path:
+def resolve_model_path(name: str, *, quiet: bool = False, model_cfg: ModelConfig=None) -> Path:
     """A local HF checkpoint dir for a bundled name, a directory, a ``.gguf`` file or a hub ID.
 
     Args:
@@ -93,7 +97,7 @@ def check_remote_code(path: Path, trust: bool) -> None:
                          "set trust_remote_code: true only if you trust its source")
 
 
-def load_tokenizer(model_cfg, path: Path | None = None):
+def load_tokenizer(model_cfg: ModelConfig, path: Path | None = None):
     """The model's tokenizer, with a pad token set (never silently equal to a masked EOS)."""
     from transformers import AutoTokenizer
 
@@ -140,7 +144,7 @@ def attn_implementation(name: str, dtype: str | None = None) -> str:
     return gpu_attention(dtype)
 
 
-def load_model(model_cfg, *, dtype: str | None = None, path: Path | None = None,
+def load_model(model_cfg: ModelConfig, *, dtype: str | None = None, path: Path | None = None,
                quantization_config=None, device_map=None):
     """Load a causal LM in the resolved dtype (``auto`` picks by hardware)."""
     from transformers import AutoModelForCausalLM
@@ -161,11 +165,3 @@ def load_model(model_cfg, *, dtype: str | None = None, path: Path | None = None,
     if detect().device == "cuda" and quantization_config is None and device_map is None:
         model = model.to("cuda")
     return model
-
-
-def describe_dtype(name: str | None) -> str:
-    """``bf16 (auto: reason)`` for display."""
-    chosen = resolve_dtype(name)
-    if name in (None, "auto"):
-        return f"{chosen} (auto: {detect().reason})"
-    return chosen

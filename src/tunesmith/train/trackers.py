@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config_parse import suggest
 from ..errors import ConfigError, require
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 def _tensorboard(out: Path, cfg) -> None:
@@ -84,7 +88,7 @@ def swanlab_callback():
     return Callback()
 
 
-def tracker_callbacks(cfg) -> list:
+def tracker_callbacks(cfg: RunConfig) -> list:
     """Callbacks for the trackers in OWN_CALLBACK that ``report_to`` names."""
     return [swanlab_callback()] if "swanlab" in cfg.train.report_to else []
 
@@ -97,7 +101,7 @@ def check_report_to(names: list[str]) -> None:
                               f"known: {', '.join(TRACKERS)}")
 
 
-def setup_trackers(cfg) -> list[str]:
+def setup_trackers(cfg: RunConfig) -> list[str]:
     """Prepare every tracker in ``report_to``; returns the names handed to the Trainer."""
     names = [n for n in cfg.train.report_to if n != "none"]
     check_report_to(names)
