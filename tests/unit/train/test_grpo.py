@@ -64,6 +64,7 @@ def test_user_function_and_weights(tmp_path, monkeypatch):
     ({"reward_funcs": "math:no_such_fn"}, "module 'math' has no function 'no_such_fn'"),
     ({"reward_funcs": "format_thinks"}, "did you mean 'format_think'"),
     ({"reward_funcs": "regex"}, "'regex' needs reward_regex"),
+    ({"reward_funcs": "regex", "reward_regex": "(unclosed"}, "reward_regex': not a valid pattern"),
     ({"reward_funcs": "format_think", "reward_weights": "1,2"}, "2 weights for 1 reward"),
     ({"reward_funcs": ""}, "stage: grpo needs rewards"),
     ({"num_generations": 1}, "num_generations': must be >= 2"),

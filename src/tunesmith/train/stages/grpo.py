@@ -9,6 +9,7 @@ with the adapter switched off (adapter methods) or a frozen copy (full/freeze).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ...errors import ConfigError
@@ -40,7 +41,6 @@ class GRPOParams:
         from ..grpo_loss import LOSS_TYPES, SCALE_REWARDS
 
         self.reward_funcs = [f.strip() for f in self.reward_funcs if f.strip()]
-
         if self.num_generations < 2:
             raise ConfigError(f"key 'num_generations': must be >= 2 (advantages compare "
                               f"completions of one prompt), got {self.num_generations}")
@@ -76,6 +76,11 @@ def _check_rewards(p: GRPOParams) -> None:
                           "reward functions (reward_funcs, then reward_model)")
     if "regex" in p.reward_funcs and not p.reward_regex:
         raise ConfigError("reward function 'regex' needs reward_regex: a pattern")
+    if p.reward_regex:
+        try:
+            re.compile(p.reward_regex)
+        except re.error as exc:
+            raise ConfigError(f"key 'reward_regex': not a valid pattern: {exc}") from None
     if "contains" in p.reward_funcs and not p.reward_contains:
         raise ConfigError("reward function 'contains' needs reward_contains: strings to look for")
 
