@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Request
 from pydantic import BaseModel, ConfigDict
 
 from .errors import APIError
@@ -70,7 +71,6 @@ def add_reward_routes(app, state) -> None:
     """Add the score route when the model has a value head."""
     if not has_value_head(state.engine.model):
         return
-    from fastapi import Request
     from starlette.concurrency import run_in_threadpool
 
     from .protocol import new_id, parse
