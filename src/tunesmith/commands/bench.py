@@ -17,9 +17,12 @@ def add_arguments(parser) -> None:
     t.add_argument("--repeats", type=int, default=1, help="runs per tool (min and median reported)")
     t.add_argument("--out", default="bench_runs", help="bench directory (venvs, runs, reports)")
     t.add_argument("--timeout", type=float, default=3600, help="seconds allowed per run")
-    t.add_argument("--gradient-checkpointing", choices=("on", "off"), default="on",
-                   help="gradient checkpointing for every tool alike (default on: the peers' "
-                        "default; off: each tool's fastest setting at a higher peak)")
+    t.add_argument("--modes", default="defaults,best",
+                   help="defaults: every tool as it comes (tunesmith with no speed keys, the "
+                        "peers padded); best: each with its padding-free mode (LLaMA-Factory "
+                        "neat_packing, TRL padding_free) and checkpointing on for all")
+    t.add_argument("--gradient-checkpointing", choices=("each", "on", "off"), default="each",
+                   help="each: as each variant has it (default); on/off: for every run alike")
     t.add_argument("--dtype", choices=("auto", "bf16", "fp32"), default="auto",
                    help="training dtype for every tool (auto: bf16 on CPUs with AMX, else fp32; "
                         "fp32 makes first-step losses comparable to 1e-5 across tools)")
@@ -62,8 +65,10 @@ def _train(args) -> int:
 
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     result = bench_train(args.workload, peers, args.steps, args.repeats, Path(args.out),
-                         args.timeout, grad_ckpt=args.gradient_checkpointing == "on",
-                         dtype=args.dtype)
+                         args.timeout,
+                         grad_ckpt={"each": None, "on": True, "off": False}[
+                             args.gradient_checkpointing],
+                         dtype=args.dtype, modes=[m for m in args.modes.split(",") if m])
     from ..bench.report import format_report
 
     print(format_report(result))
