@@ -39,6 +39,18 @@ def add_arguments(parser) -> None:
                    help="comma list of A,B,C,D,E,bench-W1,bench-W2,bench-W3 (see "
                         "tunesmith/bench/estimate_check.py)")
     e.add_argument("--out", default="bench_runs/estimate", help="configs, logs and run outputs")
+    d = sub.add_parser("decode", help="generation tokens/s against the memory-bandwidth limit")
+    d.add_argument("--dtypes", default="fp32,bf16", help="comma list of weight dtypes")
+    d.add_argument("--batches", default="8,32", help="comma list of rows decoded together")
+    d.add_argument("--rows", type=int, default=32, help="W2 prompts generated for")
+    d.add_argument("--max-new-tokens", type=int, default=256)
+    p = sub.add_parser("predict", help="batched generation on W2 rows, against LLaMA-Factory")
+    p.add_argument("--rows", type=int, default=32)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--batch", type=int, default=8, help="per_device_eval_batch_size for both")
+    p.add_argument("--dtype", choices=("auto", "bf16", "fp32"), default="auto")
+    p.add_argument("--peers", default="", help="llamafactory (installed into <out>/venvs)")
+    p.add_argument("--out", default="bench_runs")
     sub.add_parser("methods", help="compare fine-tuning methods (memory, speed, loss)")
     sub.add_parser("serve", help="serving throughput and time to first token at 1/8/32 clients")
 
@@ -55,7 +67,7 @@ def _optional(module: str, attr: str, what: str):
 def run(args) -> int:
     what = getattr(args, "what", None)
     if what is None:
-        print("usage: tunesmith bench {train,speed,peak,estimate,methods,serve} (see --help)")
+        print("usage: tunesmith bench {train,speed,peak,estimate,decode,predict,methods,serve} (see --help)")
         return 2
     return HANDLERS[what](args)
 
@@ -100,6 +112,25 @@ def _peak(args) -> int:
     return 0
 
 
+def _decode(args) -> int:
+    from ..bench.decode import bench_decode, format_decode
+
+    result = bench_decode([d for d in args.dtypes.split(",") if d],
+                          [int(b) for b in args.batches.split(",") if b], args.rows,
+                          args.max_new_tokens)
+    print(format_decode(result))
+    return 0
+
+
+def _predict(args) -> int:
+    from ..bench.predict import bench_predict, format_predict
+
+    peers = [p for p in args.peers.split(",") if p]
+    print(format_predict(bench_predict(args.rows, args.max_new_tokens, args.batch, args.dtype,
+                                       peers, Path(args.out))))
+    return 0
+
+
 def _methods(args) -> int:
     run_table = _optional("tunesmith.bench.methods", "run_methods_table", "methods")
     fmt = _optional("tunesmith.bench.methods", "format_methods_table", "methods")
@@ -116,4 +147,4 @@ def _serve(args) -> int:
 
 
 HANDLERS = {"train": _train, "speed": _speed, "peak": _peak, "estimate": _estimate,
-            "methods": _methods, "serve": _serve}
+            "decode": _decode, "predict": _predict, "methods": _methods, "serve": _serve}
