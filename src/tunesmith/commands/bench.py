@@ -1,4 +1,4 @@
-"""``tunesmith bench train|speed|peak|methods|serve``: measure tunesmith (and its peers)."""
+"""``tunesmith bench train|speed|peak|estimate|decode|predict|methods|serve``: measure tunesmith (and its peers)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,12 @@ def add_arguments(parser) -> None:
     p.add_argument("--peers", default="", help="llamafactory (installed into <out>/venvs)")
     p.add_argument("--out", default="bench_runs")
     sub.add_parser("methods", help="compare fine-tuning methods (memory, speed, loss)")
-    sub.add_parser("serve", help="serving throughput and time to first token at 1/8/32 clients")
+    v = sub.add_parser("serve", help="serving throughput and time to first token at 1/8/32 clients")
+    v.add_argument("--concurrency", default="1,8,32", help="comma list of client counts")
+    v.add_argument("--requests-per-client", type=int, default=2)
+    v.add_argument("--max-tokens", type=int, default=32)
+    v.add_argument("--peers", default="", help="llamafactory: its API server on the same model")
+    v.add_argument("--out", default="bench_runs", help="bench dir (peers' venvs)")
 
 
 def _optional(module: str, attr: str, what: str):
@@ -139,10 +144,13 @@ def _methods(args) -> int:
 
 
 def _serve(args) -> int:
-    run_bench = _optional("tunesmith.bench.serve", "run_serve_bench", "serve")
-    out = run_bench()
-    if out is not None:
-        print(out if isinstance(out, str) else json.dumps(out, indent=1, default=str))
+    from ..bench.serve import format_serve_bench, run_serve_bench
+
+    result = run_serve_bench(None, [int(c) for c in args.concurrency.split(",") if c],
+                             requests_per_client=args.requests_per_client,
+                             max_tokens=args.max_tokens, out=args.out,
+                             peers=tuple(p for p in args.peers.split(",") if p))
+    print(format_serve_bench(result))
     return 0
 
 

@@ -207,3 +207,22 @@ def test_llamafactory_gets_the_same_tokens_and_label_masks(tmp_path):
     assert train["input_ids"] == [r["input_ids"] for r in rows]
     assert train["labels"] == [r["labels"] for r in rows]
     assert train["attention_mask"] == [[1, 1, 1, 1], [1, 1]]
+
+
+def test_serve_and_decode_reports():
+    from tunesmith.bench.decode import step_bytes
+    from tunesmith.bench.serve import format_serve_bench
+
+    level = {"concurrency": 8, "requests": 16, "errors": 0, "req_per_s": 1.0, "tok_per_s": 40.0,
+             "ttft_p50_s": 0.1, "ttft_p95_s": 0.2, "latency_p50_s": 1.0}
+    text = format_serve_bench({"server": "s", "max_tokens": 32, "levels": [level],
+                               "peers": {"llamafactory": [dict(level, tok_per_s=10.0)]},
+                               "ratios": {"llamafactory": [4.0]}})
+    assert "(8 clients: tunesmith 4.0x its tok/s)" in text
+    from transformers import LlamaConfig
+
+    cfg = LlamaConfig(vocab_size=100, hidden_size=8, intermediate_size=16, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1)
+    size = step_bytes(cfg, 4, batch=3, context=10)
+    weights = (2 * (8 * 8 * 2 + 8 * 4 * 2 + 3 * 8 * 16 + 2 * 8) + 100 * 8 + 8) * 4
+    assert size["weights"] == weights and size["kv"] == 3 * 10 * 2 * 2 * 1 * 4 * 4
