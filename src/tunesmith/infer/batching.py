@@ -13,7 +13,6 @@ Events: ``("text", str, logprobs | None)``, ``("done", finish_reason)``, ``("err
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
@@ -22,20 +21,8 @@ from typing import Callable, Iterator
 
 from .engine import Completion, GenParams, TokenChoice
 
-FAIL_ENV = "TUNESMITH_TEST_FAIL_GENERATION"  # test hook: "k" -> raise after k tokens
-FAIL_MARKER = "TUNESMITH_FAIL"  # ... but only for prompts containing this marker
-
-
 class GenerationFailure(RuntimeError):
-    """Raised by the test hook inside generation."""
-
-
-def test_fail_after(prompt_text: str) -> int | None:
-    """The test hook: tokens after which generation raises, for marked prompts when enabled."""
-    value = os.environ.get(FAIL_ENV)
-    if not value or FAIL_MARKER not in prompt_text:
-        return None
-    return int(value)
+    """Raised inside generation after ``Job.fail_after`` tokens (fault injection: faults.py)."""
 
 
 @dataclass

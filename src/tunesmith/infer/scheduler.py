@@ -23,10 +23,9 @@ import threading
 import time
 from collections import deque
 
-from .batching import FAIL_ENV, FAIL_MARKER, Batcher, GenerationFailure, Job, test_fail_after
+from .batching import Batcher, GenerationFailure, Job
 
-__all__ = ["FAIL_ENV", "FAIL_MARKER", "GenerationFailure", "Job", "Overloaded", "Scheduler",
-           "ShuttingDown", "test_fail_after"]
+__all__ = ["GenerationFailure", "Job", "Overloaded", "Scheduler", "ShuttingDown"]
 
 
 class Overloaded(Exception):

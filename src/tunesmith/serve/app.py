@@ -16,8 +16,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from ..faults import fail_generation_after
 from ..infer.engine import GenParams
-from ..infer.scheduler import Job, Overloaded, Scheduler, ShuttingDown, test_fail_after
+from ..infer.scheduler import Job, Overloaded, Scheduler, ShuttingDown
 from . import fields as F
 from . import protocol as P
 from .auth import APIKeyMiddleware
@@ -169,7 +170,7 @@ async def _generate(request: Request, state: ServeState, req, kind: str, prompt,
     queue: asyncio.Queue = asyncio.Queue()
     loop = asyncio.get_running_loop()
     jobs = [Job(ids, F.with_seed(params, i), _emitter(loop, queue, i), index=i,
-                fail_after=test_fail_after(text)) for i in range(req.n)]
+                fail_after=fail_generation_after(text)) for i in range(req.n)]
     try:
         state.scheduler.submit(jobs)
     except Overloaded:
