@@ -69,7 +69,8 @@ def score_texts(engine, texts: list[str], max_length: int | None = None) -> list
 
 def add_reward_routes(app, state) -> None:
     """Add the score route when the model has a value head."""
-    if not has_value_head(state.engine.model):
+    model = getattr(state.engine, "model", None)  # an HF engine's; other engines score nothing
+    if model is None or not has_value_head(model):
         return
     from starlette.concurrency import run_in_threadpool
 
