@@ -33,7 +33,11 @@ _LOSSES = "only the standard cross-entropy loss is available; remove this key"
 _TRACKIO = "Trackio is not a supported tracker; use report_to: tensorboard, wandb or swanlab"
 # Owned by the helpers implementing these features: delete the entries when their keys land
 # (the key-list test names any key that is both a config key and listed here).
-_PREF = "preference training (stage dpo/kto/rm) is not in this version; use stage: sft"
+_PREF_BCO = "the BCO term is not implemented; use pref_loss sigmoid (with pref_ftx for an SFT term)"
+_REF_ADAPTERS = ("a reference with adapters is not supported; merge them into a model dir "
+                 "(tunesmith export) and name it in ref_model")
+_REF_QUANT = "the reference model loads in the training dtype; remove this key"
+_LD = "LD-DPO's length weighting (ld_alpha) is not implemented; use pref_loss sigmoid or simpo"
 _PPO = "PPO (stage ppo) is not in this version; use stage: sft"
 _LATER = "not in this version yet"
 
@@ -181,15 +185,12 @@ REFUSED: dict[str, Refusal] = {
     "compute_accuracy": _refused("token accuracy is not computed; `tunesmith predict` scores "
                                  "generations (BLEU/ROUGE)", False),
     # preference and PPO keys (issues #22, #23: the pref and rl helpers)
-    "pref_beta": _refused(_PREF, 0.1), "pref_ftx": _refused(_PREF, 0.0),
-    "pref_bco_weight": _refused(_PREF, 0.0), "pref_loss": _refused(_PREF, "sigmoid"),
-    "dpo_label_smoothing": _refused(_PREF, 0.0), "kto_chosen_weight": _refused(_PREF, 1.0),
-    "kto_rejected_weight": _refused(_PREF, 1.0), "simpo_gamma": _refused(_PREF, 0.5),
-    "ref_model": _refused(_PREF, None), "ref_model_adapters": _refused(_PREF, None),
-    "ref_model_quantization_bit": _refused(_PREF, None), "ld_alpha": _refused(_PREF, None),
+    "pref_bco_weight": _refused(_PREF_BCO, 0.0),
+    "ref_model_adapters": _refused(_REF_ADAPTERS, None),
+    "ref_model_quantization_bit": _refused(_REF_QUANT, None), "ld_alpha": _refused(_LD, None),
     "ppo_buffer_size": _refused(_PPO, 1), "ppo_epochs": _refused(_PPO, 4),
     "ppo_score_norm": _refused(_PPO, False), "ppo_target": _refused(_PPO, 6.0),
-    "ppo_whiten_rewards": _refused(_PPO, False), "reward_model": _refused(_PPO, None),
+    "ppo_whiten_rewards": _refused(_PPO, False),
     "reward_model_adapters": _refused(_PPO, None),
     "reward_model_quantization_bit": _refused(_PPO, None),
     "reward_model_type": _refused(_PPO, "lora"),
