@@ -20,14 +20,15 @@ def run(args) -> int:
 
 def run_predict_config(cfg: RunConfig, progress: bool = True) -> int:
     """Predict per ``cfg`` (also reached by ``train --do_predict --predict_with_generate``)."""
-    from ..evaluate.predict import run_predict
+    from ..evaluate import run_predictor
 
-    results = run_predict(cfg, progress=progress)
+    results = run_predictor(cfg, progress=progress)  # the stage's own (rm: reward scores)
     print("***** predict metrics *****")
     for key, value in results.items():
         if key not in ("metrics_method", "predict_split"):
             print(f"  {key:28} = {value}")
-    print(f"(metrics: {results['metrics_method']})")
+    if "metrics_method" in results:
+        print(f"(metrics: {results['metrics_method']})")
     print(f"predictions -> {cfg.train.output_dir}/generated_predictions.jsonl, "
           f"metrics -> {cfg.train.output_dir}/predict_results.json")
     return 0

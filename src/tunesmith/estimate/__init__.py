@@ -112,20 +112,25 @@ def largest_batch(lengths: list[tuple[int, int]], b: int, packing,
 def data_shape(cfg: RunConfig, tokenizer=None, template=None, examples=None) -> DataShape:
     """Length percentiles and the largest micro-batch (padded, or packed per ``packing``) of
     ``examples``, or of the config's training data (tokenized with ``tokenizer``/``template``)."""
+    from ..train.stages import get_stage
+
+    kind = get_stage(cfg.method.stage).data_kind
     if examples is None:
         from ..data.load import load_data
-        from ..train.stages import get_stage
 
-        kind = get_stage(cfg.method.stage).data_kind
         examples = load_data(cfg, tokenizer, template, kind=kind).train
     rows = [(len(e.input_ids), sum(x != -100 for x in e.labels)) for e in examples]
     lengths = sorted(rows)
-    n, b = len(lengths), cfg.train.per_device_train_batch_size
+    # A pair is two sequences (chosen, rejected) fed in one packed batch; preference batches
+    # are always packed (data/pair_collate.py). The reference pass keeps no activations.
+    per_item = 2 if kind == "pairs" else 1
+    packing = True if kind in ("pairs", "unpaired") else cfg.data.packing
+    n, b = len(lengths), cfg.train.per_device_train_batch_size * per_item
     sequential = cfg.train.trainer_args.get("train_sampling_strategy") == "sequential"
-    batch_tokens, batch_labels, longest = largest_batch(rows, b, cfg.data.packing, sequential)
+    batch_tokens, batch_labels, longest = largest_batch(rows, b, packing, sequential)
     pick = lambda q: lengths[min(n - 1, int(q * n))][0]  # noqa: E731
-    return DataShape(n, sum(x for x, _ in lengths), sum(y for _, y in lengths), pick(0.5),
-                     pick(0.9), lengths[-1][0], batch_tokens, batch_labels, longest)
+    return DataShape(n // per_item, sum(x for x, _ in lengths), sum(y for _, y in lengths),
+                     pick(0.5), pick(0.9), lengths[-1][0], batch_tokens, batch_labels, longest)
 
 
 def _without_auto(cfg):

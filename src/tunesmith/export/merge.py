@@ -41,8 +41,8 @@ def check_request(cfg: RunConfig) -> None:
                          "export_dequantize: true to merge into the unquantized base (loaded in "
                          "fp32 from model_name_or_path), or remove quantization_bit")
     if cfg.infer.export_legacy_format:
-        log("note: export_legacy_format is ignored: tunesmith writes safetensors only "
-            "(pickle .bin files can run code when loaded)")
+        log("note: export_legacy_format is ignored: tunesmith never writes pickle .bin weights "
+            "(they can run code when loaded); export_format picks safetensors or gguf")
 
 
 def export_dtype(cfg: RunConfig, model_path: Path) -> str:
@@ -77,15 +77,24 @@ def _device(name: str) -> str:
     return name
 
 
+def check_mergeable(adapter: str) -> None:
+    """Refuse an adapter that cannot be merged (methods.adapter_merge_refusal decides), before
+    the (slow) model load."""
+    from ..infer.adapters import check_adapter_dir
+    from ..methods import adapter_merge_refusal
+
+    refusal = adapter_merge_refusal(check_adapter_dir(adapter))
+    if refusal:
+        raise ModelError(refusal)
+
+
 def merge_adapter(model, adapter: str, base_name: str, ids):
     """(merged model, adapter logits): probe with the adapter attached, then merge it in."""
     from ..infer.adapters import attach_adapter
 
     model = attach_adapter(model, adapter, base_name)
     reference = logits_of(model, ids)
-    if not hasattr(model, "merge_and_unload"):
-        raise ModelError(f"adapter {adapter} ({type(model).__name__}) cannot be merged into the base")
-    try:
+    try:  # peft's own failure for an adapter type our refusal does not know: still one line
         merged = model.merge_and_unload()
     except (AttributeError, NotImplementedError, ValueError) as exc:
         kind = getattr(model.peft_config.get("default"), "peft_type", "this adapter type")
@@ -107,9 +116,7 @@ def run_export(cfg: RunConfig) -> dict:
     exporter = get_exporter(cfg.infer.export_format)
     adapter = cfg.model.adapter_name_or_path
     if adapter:
-        from ..infer.adapters import check_adapter_dir
-
-        check_adapter_dir(adapter)
+        check_mergeable(adapter)
     tokenizer, template, path, model = load_parts(cfg)
     ids = probe_ids(tokenizer, template)
     if adapter:
@@ -121,7 +128,7 @@ def run_export(cfg: RunConfig) -> dict:
     dtype = export_dtype(cfg, path)
     model = model.to(torch_dtype(dtype))
     with atomic_dir(dest) as tmp:
-        files = exporter.save(model, tokenizer, template, tmp, cfg)
+        files = exporter.save(model, tokenizer, template, tmp, cfg) + _copy_value_head(cfg, tmp)
         loaded = exporter.load(tmp, dtype, model.device)
         tensors = compare_tensors(model.state_dict(), loaded.state_dict())
         report = build_report(reference, merged, tensors, logits_of(loaded, ids), dtype)
@@ -132,6 +139,19 @@ def run_export(cfg: RunConfig) -> dict:
                              f"{json.dumps({k: report[k] for k in ('merge', 'saved')})}); "
                              "nothing was written to export_dir")
     return {**report, "export_dir": str(dest), "files": files, "dtype": dtype}
+
+
+def _copy_value_head(cfg, tmp: Path) -> list[str]:
+    """A reward model's head (``value_head.safetensors`` of an rm run) goes with the export."""
+    import shutil
+
+    from ..train.reward_model import HEAD_FILE
+
+    for folder in (cfg.model.adapter_name_or_path, cfg.model.model_name_or_path):
+        if folder and (Path(folder) / HEAD_FILE).is_file():
+            shutil.copy2(Path(folder) / HEAD_FILE, tmp / HEAD_FILE)
+            return [HEAD_FILE]
+    return []
 
 
 def _write_record(tmp: Path, dest: Path, cfg, report: dict, files: list[str], dtype: str,

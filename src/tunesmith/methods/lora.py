@@ -171,14 +171,6 @@ def convert_saved_adapter(model, params: LoraParams, cfg: RunConfig, out_dir) ->
     shutil.rmtree(init_dir, ignore_errors=True)
 
 
-def lora_merge_blocker(params: LoraParams) -> str | None:
-    """Why this LoRA cannot be merged into the base weights, or None."""
-    if params.layer_replication:
-        return ("layer_replication: replicated layers share their base weights, so merging would "
-                "add every copy's delta to the same tensor")
-    return None
-
-
 def for_device(model, params: LoraParams) -> LoraParams:
     """On the meta device (``tunesmith estimate`` counts parameters there) the data-dependent
     inits (PiSSA/OLoRA SVD, LoftQ) cannot run; the default init has the same shapes."""
@@ -186,7 +178,7 @@ def for_device(model, params: LoraParams) -> LoraParams:
     return dataclasses.replace(params, init_lora_weights="true") if on_meta else params
 
 
-@register_method("lora", LoraParams, after_save=convert_saved_adapter, merge_blocker=lora_merge_blocker,
+@register_method("lora", LoraParams, after_save=convert_saved_adapter,
                  summary="low-rank adapters on linear layers (peft LoRA)")
 def apply_lora(model, params: LoraParams, cfg: RunConfig):
     """Wrap ``model`` with a LoRA adapter; returns the ``PeftModel``."""

@@ -165,11 +165,3 @@ def load_model(model_cfg: ModelConfig, *, dtype: str | None = None, path: Path |
     if detect().device == "cuda" and quantization_config is None and device_map is None:
         model = model.to("cuda")
     return model
-
-
-def describe_dtype(name: str | None) -> str:
-    """``bf16 (auto: reason)`` for display."""
-    chosen = resolve_dtype(name)
-    if name in (None, "auto"):
-        return f"{chosen} (auto: {detect().reason})"
-    return chosen

@@ -85,6 +85,8 @@ def run_training(cfg: RunConfig) -> dict:
     method, params = method_params(cfg)
     set_seed(cfg.train.seed)  # adapter init (LoRA A, ...) draws from the global RNG
     model = method.apply(load_for_training(cfg, path), params, cfg)
+    if stage.prepare_model is not None:
+        model = stage.prepare_model(cfg, model)
     log(describe_trainable(model))
     trainer = build_trainer(cfg, model, tokenizer, data, args=args, fingerprint=fingerprint,
                             stage=stage)

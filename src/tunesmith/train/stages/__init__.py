@@ -70,6 +70,10 @@ class Stage:
             ``num_generations``); values given in the config arrive typed through
             :func:`stage_params` (an optional ``check()`` method holds their range rules).
         methods_note: one line on the methods this stage cannot train with, or "".
+        prepare_model: ``(cfg, model) -> model`` after the method is applied (e.g. rm's value
+            head, which adapters must not target), or None.
+        evaluate: the evaluator ``tunesmith eval`` runs under this stage, by name
+            (``evaluate.EVALUATORS``: ``loss``, ``pairs``, ``rewards``).
     """
 
     name: str
@@ -84,6 +88,8 @@ class Stage:
     plots: tuple[str, ...] = field(default=())
     params: type | None = None
     methods_note: str = ""
+    prepare_model: Callable[..., Any] | None = None
+    evaluate: str = "loss"
 
     def __post_init__(self):
         if self.data_kind not in DATA_KINDS:
