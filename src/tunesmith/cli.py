@@ -76,6 +76,9 @@ def split_config_and_overrides(extras: list[str]) -> tuple[str | None, list[str]
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .compat import quiet
+
+    quiet.install()  # before anything imports bitsandbytes or peft
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if args.version:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 
 def run(args) -> int:
-    from ..evaluate.loss import run_eval
     from . import load_run_config
 
-    cfg = load_run_config(args)
+    return run_eval_config(load_run_config(args))
+
+
+def run_eval_config(cfg) -> int:
+    """Evaluate per ``cfg`` and print the metrics (also ``train --do_eval`` without do_train)."""
+    from ..evaluate.loss import run_eval
+
     results = run_eval(cfg)
     print("***** eval metrics *****")
     for key in ("eval_loss", "eval_perplexity", "eval_samples", "eval_label_tokens", "eval_runtime"):

@@ -79,8 +79,13 @@ class TunesmithTrainer(Trainer):
         self._staging: Path | None = None
         self._nan_at = int(os.environ.get("TUNESMITH_TEST_NAN_AT_STEP", "0") or 0)
 
+    # (model, args) -> optimizer, set by build_trainer for LoRA+ (train/optimizers.py)
+    optimizer_factory = None
+
     def create_optimizer(self, *args, **kwargs):
         """An optimizer whose package is missing -> one line naming it (not a traceback)."""
+        if self.optimizer is None and self.optimizer_factory is not None:
+            self.optimizer = self.optimizer_factory(self.model, self.args)
         try:
             return super().create_optimizer(*args, **kwargs)
         except ImportError as exc:
