@@ -63,17 +63,6 @@ def _module(verb: str):
         raise
 
 
-def split_config_and_overrides(extras: list[str]) -> tuple[str | None, list[str]]:
-    """The first ``*.yaml``/``*.yml`` argument is the config file; the rest are overrides."""
-    for i, arg in enumerate(extras):
-        # a sweep's run paths contain '=' (lr=1e-4,...): an existing file is still the config
-        is_file = arg.endswith((".yaml", ".yml")) and ("=" not in arg or os.path.isfile(arg))
-        if is_file and not arg.startswith("-"):
-            if i == 0 or not extras[i - 1].startswith("--") or "=" in extras[i - 1]:
-                return arg, extras[:i] + extras[i + 1:]
-    return None, extras
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from .compat import quiet
@@ -89,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verb:
         parser.print_help()
         return 0
+    from .config_parse import split_config_and_overrides
+
     args.config, args.overrides = split_config_and_overrides(extras)
     debug = getattr(args, "debug", False) or os.environ.get("TUNESMITH_DEBUG") == "1"
     return run_verb(args, debug)

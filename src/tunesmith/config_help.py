@@ -53,7 +53,7 @@ KEY_HELP = {
     "data_seed": "seed for the train/validation split (default: seed)",
     # method
     "stage": "sft (chat), pt (plain text), dpo (chosen/rejected pairs), kto (labelled answers), "
-             "rm (reward model on pairs)",
+             "rm (reward model on pairs), grpo (online RL with reward functions)",
     "method": "fine-tuning method (alias finetuning_type): lora, qlora, full, freeze, bitfit, "
               "prefix, prompt, ptuning, ia3, adalora, loha, lokr, vera, oft",
     # method parameters (methods/*.py; each method accepts only its own)
@@ -174,6 +174,24 @@ KEY_HELP = {
                "evaluate only (loss, perplexity)",
     "do_predict": "LLaMA-Factory flag: run predict instead of training",
     "predict_with_generate": "LLaMA-Factory flag: generate during predict",
+    # stage: grpo (online RL)
+    "num_generations": "grpo: completions sampled per prompt each step (>= 2; advantages compare them)",
+    "max_completion_length": "grpo: maximum new tokens per sampled completion",
+    "beta": "grpo: weight of the KL penalty to the reference (the base with the adapter off); 0: none",
+    "epsilon": "grpo: clipping range of the probability ratio (lower side, and upper unless epsilon_high)",
+    "epsilon_high": "grpo: upper clipping bound (DAPO recommends 0.28); default: epsilon",
+    "loss_type": "grpo: grpo (per-sequence mean), dr_grpo (sum / max_completion_length), dapo (per-token mean; TRL's default)",
+    "scale_rewards": "grpo: divide advantages by the group's reward std (group), the batch's (batch) or not (none, Dr. GRPO)",
+    "num_iterations": "grpo: optimizer steps on each batch of completions (μ; > 1 clips against the generation-time policy)",
+    "mask_truncated_completions": "grpo: leave completions cut at max_completion_length out of the loss",
+    "reward_funcs": "grpo: reward functions: format_think, exact_answer, regex, contains, length_penalty, or module:function",
+    "reward_weights": "grpo: one weight per reward function (reward_funcs, then reward_model); default all 1",
+    "reward_model": "a reward model dir from stage: rm (value_head.safetensors + model or adapter) scoring each completion",
+    "reward_regex": "grpo: the pattern the 'regex' reward looks for (re.search, 1 when found)",
+    "reward_contains": "grpo: strings the 'contains' reward looks for (the fraction found)",
+    "length_penalty_cache": "grpo: 'length_penalty' falls from 0 to -1 over this many tokens before max_completion_length (default a quarter of it)",
+    "reward_error_limit": "grpo: steps skipped for a failing reward function (raises, wrong length, NaN) before training stops",
+    "log_completions_steps": "grpo: write the step's completions with their rewards to completions.jsonl every N steps (0: never)",
     # infer / export
     "infer_backend": "hf (transformers) or vllm (GPU)",
     "max_new_tokens": "maximum tokens to generate",

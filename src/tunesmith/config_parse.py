@@ -6,6 +6,7 @@ Split from config.py (which holds the sections and the rules) so each file stays
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import typing
 from pathlib import Path
@@ -140,3 +141,14 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
         out[key.replace("-", "_")] = value
         i += 1
     return out
+
+
+def split_config_and_overrides(extras: list[str]) -> tuple[str | None, list[str]]:
+    """The first ``*.yaml``/``*.yml`` argument is the config file; the rest are overrides."""
+    for i, arg in enumerate(extras):
+        # a sweep's run paths contain '=' (lr=1e-4,...): an existing file is still the config
+        is_file = arg.endswith((".yaml", ".yml")) and ("=" not in arg or os.path.isfile(arg))
+        if is_file and not arg.startswith("-"):
+            if i == 0 or not extras[i - 1].startswith("--") or "=" in extras[i - 1]:
+                return arg, extras[:i] + extras[i + 1:]
+    return None, extras

@@ -12,7 +12,7 @@ QUESTIONS = ("Who are you?", "你是谁？")
 
 def ask(cfg, adapter: str, label: str) -> None:
     from .infer.engine import GenParams
-    from .infer.hf import load_engine
+    from .infer.load import load_engine
 
     engine = load_engine(cfg, adapter=adapter)
     params = GenParams(max_new_tokens=48)

@@ -22,6 +22,7 @@ class Hardware:
     fp16_native: bool
     auto_dtype: str  # "bf16" | "fp16" | "fp32"
     reason: str
+    cuda_capability: tuple[int, int] | None = None  # (major, minor) of GPU 0
 
 
 def _cpu_name() -> str:
@@ -64,11 +65,13 @@ def detect() -> Hardware:
     """Detect the accelerator or CPU features and pick the automatic training dtype."""
     capability = torch.backends.cpu.get_cpu_capability()
     if torch.cuda.is_available():
-        major, _ = torch.cuda.get_device_capability(0)
+        major, minor = torch.cuda.get_device_capability(0)
         bf16 = torch.cuda.is_bf16_supported()
         dtype = "bf16" if bf16 else "fp16"
+        reason = (f"CUDA sm_{major}{minor}: bf16 supported" if bf16 else
+                  f"CUDA sm_{major}{minor}: no bf16, fp16 with loss scaling")
         return Hardware("cuda", torch.cuda.get_device_name(0), capability, bf16, major >= 6,
-                        dtype, f"CUDA sm_{major}x: {'bf16' if bf16 else 'fp16'} supported")
+                        dtype, reason, (major, minor))
     bf16 = _cpu_bf16_native() and _cpu_amx()
     reason = ("CPU has AMX-BF16: bf16 weights are faster" if bf16
               else f"CPU capability {capability} lacks AMX-BF16: bf16 would be much slower, using fp32")

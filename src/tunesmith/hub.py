@@ -271,7 +271,7 @@ def describe_failure(exc: Exception, repo_id: str, s: HubSettings, kind: str = "
                         "the partial file was removed; free disk space (or point HF_HUB_CACHE at "
                         "a larger disk) and rerun to finish the download")
     if isinstance(exc, OfflineNotCached) or (s.offline and isinstance(exc, LocalEntryNotFoundError)):
-        return HubUnreachable(offline_message(what, repo_id, s))
+        return HubUnreachable(offline_message(what, repo_id, s, kind))
     if isinstance(exc, IncompleteSnapshotError):
         return HubUnreachable(f"the cached copy of {what} in {s.cache_dir} is incomplete and "
                         f"{s.endpoint} cannot be reached: rerun with network access to finish it")
@@ -286,15 +286,19 @@ def describe_failure(exc: Exception, repo_id: str, s: HubSettings, kind: str = "
     if _unreachable(exc):
         return HubUnreachable(f"cannot reach {s.endpoint} to download {what}, and it is not in the "
                         f"cache {s.cache_dir}: check the network or HF_ENDPOINT (a mirror), or "
-                        f"run `tunesmith download {repo_id}` where the hub is reachable")
+                        f"run {_download_hint(repo_id, kind)} where the hub is reachable")
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return HubError(f"cannot download {what} from {s.endpoint}: {first}")
 
 
-def offline_message(what: str, repo_id: str, s: HubSettings) -> str:
+def _download_hint(repo_id: str, kind: str) -> str:
+    return f"`tunesmith download {'--dataset ' if kind == 'dataset' else ''}{repo_id}`"
+
+
+def offline_message(what: str, repo_id: str, s: HubSettings, kind: str = "model") -> str:
     return (f"{what} is not in the cache {s.cache_dir} and {s.offline_variable}=1 forbids "
             f"downloading it: unset {s.offline_variable}, or fetch it first with "
-            f"`tunesmith download {repo_id}` where the hub is reachable")
+            f"{_download_hint(repo_id, kind)} where the hub is reachable")
 
 
 def gated_message(what: str, repo_id: str, s: HubSettings, kind: str) -> str:

@@ -84,7 +84,7 @@ def _baseline(overrides: dict, config: str | None, requests: int, max_tokens: in
     """The single-request loop: the engine in this process, one streamed request at a time."""
     from ..config import load_config
     from ..infer.engine import GenParams
-    from ..infer.hf import load_engine
+    from ..infer.load import load_engine
 
     engine = load_engine(load_config(config, {k: v for k, v in overrides.items()
                                               if k not in ("port", "host")}))
@@ -174,8 +174,7 @@ def format_serve_bench(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..cli import split_config_and_overrides
-    from ..config import parse_overrides
+    from ..config_parse import parse_overrides, split_config_and_overrides
 
     parser = argparse.ArgumentParser(prog="python -m tunesmith.bench.serve",
                                      description=__doc__.splitlines()[0])

@@ -39,13 +39,12 @@ def run(args) -> int:
         return _print_llamafactory()
     from ..config import ALIASES, SECTIONS
     from ..config_help import KEY_HELP
-    from ..methods import METHODS, _load_all
+    from ..methods import METHODS
 
     for section, cls in SECTIONS.items():
         print(f"[{section}]")
         for key, default in _rows(cls):
             print(f"  {key:30} {str(default):18} {KEY_HELP.get(key, '')}")
-    _load_all()
     for name, method in sorted(METHODS.items()):
         if args.method and name != args.method:
             continue

@@ -26,7 +26,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ..infer.engine import GenParams
-    from ..infer.hf import load_engine
+    from ..infer.load import load_engine
     from . import load_run_config
 
     cfg = load_run_config(args)

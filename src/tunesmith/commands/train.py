@@ -43,10 +43,13 @@ def run(args) -> int:
         from .eval import run_eval_config
 
         return run_eval_config(cfg)
-    from ..train.distributed import is_launched, relaunch
+    from ..train.distributed import is_launched
 
-    if cfg.train.nproc_per_node > 1 and not is_launched():
-        return relaunch(cfg.train.nproc_per_node, _argv(args))
+    t = cfg.train
+    if (t.nproc_per_node > 1 or t.nnodes > 1) and not is_launched():
+        from ..train.launcher import relaunch
+
+        return relaunch(t, _argv(args))
     code = _train(cfg)
     if code == 0 and cfg.train.do_predict:  # LLaMA-Factory: --do_train --do_predict does both
         cfg.model.adapter_name_or_path = _trained_adapter(cfg)

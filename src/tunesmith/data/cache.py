@@ -24,8 +24,9 @@ from .tokenize import Example
 CACHE_VERSION = 2
 MAX_ENTRIES = 32  # older entries are pruned (least recently used first)
 # The code that turns rows into tokens: any change to it invalidates every entry.
-_CODE = ("conversation.py", "formats.py", "readers.py", "templates.py", "template_library.py",
-         "tokenize.py", "load.py", "registry.py", "preference.py", "mix.py", "parallel.py")
+_CODE = ("conversation.py", "formats.py", "readers.py", "hub_data.py", "templates.py",
+         "template_library.py", "tokenize.py", "load.py", "registry.py", "preference.py",
+         "mix.py", "parallel.py")
 
 
 def code_fingerprint() -> str:

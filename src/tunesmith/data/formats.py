@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
+from ..registry import Registry
 from .conversation import Conversation, RowError, check_roles
 
 
@@ -39,28 +40,18 @@ class Format:
         return self.check is None or self.check(row, {k: self.col(k, columns) for k in self.keys})
 
 
-FORMATS: dict[str, Format] = {}
+FORMATS: Registry[Format] = Registry("format", extra=("auto",))
 
 
 def register_format(name: str, summary: str, keys: dict, required: tuple, check=None, family=""):
     """Decorator: register ``convert`` as format ``name`` (duplicate -> error)."""
-
-    def wrap(convert):
-        if name in FORMATS:
-            raise ValueError(f"format '{name}' is already registered")
-        FORMATS[name] = Format(name, convert, summary, keys, required, check, family)
-        return convert
-
-    return wrap
+    return FORMATS.register(name, lambda convert: Format(name, convert, summary, keys, required,
+                                                         check, family))
 
 
 def get_format(name: str) -> Format:
-    if name not in FORMATS:
-        from ..config import suggest
-
-        raise ConfigError(f"unknown format '{name}'{suggest(name, FORMATS)}; "
-                          f"known: auto, {', '.join(FORMATS)}")
-    return FORMATS[name]
+    """The registered format ``name``; unknown -> ConfigError listing the known names."""
+    return FORMATS.get(name)
 
 
 # With an explicit ``columns:`` mapping and ``format: auto``, the mapped logical keys decide
@@ -76,7 +67,7 @@ def format_from_columns(columns: dict) -> Format | None:
         return None
     for key, name in _COLUMN_RULES:
         if key in columns:
-            return FORMATS[name]
+            return FORMATS.get(name)
     return None
 
 
@@ -91,7 +82,7 @@ def detect_format(rows: list, source: str, columns: dict | None = None) -> Forma
     # the formats that fit the most sample rows (a few bad rows are then dropped, not fatal)
     counts = {f.name: sum(f.detect(r, columns) for r in sample) for f in FORMATS.values()}
     best = max(counts.values())
-    matches = [FORMATS[n] for n, c in counts.items() if c == best and c > 0]
+    matches = [FORMATS.get(n) for n, c in counts.items() if c == best and c > 0]
     # formats that would read these columns identically are one match, not an ambiguity
     matches = list({f.resolved(columns or {}): f for f in reversed(matches)}.values())[::-1]
     if len(matches) == 1:
@@ -134,7 +125,7 @@ def _obj(turn: Any, where: str, key: str) -> dict:
 
 
 def _keys(fmt_name: str, opts: dict) -> dict:
-    return {**FORMATS[fmt_name].keys, **(opts.get("columns") or {})}
+    return {**FORMATS.get(fmt_name).keys, **(opts.get("columns") or {})}
 
 
 def _system(row: dict, key: str) -> list[dict]:

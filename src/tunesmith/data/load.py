@@ -16,11 +16,13 @@ import random
 import warnings
 from dataclasses import dataclass
 from itertools import chain, islice
+from pathlib import Path
 from typing import Iterator
 
 from ..errors import DataError
 from .conversation import Conversation, RowError
 from .formats import Format, convert_row, detect_format, get_format
+from .hub_data import cache_files, read_hub
 from .mix import mix, once_then
 from .preference import RECORD_CONVERTERS, detection_row, encode_records, fits_kind
 from .readers import BadRow, data_files, read_file
@@ -103,10 +105,13 @@ def _limit(spec: DatasetSpec, data_cfg) -> int | None:
 
 def open_dataset(spec: DatasetSpec, data_cfg, kind: str = "chat") -> tuple[Format | None, Iterator]:
     """The format and a lazy ``(origin, row)`` stream of one dataset (None format when empty)."""
-    if data_cfg.streaming and any(f.suffix == ".json" for f in data_files(spec.path)):
-        warnings.warn(f"{spec.path}: a .json array is parsed whole even with streaming: true; "
-                      "save large datasets as JSONL", stacklevel=3)
-    rows = islice(read_file(spec.path), _limit(spec, data_cfg))
+    if spec.hub is not None:  # a hub dataset: rows come from datasets.load_dataset
+        rows = islice(read_hub(spec.hub, streaming=data_cfg.streaming), _limit(spec, data_cfg))
+    else:
+        if data_cfg.streaming and any(f.suffix == ".json" for f in data_files(spec.path)):
+            warnings.warn(f"{spec.path}: a .json array is parsed whole even with streaming: true; "
+                          "save large datasets as JSONL", stacklevel=3)
+        rows = islice(read_file(spec.path), _limit(spec, data_cfg))
     head = list(islice(rows, DETECT_ROWS))
     if not head:
         return None, iter(())
@@ -133,10 +138,11 @@ def open_sources(data_cfg, names: list[str], report: DataReport,
     """Resolve and open every named dataset (format detected), listing it in the report."""
     sources = []
     for name in names:
-        spec = resolve_dataset(name, data_cfg.dataset_dir)
+        spec = resolve_dataset(name, data_cfg.dataset_dir, data_cfg.subset, data_cfg.split)
         _check_entry_kind(spec, kind)
         fmt, rows = open_dataset(spec, data_cfg, kind)
-        report.sources.append(f"{spec.name}: {spec.path} ({fmt.name if fmt else 'empty'})")
+        where = spec.hub.label if spec.hub else spec.path
+        report.sources.append(f"{spec.name}: {where} ({fmt.name if fmt else 'empty'})")
         if fmt is not None:
             opts = {"columns": _columns(spec, data_cfg), "tags": spec.tags, "think": think}
             sources.append(Source(spec, fmt, opts, rows, kind))
@@ -292,7 +298,8 @@ def _settings(cfg, names: list[str], kind: str) -> dict:
             "placeholders": d.placeholders, "cutoff_len": d.cutoff_len, "train_on": d.train_on,
             "max_samples": d.max_samples, "kind": kind, "mix_strategy": d.mix_strategy,
             "interleave_probs": d.interleave_probs,
-            "mix_seed": _mix_seed(cfg) if d.interleave_probs else None}
+            "mix_seed": _mix_seed(cfg) if d.interleave_probs else None,
+            "subset": d.subset, "split": d.split}
 
 
 def _mix_seed(cfg) -> int:
@@ -303,10 +310,15 @@ def _mix_seed(cfg) -> int:
 def _dataset_files(d, names: list[str]) -> list:
     files = []
     for name in names:
-        spec = resolve_dataset(name, d.dataset_dir)
-        files += data_files(spec.path)
+        spec = resolve_dataset(name, d.dataset_dir, d.subset, d.split)
+        if spec.hub is not None:  # its Arrow files (streamed: the ID and settings only)
+            files += [] if d.streaming else cache_files(spec.hub)
+            info = Path(d.dataset_dir) / "dataset_info.json"
+        else:
+            files += data_files(spec.path)
+            info = spec.path.parent / "dataset_info.json"
         # the registry entry (format, columns, tags, num_samples) changes the result too
-        files += [p for p in [spec.path.parent / "dataset_info.json"] if p.is_file()]
+        files += [info] if info.is_file() else []
     return files
 
 
@@ -316,6 +328,12 @@ def tokenized(cfg, names: list[str], tokenizer, template: Template | None,
     from . import cache
 
     d = cfg.data
+    if kind == "prompts":  # cheap to build; the cache holds token ids only, not messages/answers
+        from .prompts import encode_prompts
+
+        report = DataReport()
+        convs = iter_conversations(d, names, report, _think(template))
+        return encode_prompts(convs, tokenizer, template, d.cutoff_len, report), report
     key = cache.cache_key(_dataset_files(d, names), tokenizer, template, _settings(cfg, names, kind))
     hit = None if d.overwrite_cache else cache.load(key, cache_root)
     if hit is not None:
@@ -334,7 +352,8 @@ def load_data(cfg, tokenizer, template: Template | None, cache_root=None,
     """Train and eval examples for a run config, with the report checked against the limits.
 
     Args:
-        kind: the stage's data kind (``chat``: conversations; ``text``: plain text).
+        kind: the stage's data kind (``chat``: conversations; ``text``: plain text;
+            ``prompts``: PromptExamples to generate from, ``data/prompts.py``).
     """
     d = cfg.data
     if not d.dataset:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from itertools import count, islice
 from typing import Iterator
 
+from ..digest import hash_file_sample
 from ..errors import ConfigError, DataError
 from .load import (LoadedData, _dataset_files, _kind_fits, _mix_seed, _think, convert,
                    count_encoded, mixed_rows, open_sources, tokenize_all)
@@ -270,11 +271,9 @@ class TokenStream:
 
     def identity(self) -> str:
         """A cheap digest of the data files (name, size, first/last MiB) and the data settings."""
-        from ..train.fingerprint import _hash_weight_file
-
         h = hashlib.sha256()
         for f in _dataset_files(self.cfg.data, self.cfg.data.dataset):
-            _hash_weight_file(f, h)
+            hash_file_sample(f, h)
         d = self.cfg.data
         h.update(repr((d.mix_strategy, d.interleave_probs, d.buffer_size, d.val_size, d.format,
                        d.columns, d.placeholders, d.max_samples, self.kind)).encode())

@@ -14,7 +14,21 @@ import warnings
 from dataclasses import dataclass
 
 from ..errors import ConfigError, DataError
+from ..registry import Registry
 from .template_library import NAMED_TEMPLATES
+
+# Named templates (``template:``); ``auto`` is the tokenizer's own. The specs are data in
+# template_library; register_template adds one from code.
+TEMPLATES: Registry[dict] = Registry("template", extra=("auto",))
+
+
+def register_template(name: str, spec: dict) -> dict:
+    """Add a named template spec (``jinja``, optional ``default_system`` and think markers)."""
+    return TEMPLATES.add(name, spec)
+
+
+for _name, _spec in NAMED_TEMPLATES.items():
+    register_template(_name, _spec)
 
 
 class TemplateError(DataError):
@@ -86,14 +100,9 @@ def get_template(name: str, tokenizer, default_system: str | None = None) -> Tem
     if name == "auto":
         if not getattr(tokenizer, "chat_template", None):
             raise ConfigError("this tokenizer has no chat template; set template: to one of "
-                              f"{', '.join(sorted(NAMED_TEMPLATES))}")
+                              f"{', '.join(TEMPLATES.names())}")
         return Template("auto", None, default_system)
-    if name not in NAMED_TEMPLATES:
-        from ..config import suggest
-
-        raise ConfigError(f"unknown template '{name}'{suggest(name, NAMED_TEMPLATES)}; "
-                          f"known: auto, {', '.join(sorted(NAMED_TEMPLATES))}")
-    spec = NAMED_TEMPLATES[name]
+    spec = TEMPLATES.get(name)
     template = Template(name, spec["jinja"], default_system or spec.get("default_system"),
                         spec.get("think_open", "<think>"), spec.get("think_close", "</think>"))
     _warn_if_mismatch(template, tokenizer)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .memory import MIB, MemoryEstimate, ParamCounts, Shapes, estimate_memory, model_shapes
+from .memory import (MIB, MemoryEstimate, ParamCounts, Shapes, estimate_memory, kbit_bytes,
+                     model_shapes)
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Estimate:
     seconds_per_step: float | None = None
     notes: list[str] = field(default_factory=list)
     checkpointing_choice: str | None = None  # why ``gradient_checkpointing: auto`` chose on/off
+    precision: str = ""  # mixed precision and attention kernel, as training will choose them
 
 
 def count_params(cfg, path, dtype: str) -> tuple[ParamCounts, Shapes]:
@@ -59,8 +61,22 @@ def count_params(cfg, path, dtype: str) -> tuple[ParamCounts, Shapes]:
     per = 4 if (dtype == "fp32" or not full) else 2
     from ..train.fast_loss import fusable_head
 
-    fusable = fusable_head(model.get_output_embeddings())
-    return ParamCounts(total, trainable, dtype, per, fusable), model_shapes(config)
+    head = model.get_output_embeddings()
+    counts = ParamCounts(total, trainable, dtype, per, fusable_head(head))
+    if cfg.model.quantization_bit:
+        counts.quantized = quantized_params(model, head)
+        counts.quantized_bytes = kbit_bytes(cfg.model.quantization_bit,
+                                            cfg.model.double_quantization)
+    return counts, model_shapes(config)
+
+
+def quantized_params(model, head) -> int:
+    """Frozen weights bitsandbytes stores in k-bit: every linear layer's but the output head's
+    (embeddings and norms stay in the compute dtype)."""
+    import torch
+
+    return sum(m.weight.numel() for m in model.modules()
+               if isinstance(m, torch.nn.Linear) and m is not head and not m.weight.requires_grad)
 
 
 def _fed_tokens(rows: list[tuple[int, int]], packing) -> int:
@@ -118,6 +134,23 @@ def _without_auto(cfg):
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, gradient_checkpointing=False))
 
 
+def describe_precision(cfg, weights: str, compute: str | None) -> str:
+    """``weights bf16, bf16 autocast, attention sdpa``: what training will choose (GPU rules
+    when ``compute`` is set; the CPU's otherwise), as ``tunesmith env`` shows it."""
+    from ..model.load import attn_implementation, gpu_attention
+
+    if compute is None:
+        name = cfg.model.attn_implementation
+        attention = "hybrid" if name in ("auto", "hybrid") else name
+        return f"weights {weights} on CPU, attention {attention}"
+    kbit = f" (base in {cfg.model.quantization_bit}-bit, computes in {compute})" \
+        if cfg.model.quantization_bit else ""
+    scaling = " with loss scaling" if compute == "fp16" else ""
+    attention = (gpu_attention(weights) if cfg.model.attn_implementation == "auto"
+                 else attn_implementation(cfg.model.attn_implementation))
+    return f"weights {weights}{kbit}, {compute} autocast{scaling}, attention {attention}"
+
+
 def steps_of(cfg, rows: int) -> int:
     t = cfg.train
     if t.max_steps and t.max_steps > 0:
@@ -142,11 +175,13 @@ def estimate_run(cfg, gpu_mb: float | None = None, examples=None) -> Estimate:
     """
     from ..hardware import detect
     from ..model.load import resolve_model_path
-    from ..train.arguments import training_dtype
+    from ..train.arguments import gpu_compute_dtype, training_dtype
     from ..train.stages import tokenizer_and_template
 
     path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
-    dtype = training_dtype(cfg)
+    gpu = bool(gpu_mb) or detect().device == "cuda"
+    dtype = training_dtype(cfg, device="cuda" if gpu else None)
+    compute = gpu_compute_dtype(cfg, None if detect().device == "cuda" else True) if gpu else None
     counts, shapes = count_params(_without_auto(cfg), path, dtype)
     if examples is None:
         tokenizer, template = tokenizer_and_template(cfg, quiet=True)
@@ -162,14 +197,15 @@ def estimate_run(cfg, gpu_mb: float | None = None, examples=None) -> Estimate:
                              logit_positions=data.batch_labels if fast else data.batch_tokens,
                              ckpt=cfg.train.gradient_checkpointing is True,
                              file_mb=checkpoint_file_mb(path), device="cpu" if device == "cpu" else "gpu",
-                             fused_chunk=fused)
+                             fused_chunk=fused, compute_dtype=compute)
     choice = None
     if cfg.train.gradient_checkpointing == "auto":
         from ..train.auto import choose_checkpointing
 
         memory, _, choice = choose_checkpointing(cfg, memory, gpu_mb)
     est = Estimate(str(cfg.model.model_name_or_path), dtype, device, counts, shapes, data, memory,
-                   steps_of(cfg, data.rows), gpu_mb, checkpointing_choice=choice)
+                   steps_of(cfg, data.rows), gpu_mb, checkpointing_choice=choice,
+                   precision=describe_precision(cfg, dtype, compute))
     if gpu_mb and memory.peak_mb > gpu_mb:
         est.notes.append(f"does not fit in {gpu_mb / 1024:.0f} GiB: lower the batch, shorten "
                          "cutoff_len, turn on gradient_checkpointing or use qlora")

@@ -19,6 +19,7 @@ def format_estimate(est, timing: dict | None = None) -> str:
         f"data       {d.rows} rows, {d.tokens:,} tokens ({d.label_tokens:,} labelled); "
         f"length p50 {d.p50} / p90 {d.p90} / max {d.p100}; largest batch {d.batch_tokens:,} tokens",
         f"steps      {est.steps}",
+        *([f"precision  {est.precision}"] if est.precision else []),
         "",
         f"memory ({where})",
         f"  weights        {_mb(m.weights_mb)}",

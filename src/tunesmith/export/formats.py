@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ConfigError
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -16,28 +16,19 @@ class Exporter:
     load: Callable  # (out_dir, dtype name, device) -> model, for the export check
 
 
-EXPORTERS: dict[str, Exporter] = {}
+# Discovery imports every module of the export package, so a new format (gguf.py) is one file
+# that calls register_exporter; its heavy dependency is imported only when it saves or loads.
+EXPORTERS: Registry[Exporter] = Registry("format", key="export_format", package=__package__)
 
 
 def register_exporter(name: str, load: Callable):
     """Decorator registering a save function (and its loader) under ``name``."""
-
-    def wrap(save):
-        if name in EXPORTERS:
-            raise ValueError(f"exporter '{name}' is already registered")
-        EXPORTERS[name] = Exporter(name, save, load)
-        return save
-
-    return wrap
+    return EXPORTERS.register(name, lambda save: Exporter(name, save, load))
 
 
 def get_exporter(name: str) -> Exporter:
     """The exporter for ``export_format``; unknown -> ConfigError listing the known names."""
-    if name == "gguf" and name not in EXPORTERS:
-        from . import gguf  # noqa: F401  (registers itself; imports the gguf package)
-    if name not in EXPORTERS:
-        raise ConfigError(f"key 'export_format': unknown format '{name}'; known: safetensors, gguf")
-    return EXPORTERS[name]
+    return EXPORTERS.get(name)
 
 
 def end_of_turn_ids(tokenizer, template) -> list[int]:

@@ -69,6 +69,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" | "length"
+    token_ids: list[int] | None = None  # the new tokens (end-of-turn included), where known
 
 
 class Engine(Protocol):

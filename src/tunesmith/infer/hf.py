@@ -99,7 +99,7 @@ class HFEngine:
         for prompt, row in zip(prompts, out[:, width:].tolist()):
             new = _strip_after_eos(row, self.eos_ids, pad)
             text, reason = self._finish(new, params, budget)
-            results.append(Completion(text, len(prompt), len(new), reason))
+            results.append(Completion(text, len(prompt), len(new), reason, new))
         return results
 
     def stream(self, messages: list[dict], params: GenParams) -> Iterator[str]:
@@ -173,10 +173,3 @@ def _strip_after_eos(row: list[int], eos_ids: list[int], pad: int) -> list[int]:
     while row and row[-1] == pad and pad not in eos_ids:
         row = row[:-1]
     return row
-
-
-def load_engine(cfg, adapter: str | None = None):
-    """The engine for the config's backend (``infer_backend``), model and adapter."""
-    from .load import load_engine as _load
-
-    return _load(cfg, adapter)

@@ -4,28 +4,19 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..errors import ConfigError
+from ..registry import Registry
 
-ENGINES: dict[str, Callable] = {}
+ENGINES: Registry[Callable] = Registry("engine", key="infer_backend")
 
 
 def register_engine(name: str):
     """Decorator registering an engine loader under ``name``; a duplicate is an error."""
-
-    def wrap(loader):
-        if name in ENGINES:
-            raise ValueError(f"engine '{name}' is already registered")
-        ENGINES[name] = loader
-        return loader
-
-    return wrap
+    return ENGINES.register(name)
 
 
 def get_engine_loader(name: str) -> Callable:
     """The loader for backend ``name``; unknown -> ConfigError listing the known names."""
-    if name not in ENGINES:
-        raise ConfigError(f"unknown infer_backend '{name}'; known: {', '.join(sorted(ENGINES))}")
-    return ENGINES[name]
+    return ENGINES.get(name)
 
 
 def resolve_template(cfg, adapter: str | None, model_path) -> tuple[str, str | None]:

@@ -70,7 +70,8 @@ class VLLMEngine:
             best = out.outputs[0]
             text, _ = cut_at_stop(best.text, params.stop)
             reason = "length" if best.finish_reason == "length" else "stop"
-            results.append(Completion(text, len(prompt), len(best.token_ids), reason))
+            results.append(Completion(text, len(prompt), len(best.token_ids), reason,
+                                      list(best.token_ids)))
         return results
 
     def generate(self, messages: list[dict], params: GenParams) -> Completion:

@@ -9,14 +9,16 @@ returning ``TrainerCallback`` objects for the Trainer.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import typing
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..config_parse import coerce
 from ..errors import ConfigError
+from ..model.signature import write_base_signature
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -37,44 +39,22 @@ class Method:
     merge_blocker: Callable[..., str | None] | None = None
 
 
-METHODS: dict[str, Method] = {}
-_MODULES = ("lora", "qlora", "full", "freeze", "bitfit", "prefix", "prompt", "ptuning", "ia3",
-            "adalora", "adapter", "lycoris", "vera", "oft")
-BASE_SIGNATURE_FILE = "tunesmith_base.json"
+METHODS: Registry[Method] = Registry("method", package=__name__)
 
 
 def register_method(name: str, params_cls: type, *, summary: str = "", **flags):
     """Decorator registering ``apply`` under ``name``; a duplicate name is an error."""
-
-    def wrap(apply):
-        if name in METHODS:
-            raise ValueError(f"method '{name}' is already registered")
-        METHODS[name] = Method(name, params_cls, apply, summary=summary, **flags)
-        return apply
-
-    return wrap
-
-
-def _load_all() -> None:
-    # Importing a module registers its methods; importlib caches, so this runs each once.
-    for mod in _MODULES:
-        importlib.import_module(f"{__name__}.{mod}")
+    return METHODS.register(name, lambda apply: Method(name, params_cls, apply, summary=summary,
+                                                       **flags))
 
 
 def get_method(name: str) -> Method:
     """The registered method ``name``; unknown -> ConfigError listing the known names."""
-    _load_all()
-    if name not in METHODS:
-        from ..config import suggest
-
-        raise ConfigError(f"unknown method '{name}'{suggest(name, METHODS)}; "
-                          f"known: {', '.join(sorted(METHODS))}")
-    return METHODS[name]
+    return METHODS.get(name)
 
 
 def method_param_keys() -> dict[str, list[str]]:
     """Map each method-parameter key to the methods that accept it."""
-    _load_all()
     keys: dict[str, list[str]] = {}
     for method in METHODS.values():
         for f in dataclasses.fields(method.params_cls):
@@ -84,8 +64,6 @@ def method_param_keys() -> dict[str, list[str]]:
 
 def build_params(method: Method, raw: dict, source: str = "config"):
     """Instantiate the method's parameter dataclass from raw values, type-checked."""
-    from ..config import coerce
-
     hints = typing.get_type_hints(method.params_cls)
     valid = [f.name for f in dataclasses.fields(method.params_cls)]
     values = {}
@@ -198,17 +176,3 @@ def finish_save(model, cfg, out_dir) -> None:
     if method.after_save:
         method.after_save(model, params, cfg, out_dir)
     write_base_signature(model, out_dir)
-
-
-def write_base_signature(model, out_dir) -> Path:
-    """Record the base model's shape next to an adapter (``tunesmith_base.json``).
-
-    ``infer/adapters.check_adapter_base`` reads it to refuse loading the adapter on another base.
-    """
-    from ..infer.adapters import base_signature
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    path = Path(out_dir) / BASE_SIGNATURE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(base_signature(base), indent=2) + "\n", encoding="utf-8")
-    return path

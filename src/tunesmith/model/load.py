@@ -106,16 +106,39 @@ def load_tokenizer(model_cfg, path: Path | None = None):
     return tokenizer
 
 
-def attn_implementation(name: str) -> str:
+def flash_attention_installed() -> bool:
+    """The flash-attn package (``attn_implementation: flash_attention_2``) is importable."""
+    import importlib.util
+
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def gpu_attention(dtype: str | None = None, capability: tuple[int, int] | None = None) -> str:
+    """``attn_implementation: auto`` on a GPU: flash_attention_2 when flash-attn is installed,
+    the GPU is Ampere or newer (sm_80+: its kernels need it) and the weights are 16-bit (it takes
+    no fp32); sdpa otherwise (PyTorch's fused kernels, always there).
+
+    Args:
+        dtype: the weights' dtype (``fp32`` rules flash-attention out).
+        capability: (major, minor) of the GPU; default GPU 0's, or sm_80 when there is none
+            (``estimate --gpu`` on a CPU machine).
+    """
+    capability = capability or detect().cuda_capability or (8, 0)
+    if flash_attention_installed() and capability >= (8, 0) and dtype != "fp32":
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def attn_implementation(name: str, dtype: str | None = None) -> str:
     """``auto``: ``hybrid`` on CPU (math attention for short rows, sdpa for long; see
-    model/attention.py), ``sdpa`` on a GPU; any other name is transformers' own."""
+    model/attention.py), :func:`gpu_attention` on a GPU; any other name is transformers' own."""
     from .attention import register
 
     if name == "hybrid" or (name == "auto" and detect().device == "cpu"):
         return register()
     if name != "auto":
         return name
-    return "sdpa"
+    return gpu_attention(dtype)
 
 
 @contextmanager
@@ -144,7 +167,8 @@ def load_model(model_cfg, *, dtype: str | None = None, path: Path | None = None,
     check_remote_code(path, model_cfg.trust_remote_code)
     kwargs = dict(dtype=torch_dtype(dtype or model_cfg.dtype),
                   trust_remote_code=model_cfg.trust_remote_code,
-                  attn_implementation=attn_implementation(model_cfg.attn_implementation),
+                  attn_implementation=attn_implementation(model_cfg.attn_implementation,
+                                                          resolve_dtype(dtype or model_cfg.dtype)),
                   use_safetensors=not model_cfg.allow_pickle or None)
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config

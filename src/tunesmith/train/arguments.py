@@ -53,37 +53,70 @@ def cpu_autocast(cfg) -> bool:
 
 
 def precision_flags(cfg) -> dict:
-    """Mixed precision flags: autocast on CUDA, and bf16 autocast on CPU (:func:`cpu_autocast`);
-    otherwise the weights' dtype is the choice."""
+    """Mixed precision flags: autocast in the GPU's compute dtype on CUDA (fp16 with loss
+    scaling), and bf16 autocast on CPU (:func:`cpu_autocast`); otherwise the weights' dtype is
+    the choice."""
+    if detect().device == "cuda":
+        compute = gpu_compute_dtype(cfg)
+        return {"bf16": compute == "bf16", "fp16": compute == "fp16"}
+    return {"bf16": cpu_autocast(cfg), "fp16": False}
+
+
+def gpu_compute_dtype(cfg, bf16_supported: bool | None = None) -> str:
+    """The dtype a CUDA run computes in: the ``bf16``/``fp16`` flags, else ``dtype`` (``auto``:
+    bf16 where the GPU supports it, else fp16 with loss scaling; ``fp32`` only when asked for).
+
+    Args:
+        bf16_supported: for a GPU other than this machine's (``estimate --gpu``); default: ask
+            the GPU (``torch.cuda.is_bf16_supported``).
+    """
     t = cfg.train
-    if t.bf16 is not None or t.fp16 is not None:
-        dtype = "bf16" if t.bf16 else "fp16" if t.fp16 else "fp32"
-    else:
-        dtype = resolve_dtype(cfg.model.dtype)
-    on_cuda = detect().device == "cuda"
-    return {"bf16": (on_cuda and dtype == "bf16") or cpu_autocast(cfg),
-            "fp16": on_cuda and dtype == "fp16"}
+    if t.bf16 or t.fp16:
+        return "bf16" if t.bf16 else "fp16"
+    if cfg.model.dtype in (None, "auto"):
+        supported = detect().bf16_native if bf16_supported is None else bf16_supported
+        return "bf16" if supported else "fp16"
+    return resolve_dtype(cfg.model.dtype)
 
 
-def training_dtype(cfg) -> str:
+def gpu_weights_dtype(cfg, compute: str) -> str:
+    """The weights' dtype on CUDA. Adapter methods (LoRA, QLoRA's compute dtype, IA3, prefix,
+    ...) load the base in the 16-bit compute dtype: never fp32 weights by default (PEFT keeps the
+    small adapter weights in fp32). Methods that train the base's own weights (full, freeze,
+    bitfit) keep fp32 master weights under autocast, LLaMA-Factory's "full, 32-bit" default:
+    fp16 gradients cannot be unscaled and pure bf16 AdamW loses small updates; ``dtype: bf16``
+    asks for pure bf16 weights."""
+    from ..methods import get_method
+
+    if compute == "fp32" or get_method(cfg.method.method).saves_adapter:
+        return compute
+    pure_bf16 = cfg.model.dtype not in (None, "auto") and resolve_dtype(cfg.model.dtype) == "bf16"
+    return "bf16" if pure_bf16 else "fp32"
+
+
+def training_dtype(cfg, device: str | None = None) -> str:
     """The dtype the model weights are loaded in for training.
 
+    Args:
+        device: ``cuda`` applies the GPU rules on any machine (``estimate --gpu``; bf16
+            assumed supported there); default: this machine's device.
     Raises:
         ConfigError: bf16 asked for on a CPU without native bf16 (it would run 30-180x slower).
     """
-    t, hw = cfg.train, detect()
+    hw = detect()
+    if (device or hw.device) == "cuda":
+        supported = None if hw.device == "cuda" else True
+        return gpu_weights_dtype(cfg, gpu_compute_dtype(cfg, supported))
+    t = cfg.train
     if t.bf16 and hw.device == "cpu" and not hw.bf16_native:
         raise ConfigError(f"bf16: true, but this CPU ({hw.cpu_capability}, no AMX/AVX512-BF16) has "
                           "no native bf16 and would train many times slower; remove bf16 "
                           "(the automatic choice is fp32 here)")
     if t.bf16:
         return "bf16"
-    if t.fp16 and hw.device != "cuda":
-        print("note: fp16 needs a GPU; training in fp32 on this CPU", file=sys.stderr, flush=True)
     if t.fp16:
-        return "fp16" if hw.device == "cuda" else "fp32"
-    if detect().device == "cuda":
-        return "fp32" if cfg.method.method != "qlora" else resolve_dtype(cfg.model.dtype)
+        print("note: fp16 needs a GPU; training in fp32 on this CPU", file=sys.stderr, flush=True)
+        return "fp32"
     return resolve_dtype(cfg.model.dtype)
 
 
@@ -96,7 +129,7 @@ def _field_names() -> tuple[str, ...]:
 
 def check_trainer_args(extra: dict) -> None:
     """Unknown or reserved ``trainer_args`` keys -> ConfigError naming the nearest valid key."""
-    from ..config import suggest
+    from ..config_parse import suggest
 
     names = _field_names()
     for key in extra:
@@ -111,7 +144,7 @@ def check_optim(name: str) -> None:
     """Unknown optimizer -> ConfigError; a bitsandbytes optimizer without bitsandbytes -> hint."""
     from transformers.training_args import OptimizerNames
 
-    from ..config import suggest
+    from ..config_parse import suggest
 
     known = [o.value for o in OptimizerNames]
     if name not in known:
@@ -126,7 +159,7 @@ def check_optim(name: str) -> None:
 def check_scheduler(name: str) -> None:
     from transformers.trainer_utils import SchedulerType
 
-    from ..config import suggest
+    from ..config_parse import suggest
 
     known = [s.value for s in SchedulerType]
     if name not in known:

@@ -11,28 +11,17 @@ import hashlib
 import json
 from pathlib import Path
 
+from ..digest import hash_file_sample
 from ..errors import ConfigError
 
 # Config keys that change what a resumed run would compute (not lr/max_steps: extending is fine).
 KEY_CONFIG = ("train.seed", "train.per_device_train_batch_size", "train.gradient_accumulation_steps",
               "method.stage", "method.stage_params", "method.method", "method.params",
               "data.cutoff_len", "data.train_on", "model.template")
-_SAMPLE = 1 << 20  # bytes hashed from each end of every weight file
 
 
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _hash_weight_file(path: Path, h) -> None:
-    """Name, size, the safetensors header and the first/last MiB: cheap and identifying."""
-    size = path.stat().st_size
-    h.update(f"{path.name}:{size}".encode())
-    with path.open("rb") as fh:
-        h.update(fh.read(_SAMPLE))
-        if size > 2 * _SAMPLE:
-            fh.seek(size - _SAMPLE)
-            h.update(fh.read(_SAMPLE))
 
 
 def model_hash(path: str | Path) -> str:
@@ -43,7 +32,7 @@ def model_hash(path: str | Path) -> str:
     if config.is_file():
         h.update(json.dumps(json.loads(config.read_text(encoding="utf-8")), sort_keys=True).encode())
     for weights in sorted(root.glob("*.safetensors")) + sorted(root.glob("*.bin")):
-        _hash_weight_file(weights, h)
+        hash_file_sample(weights, h)
     return h.hexdigest()[:16]
 
 

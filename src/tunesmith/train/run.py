@@ -27,7 +27,7 @@ from .auto import resolve_speed_keys
 from .callbacks import LogCallback, ProgressCallback, peak_memory_mb
 from .checkpoint import (clean_stale, disk_full_error, is_disk_full, latest_checkpoint,
                          read_marker, resolve_resume)
-from .distributed import is_main_process
+from .distributed import check_same_run, is_main_process
 from .fingerprint import check_resume, run_fingerprint
 from .model import adapter_inputs_as_is, describe_trainable, load_for_training
 from .new_tokens import add_run_tokens, record_tokens, train_new_rows
@@ -73,10 +73,11 @@ def run_training(cfg) -> dict:
     if is_main_process():
         data.report.save(out)
     log(_data_line(cfg, data))
+    fingerprint = run_fingerprint(cfg, path, data, args.world_size)
+    check_same_run(cfg, fingerprint)  # every node the same job (before any per-node choice)
     sample = data.train.sample(256) if cfg.data.streaming else data.train
     if resolve_speed_keys(cfg, sample, log):
         args = build_training_args(cfg)  # with the checkpointing choice
-    fingerprint = run_fingerprint(cfg, path, data, args.world_size)
     resume = find_resume(cfg, out, fingerprint)
     if resume and cfg.data.streaming:
         _resume_stream(data.train, resume)

@@ -12,7 +12,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..config import suggest
+from ..config_parse import suggest
 from ..errors import ConfigError, require
 
 

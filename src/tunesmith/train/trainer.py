@@ -8,7 +8,7 @@
 3. Nothing non-finite is ever saved (checked before every checkpoint and the final save).
 
 Test hooks (environment, used only by tests/faults): ``TUNESMITH_TEST_NAN_AT_STEP=k`` makes the
-loss of step k NaN; ``TUNESMITH_TEST_SLOW_SAVE=[step:]s`` sleeps s seconds inside a checkpoint
+loss of step k NaN; ``TUNESMITH_TEST_DIE_AT=rank:k`` SIGKILLs that rank as step k starts; ``TUNESMITH_TEST_SLOW_SAVE=[step:]s`` sleeps s seconds inside a checkpoint
 write (after the files, before the marker and the rename).
 """
 
@@ -36,6 +36,16 @@ def _slow_save(step: int) -> float:
         return 0.0
     at, _, seconds = value.rpartition(":")
     return float(seconds) if not at or int(at) == step else 0.0
+
+
+def _maybe_die(step: int) -> None:
+    """Test hook: ``TUNESMITH_TEST_DIE_AT=rank:step`` kills that rank (no handler runs)."""
+    rank, _, at = os.environ.get("TUNESMITH_TEST_DIE_AT", "").partition(":")
+    if at and int(at) == step and int(os.environ.get("RANK", "0")) == int(rank):
+        import signal
+
+        print(f"TUNESMITH_TEST: rank {rank} dies at step {step}", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class NonFiniteLoss(TunesmithError):
@@ -107,6 +117,7 @@ class TunesmithTrainer(Trainer):
         return loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        _maybe_die(self.state.global_step + 1)
         loss = super().training_step(model, inputs, num_items_in_batch)
         if not torch.isfinite(loss).all():
             self._bad_loss_step = self.state.global_step + 1

@@ -22,7 +22,7 @@ class EngineCache:
         self.size, self.engines, self.lock = size, {}, threading.Lock()
 
     def get(self, model: str, adapter: str | None, trust: bool):
-        from ..infer.hf import load_engine
+        from ..infer.load import load_engine
 
         key = (model, adapter or "", trust)
         with self.lock:

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from ..config import build_config
-from ..methods import METHODS, get_method, method_param_keys
+from ..methods import METHODS, get_method
 
 
 @dataclass(frozen=True)
@@ -38,14 +38,12 @@ def _kind(tp) -> tuple[str, bool]:
 
 
 def method_names() -> list[str]:
-    """Every registered method (importing the registry's modules first)."""
-    method_param_keys()
+    """Every registered method (the registry imports its modules on first use)."""
     return sorted(METHODS)
 
 
 def method_fields() -> dict[str, ParamField]:
     """Every method parameter key (union over methods) with the control kind it needs."""
-    method_param_keys()
     out: dict[str, ParamField] = {}
     for method in METHODS.values():
         hints = typing.get_type_hints(method.params_cls)

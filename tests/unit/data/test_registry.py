@@ -82,7 +82,8 @@ def test_ranking_dataset_outside_a_preference_stage_names_the_stages(tmp_path, c
     ({"file_name": "a.json", "formatting": "xml"}, "formatting 'xml'"),
     ({"file_name": "a.json", "num_samples": -1}, "num_samples"),
     ({"file_name": "a.json", "columns": ["x"]}, "columns must be an object"),
-    ({"hf_hub_url": "org/data"}, "no file_name .*offline"),
+    ({"script_url": "org/data"}, "no file_name .*not supported"),
+    ({"hf_hub_url": ["org/data"]}, "hf_hub_url must be a string"),
     ("a.json", "must be an object"),
 ])
 def test_bad_entries_name_the_entry(tmp_path, entry, match):

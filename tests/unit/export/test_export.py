@@ -10,7 +10,7 @@ from safetensors import safe_open
 from tunesmith.cli import main
 from tunesmith.config import load_config
 from tunesmith.errors import ConfigError, ModelError
-from tunesmith.export import formats
+from tunesmith.export import formats, merge
 from tunesmith.export.merge import run_export
 from tunesmith.infer.engine import GenParams
 from tunesmith.infer.load import load_engine
@@ -97,13 +97,13 @@ def test_bf16_export_reports_the_dtype_drift(tiny_model_dir, adapter_dir, tmp_pa
 
 def test_interrupted_export_leaves_nothing_that_looks_valid(tiny_model_dir, adapter_dir, tmp_path,
                                                             monkeypatch):
-    real = formats.EXPORTERS["safetensors"]
+    real = formats.get_exporter("safetensors")
 
     def save_then_die(model, tokenizer, template, out_dir, cfg):
         real.save(model, tokenizer, template, out_dir, cfg)  # every file written...
         raise KeyboardInterrupt  # ...then killed before the rename
 
-    monkeypatch.setitem(formats.EXPORTERS, "safetensors", replace(real, save=save_then_die))
+    monkeypatch.setattr(merge, "get_exporter", lambda name: replace(real, save=save_then_die))
     out = tmp_path / "merged"
     with pytest.raises(KeyboardInterrupt):
         run_export(_cfg(tiny_model_dir, adapter_dir, out))

@@ -6,7 +6,8 @@ import pytest
 
 from tunesmith.config import load_config
 from tunesmith.errors import ConfigError, ModelError
-from tunesmith.methods import METHODS, get_method, method_param_keys, write_base_signature
+from tunesmith.methods import METHODS, get_method, method_param_keys
+from tunesmith.model.signature import write_base_signature
 from tunesmith.methods.freeze import _layer_ids
 
 
