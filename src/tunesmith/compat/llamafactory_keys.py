@@ -33,7 +33,7 @@ _LOSSES = "only the standard cross-entropy loss is available; remove this key"
 _TRACKIO = "Trackio is not a supported tracker; use report_to: tensorboard, wandb or swanlab"
 # Owned by the helpers implementing these features: delete the entries when their keys land
 # (the key-list test names any key that is both a config key and listed here).
-_PPO = "PPO (stage ppo) is not in this version; use stage: sft"
+_PPO = "PPO (stage ppo) is not in this version; use stage: grpo (reward functions or reward_model)"
 
 
 NO_EFFECT: dict[str, str] = {
@@ -187,7 +187,7 @@ REFUSED: dict[str, Refusal] = {
                          "sigmoid or simpo", None),
     "ppo_buffer_size": _refused(_PPO, 1), "ppo_epochs": _refused(_PPO, 4),
     "ppo_score_norm": _refused(_PPO, False), "ppo_target": _refused(_PPO, 6.0),
-    "ppo_whiten_rewards": _refused(_PPO, False), "reward_model": _refused(_PPO, None),
+    "ppo_whiten_rewards": _refused(_PPO, False),
     "reward_model_adapters": _refused(_PPO, None),
     "reward_model_quantization_bit": _refused(_PPO, None),
     "reward_model_type": _refused(_PPO, "lora"),
