@@ -13,7 +13,7 @@ import torch
 
 from tunesmith import hardware
 from tunesmith.config import load_config
-from tunesmith.methods import METHODS, _load_all
+from tunesmith.methods import METHODS
 from tunesmith.model import load as model_load
 from tunesmith.train.arguments import precision_flags, training_dtype
 
@@ -24,6 +24,10 @@ GPUS = {"A100": ((8, 0), True), "T4": ((7, 5), False), "V100": ((7, 0), False),
 @pytest.fixture
 def gpu(monkeypatch):
     """``gpu("T4")`` makes this process see that GPU (torch.cuda mocked; detect() re-run)."""
+
+    import transformers.trainer  # noqa: F401  (imported for real before torch.cuda is mocked)
+
+    METHODS.discover()
 
     def use(name: str):
         capability, bf16 = GPUS[name]
@@ -43,8 +47,8 @@ def _cfg(**over):
 
 
 def _adapter_methods() -> list[str]:
-    _load_all()
-    return sorted(name for name, m in METHODS.items() if m.saves_adapter)
+    METHODS.discover()
+    return sorted(name for name in METHODS.names() if METHODS.get(name).saves_adapter)
 
 
 def test_auto_dtype_is_bf16_where_supported_else_fp16_with_loss_scaling(gpu):
