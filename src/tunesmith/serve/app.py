@@ -23,6 +23,7 @@ from .auth import APIKeyMiddleware
 from .errors import APIError, install_handlers, retry_after
 from .limits import BodyLimitMiddleware
 from .stream import collect, sse_events
+from .tools import ToolCallStream, request_tools, shape_response, with_tools
 
 RETRY_AFTER_S = 1
 
@@ -88,9 +89,10 @@ def _routes(app: FastAPI, state: ServeState) -> None:
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         req = P.parse(P.ChatCompletionRequest, await _json_body(request))
-        messages = req.conversation()
+        tools = request_tools(req)  # rendered by the template; replies parsed to tool_calls
+        messages = with_tools(req.conversation(), tools)
         text = " ".join(m["content"] for m in messages)
-        return await _generate(request, state, req, "chat", messages, text)
+        return await _generate(request, state, req, "chat", messages, text, tools=bool(tools))
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -166,7 +168,8 @@ def _params(state: ServeState, req, budget: int) -> GenParams:
                      repetition_penalty=d.repetition_penalty, seed=req.seed, stop=req.stops())
 
 
-async def _generate(request: Request, state: ServeState, req, kind: str, prompt, text: str):
+async def _generate(request: Request, state: ServeState, req, kind: str, prompt, text: str,
+                    tools: bool = False):
     _check_model(state, req.model)
     _check_caps(state, req)
     ids = await _encode(state, kind, prompt)
@@ -186,10 +189,12 @@ async def _generate(request: Request, state: ServeState, req, kind: str, prompt,
     rid = P.new_id("chatcmpl" if kind == "chat" else "cmpl")
     if req.stream:
         return StreamingResponse(sse_events(rid, state.model_id, kind, jobs, queue,
-                                            req.include_usage()),
+                                            req.include_usage(),
+                                            ToolCallStream() if tools else None),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    return JSONResponse(await collect(request, rid, state.model_id, kind, jobs, queue))
+    body = await collect(request, rid, state.model_id, kind, jobs, queue)
+    return JSONResponse(shape_response(body) if tools and body else body)
 
 
 def _choice_params(params: GenParams, index: int) -> GenParams:

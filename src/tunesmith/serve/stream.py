@@ -36,8 +36,10 @@ def _chunk(rid, model, kind, index, text, finish, with_usage, first=False):
 
 
 async def sse_events(rid: str, model: str, kind: str, jobs, queue: asyncio.Queue,
-                     include_usage: bool):
-    """``data: {...}`` chunks, then ``data: [DONE]``; an error becomes an error event + [DONE]."""
+                     include_usage: bool, tools=None):
+    """``data: {...}`` chunks, then ``data: [DONE]``; an error becomes an error event + [DONE].
+
+    ``tools``: a ``serve.tools.ToolCallStream`` turning tool calls into ``tool_calls`` deltas."""
     try:
         if kind == "chat":
             for job in jobs:
@@ -45,12 +47,20 @@ async def sse_events(rid: str, model: str, kind: str, jobs, queue: asyncio.Queue
         open_rows = len(jobs)
         while open_rows:
             index, event = await queue.get()
-            if event[0] == "text":
+            if event[0] == "text" and tools is not None:
+                for delta in tools.text(index, event[1]):
+                    yield _sse(P.chat_chunk(rid, model, index, delta, None, include_usage))
+            elif event[0] == "text":
                 yield _sse(_chunk(rid, model, kind, index, event[1], None, include_usage))
             elif event[0] == "done":
                 open_rows -= 1
+                reason = event[1]
+                if tools is not None:
+                    deltas, reason = tools.done(index, reason)
+                    for delta in deltas:
+                        yield _sse(P.chat_chunk(rid, model, index, delta, None, include_usage))
                 text = "" if kind == "text" else None
-                yield _sse(_chunk(rid, model, kind, index, text, event[1], include_usage))
+                yield _sse(_chunk(rid, model, kind, index, text, reason, include_usage))
             else:
                 yield _sse(_generation_error(event[1]))
                 break
