@@ -16,7 +16,7 @@ COMMANDS = {
     "chat": "chat with a base model, base + adapter, or compare base and tuned side by side",
     "predict": "generate on a dataset and score BLEU-4 / ROUGE (generated_predictions.jsonl)",
     "eval": "loss and perplexity of a model (+ adapter) on a dataset",
-    "export": "merge an adapter into its base and save safetensors shards",
+    "export": "merge an adapter into its base and save it (safetensors shards or one GGUF file)",
     "serve": "serve an OpenAI-compatible API (chat/completions, completions, models)",
     "webui": "open the web UI: train, watch, chat, evaluate, export",
     "data": "preview, validate or summarise a dataset as the model will see it",

@@ -73,8 +73,14 @@ class DataConfig:
 class MethodConfig:
     stage: str = "sft"
     method: str = "lora"
-    params: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)  # the method's keys as set (typed values; saved)
     stage_params: dict = field(default_factory=dict)  # the stage's own keys (train/stages/)
+    # The method's parameter dataclass, built once by validate (methods.method_params reads it).
+    typed: Any = field(default=None, repr=False, compare=False)
+
+
+# MethodConfig fields that hold other keys or derived values: not config keys themselves.
+NOT_KEYS = ("params", "stage_params", "typed")
 
 
 @dataclass
@@ -214,6 +220,7 @@ class RunConfig:
             section = dataclasses.asdict(getattr(self, name))
             params = section.pop("params", {})
             stage_params = section.pop("stage_params", {})
+            section.pop("typed", None)
             flat.update(section)
             flat.update(params)
             flat.update(stage_params)
@@ -224,7 +231,7 @@ def _key_owner() -> dict[str, str]:
     owner = {}
     for section, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
-            if f.name not in ("params", "stage_params"):
+            if f.name not in NOT_KEYS:
                 owner[f.name] = section
     return owner
 

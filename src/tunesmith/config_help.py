@@ -207,7 +207,7 @@ KEY_HELP = {
     "export_size": "maximum shard size in GB",
     "export_device": "device used for merging (cpu or cuda)",
     "export_dtype": "dtype of the exported weights (auto keeps the training dtype)",
-    "export_legacy_format": "accepted for LLaMA-Factory compatibility (always safetensors)",
+    "export_legacy_format": "accepted for LLaMA-Factory compatibility (never pickle .bin weights: export_format decides)",
     "export_dequantize": "merge onto a dequantized copy of a quantized base",
     "export_format": "safetensors (shards + index) or gguf (one file for llama.cpp, Llama models)",
     # serve

@@ -28,8 +28,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ModelError, TunesmithError, require
+
+if TYPE_CHECKING:
+    from .config import ModelConfig
+
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 # What a causal LM needs to load, train and chat: never code, never pickles unless asked for.
@@ -129,7 +134,7 @@ class ModelRequest:
     allow_pickle: bool = False
 
     @classmethod
-    def from_config(cls, model_cfg, name: str | None = None) -> "ModelRequest":
+    def from_config(cls, model_cfg: ModelConfig, name: str | None = None) -> "ModelRequest":
         return cls(name or model_cfg.model_name_or_path, getattr(model_cfg, "model_revision", None),
                    getattr(model_cfg, "hf_token", None), getattr(model_cfg, "hub", "auto"),
                    bool(getattr(model_cfg, "allow_pickle", False)))

@@ -49,7 +49,7 @@ def total_steps(rows: int, batch: int, epochs: float, steps: int) -> int:
     return min(steps, full) if steps > 0 else full
 
 
-def prepare(w: Workload, out: Path, steps: int = 0, grad_ckpt: bool = True,
+def prepare(w: Workload, out: Path, steps: int = 0, grad_ckpt: bool | None = None,
             dtype: str = "auto") -> dict:
     """Write rows.jsonl, the LLaMA-Factory dataset dir and spec.json under ``out``."""
     out.mkdir(parents=True, exist_ok=True)

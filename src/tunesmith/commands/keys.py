@@ -13,8 +13,10 @@ def add_arguments(parser) -> None:
 
 
 def _rows(cls):
+    from ..config import NOT_KEYS
+
     for f in dataclasses.fields(cls):
-        if f.name in ("params", "stage_params"):
+        if f.name in NOT_KEYS:
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         yield f.name, default

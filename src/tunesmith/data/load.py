@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from ..errors import DataError
 from .conversation import Conversation, RowError
@@ -30,6 +30,10 @@ from .registry import DatasetSpec, resolve_dataset
 from .report import DataReport
 from .templates import Template
 from .tokenize import Example, encode_batch
+
+if TYPE_CHECKING:
+    from ..config import DataConfig, RunConfig
+
 
 BATCH = 256  # conversations per tokenizer call
 DETECT_ROWS = 20
@@ -103,7 +107,8 @@ def _limit(spec: DatasetSpec, data_cfg) -> int | None:
     return min(limits) if limits else None
 
 
-def open_dataset(spec: DatasetSpec, data_cfg, kind: str = "chat") -> tuple[Format | None, Iterator]:
+def open_dataset(spec: DatasetSpec, data_cfg: DataConfig,
+                 kind: str = "chat") -> tuple[Format | None, Iterator]:
     """The format and a lazy ``(origin, row)`` stream of one dataset (None format when empty)."""
     if spec.hub is not None:  # a hub dataset: rows come from datasets.load_dataset
         rows = islice(read_hub(spec.hub, streaming=data_cfg.streaming), _limit(spec, data_cfg))
@@ -127,12 +132,12 @@ class Source:
     rows: Iterator
     kind: str = "chat"
 
-    def opener(self, data_cfg):
+    def opener(self, data_cfg: DataConfig):
         """Its rows, first the opened ones, then read again from the start (oversampling)."""
         return once_then(self.rows, lambda: open_dataset(self.spec, data_cfg, self.kind)[1])
 
 
-def open_sources(data_cfg, names: list[str], report: DataReport,
+def open_sources(data_cfg: DataConfig, names: list[str], report: DataReport,
                  think: tuple[str, str] = ("<think>", "</think>"),
                  kind: str = "chat") -> list[Source]:
     """Resolve and open every named dataset (format detected), listing it in the report."""
@@ -149,13 +154,14 @@ def open_sources(data_cfg, names: list[str], report: DataReport,
     return sources
 
 
-def mixed_rows(sources: list[Source], data_cfg, seed: int = 0) -> Iterator[tuple[int, tuple]]:
+def mixed_rows(sources: list[Source], data_cfg: DataConfig,
+               seed: int = 0) -> Iterator[tuple[int, tuple]]:
     """``(source index, (origin, row))`` of every source, mixed per ``mix_strategy``."""
     return mix([s.opener(data_cfg) for s in sources], data_cfg.mix_strategy,
                data_cfg.interleave_probs, seed)
 
 
-def iter_conversations(data_cfg, names: list[str], report: DataReport,
+def iter_conversations(data_cfg: DataConfig, names: list[str], report: DataReport,
                        think: tuple[str, str] = ("<think>", "</think>"),
                        bad_lines: str = "raise", kind: str = "chat",
                        seed: int | None = None) -> Iterator[Conversation]:
@@ -176,7 +182,7 @@ def iter_conversations(data_cfg, names: list[str], report: DataReport,
             yield conv
 
 
-def convert(source: Source, origin, row, data_cfg, report, bad_lines="raise"):
+def convert(source: Source, origin, row, data_cfg: DataConfig, report, bad_lines="raise"):
     """One raw row of ``source`` as a Conversation (or preference record), or None (dropped
     and counted)."""
     fn = RECORD_CONVERTERS.get(source.kind)
@@ -204,7 +210,7 @@ def _convert(fmt, origin, row, opts, data_cfg, report, bad_lines,
     return conv
 
 
-def read_conversations(data_cfg, names: list[str], report: DataReport,
+def read_conversations(data_cfg: DataConfig, names: list[str], report: DataReport,
                        think: tuple[str, str] = ("<think>", "</think>")) -> list[Conversation]:
     """Every valid conversation of the named datasets, as a list."""
     return list(iter_conversations(data_cfg, names, report, think))
@@ -215,7 +221,7 @@ def _batches(items: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
-def tokenize_all(conversations, tokenizer, template: Template | None, data_cfg,
+def tokenize_all(conversations, tokenizer, template: Template | None, data_cfg: DataConfig,
                  report: DataReport, kind: str = "chat") -> list[Example]:
     """Tokenize conversations in batches, counting rows dropped for having no supervised tokens.
 
@@ -253,7 +259,7 @@ def count_encoded(batch: list, results: list, report: DataReport, kind: str = "c
     return examples
 
 
-def encode_for_kind(records: list, tokenizer, template, data_cfg, kind: str,
+def encode_for_kind(records: list, tokenizer, template, data_cfg: DataConfig, kind: str,
                     cutoff_len: int | None = None) -> list:
     """Examples (or the RowError) per record: conversations as SFT/pt does, preference records
     with labels on each answer (``data/preference.py``)."""
@@ -322,7 +328,7 @@ def _dataset_files(d, names: list[str]) -> list:
     return files
 
 
-def tokenized(cfg, names: list[str], tokenizer, template: Template | None,
+def tokenized(cfg: RunConfig, names: list[str], tokenizer, template: Template | None,
               cache_root=None, kind: str = "chat") -> tuple[list[Example], DataReport]:
     """Examples of the named datasets: from the cache when nothing changed, else built and cached."""
     from . import cache
@@ -347,7 +353,7 @@ def tokenized(cfg, names: list[str], tokenizer, template: Template | None,
     return examples, report
 
 
-def load_data(cfg, tokenizer, template: Template | None, cache_root=None,
+def load_data(cfg: RunConfig, tokenizer, template: Template | None, cache_root=None,
               kind: str = "chat") -> LoadedData:
     """Train and eval examples for a run config, with the report checked against the limits.
 

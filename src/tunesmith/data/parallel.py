@@ -13,9 +13,13 @@ import multiprocessing
 import os
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from .conversation import RowError
+
+if TYPE_CHECKING:
+    from ..config import DataConfig
+
 
 _WORKER: dict = {}  # tokenizer, template and settings of this worker process (set before fork)
 
@@ -34,7 +38,7 @@ def _restore(results: list) -> list:
             else r for r in results]
 
 
-def encode_batches(batches: Iterator[list], tokenizer, template, data_cfg,
+def encode_batches(batches: Iterator[list], tokenizer, template, data_cfg: DataConfig,
                    kind: str = "chat") -> Iterator[tuple[list, list]]:
     """``(batch, results)`` for each batch of conversations (or preference records), in order.
 

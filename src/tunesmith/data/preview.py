@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import textwrap
 from itertools import islice
+from typing import TYPE_CHECKING
 
 from .conversation import RowError
 from .load import encode_for_kind, iter_conversations
 from .report import DataReport
 from .tokenize import IGNORE, Example
 from .tools import split_tools, uses_tools
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 def mark_labels(tokenizer, example: Example) -> str:
@@ -88,7 +92,8 @@ def _format_record(tokenizer, examples: list[Example], origin: str, index: int, 
     return text
 
 
-def preview(cfg, tokenizer, template, n: int = 3, kind: str = "chat") -> tuple[str, DataReport]:
+def preview(cfg: RunConfig, tokenizer, template, n: int = 3,
+            kind: str = "chat") -> tuple[str, DataReport]:
     """The first ``n`` examples (pairs side by side) as text; rows that fail show their error.
 
     Args:

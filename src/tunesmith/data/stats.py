@@ -12,11 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .conversation import Conversation, RowError
 from .load import _batches, _think, encode_for_kind, iter_conversations, BATCH
 from .report import DataReport
 from .tokenize import IGNORE
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 NO_CUTOFF = 1 << 30
 
@@ -39,7 +44,7 @@ def _fingerprint(conv) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def scan(cfg, tokenizer, template, kind: str = "chat") -> Scan:
+def scan(cfg: RunConfig, tokenizer, template, kind: str = "chat") -> Scan:
     """Read, convert and tokenize every row (bad lines counted, not raised).
 
     Args:
@@ -84,7 +89,7 @@ def percentiles(values: list[int]) -> dict:
     return {"min": s[0], "p50": rank(50), "p90": rank(90), "p99": rank(99), "max": s[-1]}
 
 
-def stats(cfg, tokenizer, template, kind: str = "chat") -> dict:
+def stats(cfg: RunConfig, tokenizer, template, kind: str = "chat") -> dict:
     """Rows, token length percentiles, rows over cutoff_len, duplicates, empty responses (and
     for pairs: identical chosen/rejected answers)."""
     s = scan(cfg, tokenizer, template, kind)
@@ -115,7 +120,7 @@ def format_stats(st: dict) -> str:
     return "\n".join(lines + [f"source: {s}" for s in st["sources"]])
 
 
-def validate(cfg, tokenizer, template, strict: bool = False,
+def validate(cfg: RunConfig, tokenizer, template, strict: bool = False,
              kind: str = "chat") -> tuple[list[str], int]:
     """Every problem found, one line each, and the exit code (2: errors with --strict, or no
     usable row; warnings count as errors with --strict)."""

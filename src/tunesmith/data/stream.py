@@ -25,7 +25,7 @@ import random
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from itertools import count, islice
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from ..digest import hash_file_sample
 from ..errors import ConfigError, DataError
@@ -34,6 +34,10 @@ from .load import (LoadedData, _dataset_files, _kind_fits, _mix_seed, _think, co
 from .report import DataReport
 from .templates import Template
 from .tokenize import Example
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 CHUNK = 64  # rows per tokenizer call
 CHECK_AFTER = 1000  # rows read before the drop ratio is first checked
@@ -58,7 +62,7 @@ def _chunks(items: Iterator, size: int, ends: deque) -> Iterator[list]:
         batch.append(item)
 
 
-def check_streaming(cfg, kind: str = "chat") -> None:
+def check_streaming(cfg: RunConfig, kind: str = "chat") -> None:
     """The rules a streaming run must meet, checked before anything loads (ConfigError)."""
     d, t = cfg.data, cfg.train
     if kind not in ("chat", "text"):
@@ -280,7 +284,8 @@ class TokenStream:
         return h.hexdigest()[:16]
 
 
-def load_stream(cfg, tokenizer, template: Template | None, kind: str = "chat") -> LoadedData:
+def load_stream(cfg: RunConfig, tokenizer, template: Template | None,
+                kind: str = "chat") -> LoadedData:
     """A streaming run's data: the endless train stream and the (in-memory) eval examples."""
     from .load import tokenized
 

@@ -8,9 +8,13 @@ the most memory, and :mod:`.memory` turns those into MiB. ``calibrate`` times a 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .memory import (MIB, MemoryEstimate, ParamCounts, Shapes, estimate_memory, kbit_bytes,
                      model_shapes)
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass
@@ -43,7 +47,7 @@ class Estimate:
     precision: str = ""  # mixed precision and attention kernel, as training will choose them
 
 
-def count_params(cfg, path, dtype: str) -> tuple[ParamCounts, Shapes]:
+def count_params(cfg: RunConfig, path, dtype: str) -> tuple[ParamCounts, Shapes]:
     """Total and trainable parameters of the configured method, on the meta device."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -105,23 +109,28 @@ def largest_batch(lengths: list[tuple[int, int]], b: int, packing,
     return fed(worst), sum(y for _, y in worst), max(x for x, _ in worst)
 
 
-def data_shape(cfg, tokenizer=None, template=None, examples=None) -> DataShape:
+def data_shape(cfg: RunConfig, tokenizer=None, template=None, examples=None) -> DataShape:
     """Length percentiles and the largest micro-batch (padded, or packed per ``packing``) of
     ``examples``, or of the config's training data (tokenized with ``tokenizer``/``template``)."""
+    from ..train.stages import get_stage
+
+    kind = get_stage(cfg.method.stage).data_kind
     if examples is None:
         from ..data.load import load_data
-        from ..train.stages import get_stage
 
-        kind = get_stage(cfg.method.stage).data_kind
         examples = load_data(cfg, tokenizer, template, kind=kind).train
     rows = [(len(e.input_ids), sum(x != -100 for x in e.labels)) for e in examples]
     lengths = sorted(rows)
-    n, b = len(lengths), cfg.train.per_device_train_batch_size
+    # A pair is two sequences (chosen, rejected) fed in one packed batch; preference batches
+    # are always packed (data/pair_collate.py). The reference pass keeps no activations.
+    per_item = 2 if kind == "pairs" else 1
+    packing = True if kind in ("pairs", "unpaired") else cfg.data.packing
+    n, b = len(lengths), cfg.train.per_device_train_batch_size * per_item
     sequential = cfg.train.trainer_args.get("train_sampling_strategy") == "sequential"
-    batch_tokens, batch_labels, longest = largest_batch(rows, b, cfg.data.packing, sequential)
+    batch_tokens, batch_labels, longest = largest_batch(rows, b, packing, sequential)
     pick = lambda q: lengths[min(n - 1, int(q * n))][0]  # noqa: E731
-    return DataShape(n, sum(x for x, _ in lengths), sum(y for _, y in lengths), pick(0.5),
-                     pick(0.9), lengths[-1][0], batch_tokens, batch_labels, longest)
+    return DataShape(n // per_item, sum(x for x, _ in lengths), sum(y for _, y in lengths),
+                     pick(0.5), pick(0.9), lengths[-1][0], batch_tokens, batch_labels, longest)
 
 
 def _without_auto(cfg):
@@ -134,7 +143,7 @@ def _without_auto(cfg):
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, gradient_checkpointing=False))
 
 
-def describe_precision(cfg, weights: str, compute: str | None) -> str:
+def describe_precision(cfg: RunConfig, weights: str, compute: str | None) -> str:
     """``weights bf16, bf16 autocast, attention sdpa``: what training will choose (GPU rules
     when ``compute`` is set; the CPU's otherwise), as ``tunesmith env`` shows it."""
     from ..model.load import attn_implementation, gpu_attention
@@ -151,7 +160,7 @@ def describe_precision(cfg, weights: str, compute: str | None) -> str:
     return f"weights {weights}{kbit}, {compute} autocast{scaling}, attention {attention}"
 
 
-def steps_of(cfg, rows: int) -> int:
+def steps_of(cfg: RunConfig, rows: int) -> int:
     t = cfg.train
     if t.max_steps and t.max_steps > 0:
         return t.max_steps
@@ -165,7 +174,7 @@ def checkpoint_file_mb(path) -> float:
     return sum(p.stat().st_size for p in Path(path).glob("*.safetensors")) / MIB
 
 
-def estimate_run(cfg, gpu_mb: float | None = None, examples=None) -> Estimate:
+def estimate_run(cfg: RunConfig, gpu_mb: float | None = None, examples=None) -> Estimate:
     """The full estimate for a run config (no calibration; see :func:`calibrate`).
 
     Args:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ def load_safetensors(out_dir: Path, dtype: str, device):
 
 
 @register_exporter("safetensors", load_safetensors)
-def save_safetensors(model, tokenizer, template, out_dir: Path, cfg) -> list[str]:
+def save_safetensors(model, tokenizer, template, out_dir: Path, cfg: RunConfig) -> list[str]:
     """Safetensors shards of at most ``export_size`` GB (+ index), config, generation config,
     tokenizer."""
     eos = end_of_turn_ids(tokenizer, template)

@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, require
 from .formats import end_of_turn_ids, prepare_tokenizer, register_exporter
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 FILE_TYPES = {"fp32": ("F32", 0), "fp16": ("F16", 1), "bf16": ("BF16", 32)}  # LlamaFileType
 
@@ -132,7 +137,7 @@ def _pre_tokenizer(tokenizer) -> str:
 
 
 @register_exporter("gguf", load_gguf)
-def save_gguf(model, tokenizer, template, out_dir: Path, cfg) -> list[str]:
+def save_gguf(model, tokenizer, template, out_dir: Path, cfg: RunConfig) -> list[str]:
     """Write ``<export_dir name>.<dtype>.gguf`` into ``out_dir``."""
     from ..hardware import resolve_dtype
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 ENGINES: Registry[Callable] = Registry("engine", key="infer_backend")
 
@@ -19,7 +23,7 @@ def get_engine_loader(name: str) -> Callable:
     return ENGINES.get(name)
 
 
-def resolve_template(cfg, adapter: str | None, model_path) -> tuple[str, str | None]:
+def resolve_template(cfg: RunConfig, adapter: str | None, model_path) -> tuple[str, str | None]:
     """The template to chat with: the config's, or (for ``auto``) the one the run trained with."""
     from .adapters import training_template
 
@@ -33,7 +37,7 @@ def resolve_template(cfg, adapter: str | None, model_path) -> tuple[str, str | N
 
 
 @register_engine("hf")
-def load_hf_engine(cfg, adapter: str | None = None):
+def load_hf_engine(cfg: RunConfig, adapter: str | None = None):
     """An HFEngine for the config's model (+ adapter) with the training template.
 
     ``model_name_or_path`` may be a bundled name, a base model dir, or the output dir of a
@@ -64,14 +68,14 @@ def load_hf_engine(cfg, adapter: str | None = None):
 
 
 @register_engine("vllm")
-def load_vllm_engine(cfg, adapter: str | None = None):
+def load_vllm_engine(cfg: RunConfig, adapter: str | None = None):
     """A vLLM engine (GPU); vllm is imported only here."""
     from .vllm import load_vllm
 
     return load_vllm(cfg, adapter)
 
 
-def load_engine(cfg, adapter: str | None = None):
+def load_engine(cfg: RunConfig, adapter: str | None = None):
     """The engine for ``cfg.infer.infer_backend`` with the config's model and adapter.
 
     Args:

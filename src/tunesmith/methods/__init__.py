@@ -13,12 +13,15 @@ import json
 import typing
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..config_parse import coerce
 from ..errors import ConfigError
 from ..model.signature import write_base_signature
 from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -28,15 +31,15 @@ class Method:
     apply: Callable[..., Any]
     saves_adapter: bool = True  # False: a full HF model is saved (full, freeze, bitfit)
     quantize_base: bool = False  # True: the base is loaded in 4/8 bit (qlora)
-    mergeable: bool = True  # False: merge_and_unload does not apply (prompt, prefix, ...)
+    # False: merge_and_unload does not apply (prompt, prefix, ...). Export decides from the saved
+    # adapter (adapter_merge_refusal); the method catalogue test checks the two agree.
+    mergeable: bool = True
     gradient_checkpointing: bool = True  # False: the method cannot train with it (prefix)
     summary: str = ""
     # (model, params, cfg) -> list of TrainerCallback, for methods that act inside the loop
     callbacks: Callable[..., list] | None = None
     # (model, params, cfg, out_dir) run after the Trainer saved the adapter/model
     after_save: Callable[..., None] | None = None
-    # (params) -> reason this configuration cannot merge, or None (e.g. LoRA layer_replication)
-    merge_blocker: Callable[..., str | None] | None = None
 
 
 METHODS: Registry[Method] = Registry("method", package=__name__)
@@ -98,12 +101,17 @@ def drop_foreign_params(method: Method, raw: dict) -> dict:
     return raw
 
 
-def validate_method(cfg) -> None:
-    """Check the method exists and its parameters belong to it and are in range."""
+def validate_method(cfg: RunConfig) -> None:
+    """Check the method exists and its parameters belong to it and are in range.
+
+    Builds the typed parameters once (``cfg.method.typed``; ``cfg.method.params`` keeps the keys
+    as set, with typed values, for saving) and resolves a quantize-base method's default
+    ``quantization_bit`` (4) before the rules below read it.
+    """
     method = get_method(cfg.method.method)
     cfg.method.params = drop_foreign_params(method, cfg.method.params)
-    params = build_params(method, cfg.method.params)
-    cfg.method.params = {k: getattr(params, k) for k in cfg.method.params}  # typed values
+    params = cfg.method.typed = build_params(method, cfg.method.params)
+    cfg.method.params = {k: getattr(params, k) for k in cfg.method.params}
     if method.quantize_base and cfg.model.quantization_bit is None:
         cfg.model.quantization_bit = 4
     if cfg.train.gradient_checkpointing is True and not method.gradient_checkpointing:
@@ -114,10 +122,13 @@ def validate_method(cfg) -> None:
                           f"(a quantized base cannot be trained with '{method.name}')")
 
 
-def method_params(cfg):
-    """The typed parameters of the configured method."""
+def method_params(cfg: RunConfig) -> tuple[Method, Any]:
+    """The configured method and its typed parameters (built by validation, or now for a
+    config that was never validated)."""
     method = get_method(cfg.method.method)
-    return method, build_params(method, cfg.method.params)
+    if type(cfg.method.typed) is not method.params_cls:
+        cfg.method.typed = build_params(method, cfg.method.params)
+    return method, cfg.method.typed
 
 
 def wrap_peft(model, peft_config, method: str):
@@ -131,18 +142,6 @@ def wrap_peft(model, peft_config, method: str):
         raise ConfigError(f"method '{method}': peft rejected the parameters: {first}") from exc
 
 
-def merge_refusal(cfg) -> str | None:
-    """Why ``merge_and_unload`` must not be used for this run's method/params, or None.
-
-    Export merges a ``mergeable`` method's adapter (qlora: onto a full-precision base).
-    """
-    method, params = method_params(cfg)
-    if not method.mergeable:
-        kind = "a full model is saved" if not method.saves_adapter else "it is not a weight delta"
-        return f"method '{method.name}' cannot be merged ({kind})"
-    return method.merge_blocker(params) if method.merge_blocker else None
-
-
 # peft types whose adapters are extra inputs (virtual tokens / prefixes), not a weight delta.
 UNMERGEABLE_PEFT_TYPES = {"PREFIX_TUNING": "prefix", "PROMPT_TUNING": "prompt",
                           "P_TUNING": "ptuning", "ADAPTION_PROMPT": "adaption prompt"}
@@ -151,7 +150,8 @@ UNMERGEABLE_PEFT_TYPES = {"PREFIX_TUNING": "prefix", "PROMPT_TUNING": "prompt",
 def adapter_merge_refusal(adapter_dir) -> str | None:
     """Why the saved adapter in ``adapter_dir`` cannot be merged into its base, or None.
 
-    For export/merge code that has an adapter directory rather than the training config.
+    The one place that decides mergeability: export calls it before loading anything (it has the
+    adapter directory, not the training config).
     """
     config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
     kind = UNMERGEABLE_PEFT_TYPES.get(str(config.get("peft_type")))
@@ -164,13 +164,13 @@ def adapter_merge_refusal(adapter_dir) -> str | None:
     return None
 
 
-def method_callbacks(cfg, model) -> list:
+def method_callbacks(cfg: RunConfig, model) -> list:
     """The TrainerCallbacks the configured method needs (empty for most methods)."""
     method, params = method_params(cfg)
     return list(method.callbacks(model, params, cfg)) if method.callbacks else []
 
 
-def finish_save(model, cfg, out_dir) -> None:
+def finish_save(model, cfg: RunConfig, out_dir) -> None:
     """Run after ``trainer.save_model(out_dir)``: method-specific conversion, base signature."""
     method, params = method_params(cfg)
     if method.after_save:

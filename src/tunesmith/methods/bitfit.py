@@ -7,9 +7,13 @@ nothing to train, and we say so instead of silently training something else.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from . import register_method
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass
@@ -24,7 +28,7 @@ def bias_names(model) -> list[str]:
 
 @register_method("bitfit", BitFitParams, saves_adapter=False, mergeable=False,
                  summary="train only bias terms (needs a model that has biases)")
-def apply_bitfit(model, params: BitFitParams, cfg):
+def apply_bitfit(model, params: BitFitParams, cfg: RunConfig):
     """Freeze everything but the biases; a model without biases is a ConfigError."""
     biases = set(bias_names(model))
     if not biases:

@@ -10,6 +10,7 @@ import hashlib
 import json
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sys
 
@@ -19,6 +20,9 @@ from ..hub import HubUnreachable, ModelRequest, is_hub_id, resolve_model
 from ..paths import models_dir
 from .bundled import BUNDLED, bundled_for_hub_id, convert_gguf, ensure_bundled
 
+if TYPE_CHECKING:
+    from ..config import ModelConfig
+
 
 def _gguf_cache_dir(gguf: Path) -> Path:
     stat = gguf.stat()
@@ -26,7 +30,7 @@ def _gguf_cache_dir(gguf: Path) -> Path:
     return models_dir() / f"gguf-{gguf.stem}-{key[:12]}"
 
 
-def resolve_model_path(name: str, *, quiet: bool = False, model_cfg=None) -> Path:
+def resolve_model_path(name: str, *, quiet: bool = False, model_cfg: ModelConfig=None) -> Path:
     """A local HF checkpoint dir for a bundled name, a directory, a ``.gguf`` file or a hub ID.
 
     Args:
@@ -94,7 +98,7 @@ def check_remote_code(path: Path, trust: bool) -> None:
                          "set trust_remote_code: true only if you trust its source")
 
 
-def load_tokenizer(model_cfg, path: Path | None = None):
+def load_tokenizer(model_cfg: ModelConfig, path: Path | None = None):
     """The model's tokenizer, with a pad token set (never silently equal to a masked EOS)."""
     from transformers import AutoTokenizer
 
@@ -157,7 +161,7 @@ def no_loading_bar():
             hf_logging.enable_progress_bar()
 
 
-def load_model(model_cfg, *, dtype: str | None = None, path: Path | None = None,
+def load_model(model_cfg: ModelConfig, *, dtype: str | None = None, path: Path | None = None,
                quantization_config=None, device_map=None):
     """Load a causal LM in the resolved dtype (``auto`` picks by hardware)."""
     from transformers import AutoModelForCausalLM
@@ -179,11 +183,3 @@ def load_model(model_cfg, *, dtype: str | None = None, path: Path | None = None,
     if detect().device == "cuda" and quantization_config is None and device_map is None:
         model = model.to("cuda")
     return model
-
-
-def describe_dtype(name: str | None) -> str:
-    """``bf16 (auto: reason)`` for display."""
-    chosen = resolve_dtype(name)
-    if name in (None, "auto"):
-        return f"{chosen} (auto: {detect().reason})"
-    return chosen

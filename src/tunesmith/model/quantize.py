@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import require
 from ..hardware import torch_dtype
 
+if TYPE_CHECKING:
+    from ..config import ModelConfig
 
-def quantization_config(model_cfg, compute_dtype: str | None = None):
+
+def quantization_config(model_cfg: ModelConfig, compute_dtype: str | None = None):
     """A ``BitsAndBytesConfig`` for ``quantization_bit`` 4 (NF4/FP4, double quant) or 8.
 
     Args:

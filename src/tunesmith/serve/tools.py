@@ -38,6 +38,13 @@ def request_tools(req) -> list[dict] | None:
                        param="tool_choice", code="invalid_value")
     if not req.tools or choice == "none":
         return None
+    if req.stream and getattr(req, "logprobs", None):
+        raise APIError(400, "logprobs are not returned for streamed tool calls; drop logprobs "
+                            "or stream", param="logprobs", code="unsupported_parameter")
+    if getattr(req, "parallel_tool_calls", None) is False:
+        raise APIError(400, "parallel_tool_calls: false is not supported (the model decides how "
+                            "many calls to make)", param="parallel_tool_calls",
+                       code="unsupported_parameter")
     try:
         return parse_tools(req.tools, "tools")
     except RowError as err:

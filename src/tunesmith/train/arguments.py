@@ -12,11 +12,16 @@ import dataclasses
 import functools
 import importlib.util
 import sys
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..hardware import detect, resolve_dtype
 from .distributed import parallel_kwargs
 from .trackers import OWN_CALLBACK
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 # Our TrainConfig fields passed to TrainingArguments under the same name.
 PASS_THROUGH = (
@@ -42,7 +47,7 @@ OPTIM_PACKAGES = (
 )
 
 
-def cpu_autocast(cfg) -> bool:
+def cpu_autocast(cfg: RunConfig) -> bool:
     """bf16 autocast on a CPU whose weights are bf16 (not k-bit): adapters keep fp32 weights and
     optimizer states, but their matmuls run in bf16 on the bf16 activations, as mixed precision
     does on a GPU. Without it PEFT copies every adapter input to fp32 and the result back
@@ -52,7 +57,7 @@ def cpu_autocast(cfg) -> bool:
     return training_dtype(cfg) == "bf16"
 
 
-def precision_flags(cfg) -> dict:
+def precision_flags(cfg: RunConfig) -> dict:
     """Mixed precision flags: autocast in the GPU's compute dtype on CUDA (fp16 with loss
     scaling), and bf16 autocast on CPU (:func:`cpu_autocast`); otherwise the weights' dtype is
     the choice."""
@@ -62,7 +67,7 @@ def precision_flags(cfg) -> dict:
     return {"bf16": cpu_autocast(cfg), "fp16": False}
 
 
-def gpu_compute_dtype(cfg, bf16_supported: bool | None = None) -> str:
+def gpu_compute_dtype(cfg: RunConfig, bf16_supported: bool | None = None) -> str:
     """The dtype a CUDA run computes in: the ``bf16``/``fp16`` flags, else ``dtype`` (``auto``:
     bf16 where the GPU supports it, else fp16 with loss scaling; ``fp32`` only when asked for).
 
@@ -79,7 +84,7 @@ def gpu_compute_dtype(cfg, bf16_supported: bool | None = None) -> str:
     return resolve_dtype(cfg.model.dtype)
 
 
-def gpu_weights_dtype(cfg, compute: str) -> str:
+def gpu_weights_dtype(cfg: RunConfig, compute: str) -> str:
     """The weights' dtype on CUDA. Adapter methods (LoRA, QLoRA's compute dtype, IA3, prefix,
     ...) load the base in the 16-bit compute dtype: never fp32 weights by default (PEFT keeps the
     small adapter weights in fp32). Methods that train the base's own weights (full, freeze,
@@ -94,7 +99,7 @@ def gpu_weights_dtype(cfg, compute: str) -> str:
     return "bf16" if pure_bf16 else "fp32"
 
 
-def training_dtype(cfg, device: str | None = None) -> str:
+def training_dtype(cfg: RunConfig, device: str | None = None) -> str:
     """The dtype the model weights are loaded in for training.
 
     Args:
@@ -204,7 +209,7 @@ def _base_kwargs(cfg) -> dict:
     return kwargs
 
 
-def build_training_args(cfg, **overrides):
+def build_training_args(cfg: RunConfig, **overrides):
     """TrainingArguments from the config; ``trainer_args`` passes anything else through."""
     from transformers import TrainingArguments
 

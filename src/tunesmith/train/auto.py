@@ -11,12 +11,17 @@ decided per batch by the collator (``data/packing.py``); here it only gets its l
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 HEADROOM = 0.85  # plan to use at most this share of the free memory (the rest: other processes,
 # the allocator's slack, and the estimate's own error of up to ~30% on multi-turn data)
 
 
-def choose_checkpointing(cfg, memory, budget_mb: float | None = None):
+def choose_checkpointing(cfg: RunConfig, memory, budget_mb: float | None = None):
     """Decide ``gradient_checkpointing: auto`` from a memory estimate made without it.
 
     Args:
@@ -44,7 +49,7 @@ def choose_checkpointing(cfg, memory, budget_mb: float | None = None):
                           f"{where} (with it: {with_it:,.0f} MiB)")
 
 
-def resolve_speed_keys(cfg, examples, log) -> bool:
+def resolve_speed_keys(cfg: RunConfig, examples, log) -> bool:
     """Turn ``gradient_checkpointing: auto`` into true/false on ``cfg`` (in place) before the
     model is loaded, and log both automatic choices with the reason.
 

@@ -11,8 +11,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 def world_size() -> int:
@@ -28,7 +32,7 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def check_same_run(cfg, fingerprint: dict) -> None:
+def check_same_run(cfg: RunConfig, fingerprint: dict) -> None:
     """Every rank of the job runs the same config, data and base model (else ConfigError).
 
     The ranks exchange their config (all keys but ``node_rank``) and the data and model hashes
@@ -81,26 +85,12 @@ def check_deepspeed(path: str) -> str:
     return str(p)
 
 
-def fsdp_kwargs(value: str) -> dict:
-    """``fsdp: path.json`` (an FSDP config, examples/fsdp/) or an options string
-    (``full_shard auto_wrap``) -> TrainingArguments keywords."""
-    if value.endswith((".json", ".yaml", ".yml")):
-        p = Path(value).expanduser()
-        if not p.is_file():
-            raise ConfigError(f"key 'fsdp': config file '{value}' not found")
-        try:
-            config = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{value} line {exc.lineno}: invalid JSON: {exc.msg}") from None
-        options = config.pop("fsdp", "full_shard auto_wrap")
-        return {"fsdp": options, "fsdp_config": config}
-    return {"fsdp": value}
-
-
 def parallel_kwargs(t) -> dict:
     """DeepSpeed / FSDP keywords for TrainingArguments (validated)."""
     if t.deepspeed:
         return {"deepspeed": check_deepspeed(t.deepspeed)}
     if t.fsdp:
+        from .fsdp import fsdp_kwargs
+
         return fsdp_kwargs(t.fsdp)
     return {}

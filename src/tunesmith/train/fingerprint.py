@@ -10,9 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..digest import hash_file_sample
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 # Config keys that change what a resumed run would compute (not lr/max_steps: extending is fine).
 KEY_CONFIG = ("train.seed", "train.per_device_train_batch_size", "train.gradient_accumulation_steps",
@@ -54,7 +59,7 @@ def _get(cfg, dotted: str):
     return getattr(getattr(cfg, section), key)
 
 
-def run_fingerprint(cfg, model_path, data, world_size: int = 1) -> dict:
+def run_fingerprint(cfg: RunConfig, model_path, data, world_size: int = 1) -> dict:
     """The fingerprint of this run (JSON-able)."""
     key = {k: _get(cfg, k) for k in KEY_CONFIG}
     key["world_size"] = world_size

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from ..model.load import load_model
 from .arguments import training_dtype
 
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
-def load_for_training(cfg, path):
+
+def load_for_training(cfg: RunConfig, path):
     """Load the base model for training in the dtype the hardware and config choose."""
     quant, dtype = None, training_dtype(cfg)
     if cfg.model.quantization_bit:  # the 4-bit compute dtype follows the training dtype

@@ -9,8 +9,13 @@ by its prompt indices and reuses its completions.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch.utils.data import Dataset, Sampler
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 class PromptDataset(Dataset):
@@ -31,7 +36,7 @@ def collate_prompts(items: list[dict]) -> dict:
     return {"indices": [it["index"] for it in items], "examples": [it["example"] for it in items]}
 
 
-def prompt_collator(cfg, tokenizer):
+def prompt_collator(cfg: RunConfig, tokenizer):
     return collate_prompts
 
 

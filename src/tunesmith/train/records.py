@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 def read_log(output_dir: str | Path) -> list[dict]:
@@ -37,7 +41,7 @@ def plot_loss(output_dir: str | Path, key: str = "loss") -> Path | None:
     return path
 
 
-def write_model_card(output_dir: str | Path, cfg, metrics: dict) -> Path:
+def write_model_card(output_dir: str | Path, cfg: RunConfig, metrics: dict) -> Path:
     """A README.md naming base model, data, method, hyperparameters and final metrics."""
     t, m = cfg.train, cfg.method
     lines = [

@@ -9,10 +9,14 @@ for the copy, then unmerged), as TRL's colocate mode does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..infer.engine import GenParams
+
+if TYPE_CHECKING:
+    from ..config import InferConfig, RunConfig
 
 
 @dataclass
@@ -25,7 +29,7 @@ class Rollout:
     truncated: list[bool]
 
 
-def gen_params(infer_cfg, max_completion_length: int) -> GenParams:
+def gen_params(infer_cfg: InferConfig, max_completion_length: int) -> GenParams:
     """Sampling settings as in ``chat`` (temperature, top_p, top_k, repetition_penalty); online
     RL always samples, so temperature 0 (the default, greedy for chat) means 1.0."""
     return GenParams(max_new_tokens=max_completion_length,
@@ -86,7 +90,7 @@ def vllm_weights(model):
             model.unmerge_adapter()
 
 
-def vllm_sampler(cfg, model, tokenizer, template) -> PolicySampler:
+def vllm_sampler(cfg: RunConfig, model, tokenizer, template) -> PolicySampler:
     """A colocated vLLM engine over the base checkpoint, refreshed from the policy each step."""
     from ..infer.vllm import VLLMEngine, import_vllm
     from ..model.load import resolve_model_path
@@ -106,7 +110,7 @@ def vllm_sampler(cfg, model, tokenizer, template) -> PolicySampler:
     return PolicySampler(VLLMEngine(llm, tokenizer, template), model, sync=sync)
 
 
-def build_sampler(cfg, model, tokenizer, template) -> PolicySampler:
+def build_sampler(cfg: RunConfig, model, tokenizer, template) -> PolicySampler:
     """The sampler for ``infer_backend`` (hf or vllm)."""
     if cfg.infer.infer_backend == "vllm":
         return vllm_sampler(cfg, model, tokenizer, template)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transformers import set_seed
 
@@ -38,13 +39,16 @@ from .stages import Stage, check_stage, stage_template
 from .trackers import setup_trackers, tracker_callbacks
 from .trainer import NonFiniteLoss, non_finite_params
 
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 def log(msg: str) -> None:
     if is_main_process():
         print(msg, file=sys.stderr, flush=True)
 
 
-def run_training(cfg) -> dict:
+def run_training(cfg: RunConfig) -> dict:
     """Train per ``cfg`` and write the complete run record to ``cfg.train.output_dir``.
 
     Returns:
@@ -86,6 +90,8 @@ def run_training(cfg) -> dict:
     base = load_for_training(cfg, path)
     params = train_new_rows(base, tokenizer, method, params, cfg)  # resize_vocab / new tokens
     model = method.apply(base, params, cfg)
+    if stage.prepare_model is not None:
+        model = stage.prepare_model(cfg, model)
     log(describe_trainable(model))
     trainer = build_trainer(cfg, model, tokenizer, data, args=args, fingerprint=fingerprint,
                             stage=stage)
@@ -126,7 +132,7 @@ def _resume_stream(stream, checkpoint: Path) -> None:
         log(f"stream: rows up to {at[0]} were trained on; continuing after them")
 
 
-def find_resume(cfg, out: Path, fingerprint: dict) -> Path | None:
+def find_resume(cfg: RunConfig, out: Path, fingerprint: dict) -> Path | None:
     """The checkpoint to resume from (checked against this run's fingerprint), or None."""
     value = cfg.train.resume_from_checkpoint
     resume = resolve_resume(value, out)
@@ -162,7 +168,7 @@ def train(trainer, resume: Path | None, out: Path, autocast_inputs: bool = False
     return result
 
 
-def build_trainer(cfg, model, tokenizer, data, args=None, fingerprint=None,
+def build_trainer(cfg: RunConfig, model, tokenizer, data, args=None, fingerprint=None,
                   stage: Stage | None = None):
     """The stage's Trainer with our callbacks (log, progress, the method's own), no dict printing."""
     from transformers.trainer_callback import PrinterCallback
@@ -193,7 +199,8 @@ def build_trainer(cfg, model, tokenizer, data, args=None, fingerprint=None,
     return trainer
 
 
-def save_run(trainer, tokenizer, cfg, out: Path, metrics: dict, plots: tuple = ()) -> None:
+def save_run(trainer, tokenizer, cfg: RunConfig, out: Path, metrics: dict,
+             plots: tuple = ()) -> None:
     """Adapter or model, tokenizer, results JSON, loss plots and model card."""
     bad = non_finite_params(trainer.model)
     if bad:

@@ -11,9 +11,13 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config_parse import suggest
 from ..errors import ConfigError, require
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 def _tensorboard(out: Path, cfg) -> None:
@@ -124,7 +128,7 @@ def swanlab_callback(init_args: dict | None = None):
     return Callback()
 
 
-def tracker_callbacks(cfg) -> list:
+def tracker_callbacks(cfg: RunConfig) -> list:
     """Callbacks for the trackers in OWN_CALLBACK that ``report_to`` names."""
     if "swanlab" not in cfg.train.report_to:
         return []
@@ -139,7 +143,7 @@ def check_report_to(names: list[str]) -> None:
                               f"known: {', '.join(TRACKERS)}")
 
 
-def setup_trackers(cfg) -> list[str]:
+def setup_trackers(cfg: RunConfig) -> list[str]:
     """Prepare every tracker in ``report_to``; returns the names handed to the Trainer."""
     names = [n for n in cfg.train.report_to if n != "none"]
     check_report_to(names)

@@ -53,10 +53,48 @@ def method_fields() -> dict[str, ParamField]:
     return out
 
 
+def _defaults(params_cls) -> dict[str, Any]:
+    if params_cls is None:
+        return {}
+    return {f.name: getattr(params_cls(), f.name) for f in dataclasses.fields(params_cls)}
+
+
 def method_defaults(name: str) -> dict[str, Any]:
     """The method's parameter defaults, shown in its controls."""
-    params_cls = get_method(name).params_cls
-    return {f.name: getattr(params_cls(), f.name) for f in dataclasses.fields(params_cls)}
+    return _defaults(get_method(name).params_cls)
+
+
+def stage_names() -> list[str]:
+    """Every registered stage (``train/stages``), in registration order."""
+    from ..train.stages import STAGES
+
+    return STAGES.names()
+
+
+def stage_fields() -> dict[str, ParamField]:
+    """Every stage parameter key (union over stages) with the control kind it needs."""
+    from ..train.stages import STAGES
+
+    out: dict[str, ParamField] = {}
+    for stage in STAGES.values():
+        if stage.params is None:
+            continue
+        hints = typing.get_type_hints(stage.params)
+        for f in dataclasses.fields(stage.params):
+            out.setdefault(f.name, ParamField(f.name, *_kind(hints[f.name])))
+    return out
+
+
+def stage_defaults(name: str) -> dict[str, Any]:
+    """The stage's parameter defaults (dpo's pref_beta, ...); empty for sft/pt."""
+    from ..train.stages import get_stage
+
+    return _defaults(get_stage(name).params)
+
+
+def stage_params_from_controls(stage: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Only the stage's own keys whose value differs from its default."""
+    return _changed(stage_fields(), stage_defaults(stage), values)
 
 
 def to_control(value: Any, field: ParamField) -> Any:
@@ -75,7 +113,10 @@ def to_control(value: Any, field: ParamField) -> Any:
 
 def method_params_from_controls(method: str, values: dict[str, Any]) -> dict[str, Any]:
     """Only the method's own keys whose value differs from its default (a tidy YAML)."""
-    fields, defaults = method_fields(), method_defaults(method)
+    return _changed(method_fields(), method_defaults(method), values)
+
+
+def _changed(fields: dict, defaults: dict, values: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, default in defaults.items():
         value = values.get(key)

@@ -7,6 +7,7 @@ Choices come from the same places the CLI looks (bundled models, the model cache
 from __future__ import annotations
 
 import html
+from typing import TYPE_CHECKING
 
 from ..data.registry import INFO_FILE, load_registry
 from ..hub import cached_hf_models, is_hub_id
@@ -14,6 +15,10 @@ from ..model.bundled import BUNDLED
 from ..paths import models_dir
 from .roots import Roots, inside, inside_any
 from .runs import is_adapter, is_model, list_runs, run_name
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".txt", ".arrow")
 
@@ -65,7 +70,7 @@ def check_datasets(roots: Roots, names: list[str]) -> list[str]:
     return out
 
 
-def preview(cfg, count: int = 3) -> str:
+def preview(cfg: RunConfig, count: int = 3) -> str:
     """HTML of the first ``count`` examples as the model sees them: ``data.preview`` (the code
     behind ``tunesmith data preview``), so the UI shows exactly what training gets."""
     from ..data.preview import preview as data_preview

@@ -154,3 +154,16 @@ def test_llamafactory_flags_and_missing_adapter(tiny_model_dir, adapter_dir, tmp
     code = main(["export", f"model_name_or_path={tiny_model_dir}",
                  f"adapter_name_or_path={tmp_path / 'missing'}", f"export_dir={tmp_path / 'x'}"])
     assert code == 2 and "not found" in capsys.readouterr().err
+
+
+def test_unmergeable_adapter_is_refused_before_loading(tmp_path, monkeypatch):
+    """Mergeability is decided once (methods.adapter_merge_refusal), before the model load."""
+    adapter = tmp_path / "prefix"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "PREFIX_TUNING"}))
+    monkeypatch.setattr(merge, "load_parts", lambda cfg: pytest.fail("loaded the model"))
+    cfg = load_config(None, {"adapter_name_or_path": str(adapter),
+                             "export_dir": str(tmp_path / "out")})
+    with pytest.raises(ModelError, match="prefix adapter .*cannot be merged"):
+        run_export(cfg)
+    assert not (tmp_path / "out").exists()

@@ -104,3 +104,19 @@ def test_fsdp_config_passes_through(tmp_path):
     cfg = Path(__file__).resolve().parents[3] / "examples" / "fsdp" / "fsdp_config.json"
     args = _args(tmp_path, fsdp=str(cfg))
     assert args.fsdp and args.fsdp_config.get("auto_wrap_policy") == "TRANSFORMER_BASED_WRAP"
+
+
+def test_fsdp_options_and_files_become_fsdp2_settings(tmp_path):
+    from tunesmith.errors import ConfigError
+    from tunesmith.train.fsdp import fsdp_kwargs
+
+    assert fsdp_kwargs("full_shard auto_wrap offload") == {"fsdp": True, "fsdp_config": {
+        "version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "reshard_after_forward": True,
+        "cpu_offload": True}}
+    assert fsdp_kwargs("shard_grad_op")["fsdp_config"]["reshard_after_forward"] is False
+    legacy = tmp_path / "f.json"
+    legacy.write_text('{"fsdp": "full_shard offload", "fsdp_state_dict_type": "FULL_STATE_DICT"}')
+    config = fsdp_kwargs(str(legacy))["fsdp_config"]
+    assert config["cpu_offload"] is True and config["state_dict_type"] == "FULL_STATE_DICT"
+    with pytest.raises(ConfigError, match="unknown FSDP option 'ful_shard'"):
+        fsdp_kwargs("ful_shard")

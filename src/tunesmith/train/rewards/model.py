@@ -15,11 +15,16 @@ rendered ``prompt + completion``), as both LLaMA-Factory and TRL score.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ...errors import ConfigError
 from . import RewardBatch, RewardFunction
+
+if TYPE_CHECKING:
+    from ...config import RunConfig
+
 
 HEAD_FILE = "value_head.safetensors"
 HEAD_KEYS = ("v_head.summary.weight", "v_head.summary.bias")
@@ -86,7 +91,7 @@ class RewardModelScorer:
         return self.head.to(last.device)(last.float()).squeeze(-1).tolist()
 
 
-def load_reward_scorer(path: str, cfg, tokenizer, template) -> RewardFunction:
+def load_reward_scorer(path: str, cfg: RunConfig, tokenizer, template) -> RewardFunction:
     """A RewardFunction named ``reward_model`` scoring with the model in ``path``."""
     from ...model.load import load_model, resolve_model_path
 

@@ -16,10 +16,14 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ...errors import ConfigError
 from ...registry import Registry
+
+if TYPE_CHECKING:
+    from ...config import RunConfig
+
 
 DATA_KINDS = ("chat", "text", "pairs", "unpaired", "prompts")
 
@@ -66,6 +70,10 @@ class Stage:
             ``num_generations``); values given in the config arrive typed through
             :func:`stage_params` (an optional ``check()`` method holds their range rules).
         methods_note: one line on the methods this stage cannot train with, or "".
+        prepare_model: ``(cfg, model) -> model`` after the method is applied (e.g. rm's value
+            head, which adapters must not target), or None.
+        evaluate: the evaluator ``tunesmith eval`` runs under this stage, by name
+            (``evaluate.EVALUATORS``: ``loss``, ``pairs``, ``rewards``).
     """
 
     name: str
@@ -80,6 +88,8 @@ class Stage:
     plots: tuple[str, ...] = field(default=())
     params: type | None = None
     methods_note: str = ""
+    prepare_model: Callable[..., Any] | None = None
+    evaluate: str = "loss"
 
     def __post_init__(self):
         if self.data_kind not in DATA_KINDS:
@@ -99,7 +109,7 @@ def get_stage(name: str) -> Stage:
     return STAGES.get(name)
 
 
-def check_stage(cfg) -> Stage:
+def check_stage(cfg: RunConfig) -> Stage:
     """The configured stage, with its parameters typed and its own rules checked (before
     anything loads)."""
     stage = get_stage(cfg.method.stage)
@@ -122,7 +132,7 @@ class _NoParams:
     pass
 
 
-def stage_params(cfg, stage: Stage | None = None):
+def stage_params(cfg: RunConfig, stage: Stage | None = None):
     """The configured stage's parameter dataclass, built from ``cfg.method.stage_params``
     (type-checked, its ``check()`` run; the typed values are written back).
 
@@ -149,7 +159,7 @@ def stage_params(cfg, stage: Stage | None = None):
     return params
 
 
-def stage_template(cfg, tokenizer, stage: Stage | None = None):
+def stage_template(cfg: RunConfig, tokenizer, stage: Stage | None = None):
     """The chat template the stage renders rows with, or None for plain text."""
     from ...data.templates import get_template
 
@@ -159,7 +169,7 @@ def stage_template(cfg, tokenizer, stage: Stage | None = None):
     return get_template(cfg.model.template, tokenizer, cfg.model.default_system)
 
 
-def tokenizer_and_template(cfg, quiet: bool = False):
+def tokenizer_and_template(cfg: RunConfig, quiet: bool = False):
     """The run's tokenizer and its stage's template (data commands, estimate, web UI preview)."""
     from ...model.load import load_tokenizer, resolve_model_path
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ...errors import ConfigError
+
+if TYPE_CHECKING:
+    from ...config import RunConfig
+
 
 PREF_LOSS_NAMES = ("sigmoid", "ipo", "hinge", "orpo", "simpo")
 # Methods whose trainable part is virtual tokens in front of every row: sequences cannot share a
@@ -30,17 +35,17 @@ class RefParams:
             raise ConfigError(f"key 'pref_ftx': must be >= 0, got {self.pref_ftx}")
 
 
-def packs(cfg) -> bool:
+def packs(cfg: RunConfig) -> bool:
     return cfg.method.method not in VIRTUAL_TOKEN_METHODS
 
 
-def pair_collator(cfg, tokenizer):
+def pair_collator(cfg: RunConfig, tokenizer):
     from ...data.pair_collate import PairCollator
 
     return PairCollator(tokenizer.pad_token_id, pack=packs(cfg))
 
 
-def pair_dataset(examples, cfg=None):
+def pair_dataset(examples, cfg: RunConfig=None):
     from ..pref_dataset import PairDataset
 
     return PairDataset(examples)
@@ -55,7 +60,7 @@ def frozen_copy(model):
     return ref.eval()
 
 
-def load_reference(cfg, name: str):
+def load_reference(cfg: RunConfig, name: str):
     """``ref_model``: another checkpoint, loaded frozen in the training dtype."""
     from dataclasses import replace
 
@@ -68,7 +73,7 @@ def load_reference(cfg, name: str):
     return ref.eval()
 
 
-def reference_kwargs(cfg, model, params, needs_ref: bool) -> dict:
+def reference_kwargs(cfg: RunConfig, model, params, needs_ref: bool) -> dict:
     """The PreferenceTrainer's reference arguments: precomputed, adapter toggle (no copy), a
     copy of the starting model (full/freeze/bitfit) or ``ref_model``."""
     if not needs_ref:

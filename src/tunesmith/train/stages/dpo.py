@@ -68,4 +68,5 @@ register_stage(Stage(
     trainer_kwargs=_kwargs,
     plots=PLOTS,
     params=DPOParams,
+    evaluate="pairs",
 ))

@@ -10,9 +10,14 @@ with the adapter switched off (adapter methods) or a frozen copy (full/freeze).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ...errors import ConfigError
 from . import Stage, register_stage, stage_params, stage_template
+
+if TYPE_CHECKING:
+    from ...config import RunConfig
+
 
 PROMPT_LEARNING = ("prefix", "prompt", "ptuning")  # virtual tokens: not scored by the decoder
 
@@ -81,7 +86,7 @@ def _check_rewards(p: GRPOParams) -> None:
         raise ConfigError("reward function 'contains' needs reward_contains: strings to look for")
 
 
-def check_online(cfg, stage: str) -> None:
+def check_online(cfg: RunConfig, stage: str) -> None:
     """Rules every online stage shares: no evaluation pass, no prompt-learning method."""
     if cfg.data.val_size or cfg.data.eval_dataset or cfg.train.eval_strategy != "no":
         raise ConfigError(f"stage: {stage} has no evaluation pass: remove val_size, "
@@ -98,7 +103,7 @@ def _check(cfg) -> None:
     _check_rewards(stage_params(cfg))
 
 
-def reference_model(cfg, model):
+def reference_model(cfg: RunConfig, model):
     """A frozen copy of the base for a policy without an adapter to switch off, else None."""
     if hasattr(model, "disable_adapter"):
         return None

@@ -67,4 +67,5 @@ register_stage(Stage(
     plots=("rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen",
            "logps/rejected", "kl"),
     params=KTOParams,
+    evaluate="pairs",
 ))

@@ -1,6 +1,7 @@
-"""More than one machine, simulated on 127.0.0.1: two torchrun agents as two nodes of one process
+"""More than one process on this CPU. Two torchrun agents on 127.0.0.1 as two nodes of one process
 each train exactly what one process does; nodes with different configs are refused before
-training; a rank that dies stops the job with one line, and the last complete checkpoint resumes.
+training; a rank that dies stops the job with one line, and the last complete checkpoint resumes;
+FSDP (2 ranks, gloo) trains, checkpoints sharded, resumes and exports the same adapter.
 
 Reference: one process, batch 2, 3 steps, constant LR. Two ranks of batch 1 see the same global
 batch (DDP averages their gradients), so losses and adapters match within fp32 rounding.
@@ -18,6 +19,8 @@ import pytest
 from tests.unit.train.helpers import (adapter, base_overrides, losses, max_abs_diff, run_cli,
                                       spawn, write_chat)
 from tunesmith.train.checkpoint import complete_checkpoints
+
+REPO = Path(__file__).resolve().parents[2]
 
 TOL = 1e-5
 
@@ -99,3 +102,37 @@ def test_a_dead_rank_stops_the_job_with_one_line_and_the_checkpoint_resumes(node
     got, ref = losses(out), losses(nodes.ref)
     assert max(abs(got[s] - ref[s]) for s in ref) < TOL
     assert max_abs_diff(adapter(out), adapter(nodes.ref)) < TOL
+
+
+@pytest.mark.slow
+def test_fsdp_on_two_cpu_ranks_checkpoints_resumes_and_exports_the_unsharded_adapter(nodes):
+    out = nodes.root / "fsdp"
+    over = nodes.over(out, nproc_per_node=2, per_device_train_batch_size=1,
+                      fsdp=str(REPO / "examples/fsdp/fsdp_config.json"))
+    assert run_cli({**over, "max_steps": 2}, nodes.root / "fsdp.log", nodes.env) == 0, \
+        nodes.log("fsdp.log")[-3000:]
+    assert (out / "checkpoint-2" / "pytorch_model_fsdp_0").is_dir()  # sharded: one part per rank
+    assert "reducer.cpp" not in nodes.log("fsdp.log")  # DDP's reducer never ran
+    assert run_cli({**over, "resume_from_checkpoint": "auto"}, nodes.root / "fsdp.log",
+                   nodes.env) == 0, nodes.log("fsdp.log")[-3000:]
+    got, ref = losses(out), losses(nodes.ref)
+    assert got.keys() == ref.keys() and max(abs(got[s] - ref[s]) for s in ref) < TOL
+    for sub in ("checkpoint-2", "checkpoint-3", ""):
+        assert max_abs_diff(adapter(out / sub), adapter(nodes.ref / sub)) < TOL
+    assert _merged_diff(nodes, out) < TOL
+
+
+def _merged_diff(nodes, out: Path) -> float:
+    from safetensors.torch import load_file
+
+    from tunesmith.config import load_config
+    from tunesmith.export.merge import run_export
+
+    merged = []
+    for run in (out, nodes.ref):
+        dest = nodes.root / f"merged-{run.name}"
+        run_export(load_config(None, {"model_name_or_path": str(nodes.model_dir),
+                                      "adapter_name_or_path": str(run), "export_dir": str(dest),
+                                      "export_dtype": "fp32"}))
+        merged.append(load_file(next(dest.glob("*.safetensors"))))
+    return max_abs_diff(*merged)
