@@ -67,11 +67,17 @@ def test_stream_of_plain_text_passes_through():
     assert "".join(d["content"] for d in out + tail) == "Hello <tool friend" and reason == "stop"
 
 
+def _req(**fields):
+    return SimpleNamespace(**{"tools": [TOOL], "tool_choice": None, "stream": False,
+                              "logprobs": None, "parallel_tool_calls": None, **fields})
+
+
 def test_tool_choice_none_drops_tools_and_forcing_is_refused():
-    req = SimpleNamespace(tools=[TOOL], tool_choice="none")
-    assert request_tools(req) is None
-    assert request_tools(SimpleNamespace(tools=[TOOL], tool_choice="auto")) == [TOOL]
+    assert request_tools(_req(tool_choice="none")) is None
+    assert request_tools(_req(tool_choice="auto")) == [TOOL]
     with pytest.raises(APIError, match="tool_choice"):
-        request_tools(SimpleNamespace(tools=[TOOL], tool_choice="required"))
+        request_tools(_req(tool_choice="required"))
     with pytest.raises(APIError, match="tools"):
-        request_tools(SimpleNamespace(tools=[{"function": {}}], tool_choice=None))
+        request_tools(_req(tools=[{"function": {}}]))
+    with pytest.raises(APIError, match="parallel_tool_calls"):
+        request_tools(_req(parallel_tool_calls=False))
