@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from .config_parse import coerce, parse_overrides, read_yaml, suggest  # noqa: F401 (re-exported)
+from .config_parse import coerce, parse_overrides, read_yaml, suggest
 from .errors import ConfigError
 
 CONFIG_FILENAME = "tunesmith_config.yaml"

@@ -174,7 +174,7 @@ def _fetch_huggingface(req: ModelRequest, s: HubSettings, *, quiet: bool, refres
 
     kwargs = dict(repo_id=req.repo_id, revision=req.revision, cache_dir=str(s.cache_dir),
                   allow_patterns=_patterns(req), endpoint=s.endpoint, token=s.token)
-    if not refresh:
+    if not refresh or s.offline:
         try:  # the cache first: no network at all when the model is there and complete
             path = Path(snapshot_download(local_files_only=True, **kwargs))
             if is_complete(path, req.allow_pickle):

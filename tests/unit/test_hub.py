@@ -251,3 +251,23 @@ def test_download_then_models_lists_every_cache(tiny_repo, hub_env, tmp_path, mo
     assert "smollm2-135m" in out and "bundled" in out
     assert f"{ID}" in out and str(snapshot) in out and "main" in out
     assert "qwen/Qwen2.5-0.5B-Instruct" in out and "modelscope" in out
+
+
+def test_hf_token_is_never_written_to_the_run_dir(tmp_path):
+    from tunesmith.config import load_config, save_config
+
+    cfg = load_config(None, {"model_name_or_path": ID, "hf_hub_token": "hf_secret"})
+    assert cfg.model.hf_token == "hf_secret"  # LLaMA-Factory's name is an alias
+    saved = save_config(cfg, tmp_path).read_text()
+    assert "hf_secret" not in saved and "hf_token: null" in saved
+
+
+def test_a_missing_folder_under_an_existing_one_is_a_local_path_not_an_id(tmp_path, monkeypatch,
+                                                                          hub_env):
+    from tunesmith.errors import ModelError
+
+    (tmp_path / "saves").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError) as err:
+        resolve_model_path("saves/typo", quiet=True)
+    assert "'saves/typo': not found" in _one_line(err) and hub_env.requests == []

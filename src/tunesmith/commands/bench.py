@@ -10,7 +10,8 @@ from pathlib import Path
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="what", metavar="<what>")
     t = sub.add_parser("train", help="train a workload with tunesmith and the peers, side by side")
-    t.add_argument("--workload", default="W1", help="W1 (identity), W2 (instructions), W3 (multi-turn)")
+    t.add_argument("--workload", default="W1", help="W1 (identity), W2 (instructions), W3 (multi-turn), "
+                   "W4 (sigmoid DPO on preference pairs)")
     t.add_argument("--peers", default="", help="comma list: llamafactory,trl (installed into "
                                                "<out>/venvs on first use)")
     t.add_argument("--steps", type=int, default=0, help="partial mode: only the first N steps")

@@ -55,7 +55,7 @@ def resolve_model_path(name: str, *, quiet: bool = False, model_cfg: ModelConfig
             raise ModelError(f"model_name_or_path '{name}': directory has no config.json "
                              "(expected a Hugging Face model directory)")
         return path
-    if is_hub_id(name):
+    if is_hub_id(name) and not Path(name.split("/")[0]).is_dir():  # saves/typo: a local path
         return _resolve_hub_id(name, quiet, model_cfg)
     known = ", ".join(BUNDLED)
     raise ModelError(f"model_name_or_path '{name}': not found (expected a bundled model "

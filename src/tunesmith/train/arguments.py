@@ -161,12 +161,17 @@ def check_optim(name: str) -> None:
                               f"pip install {pip_name} (or use adamw_torch)")
 
 
-def check_scheduler(name: str) -> None:
+def scheduler_names() -> list[str]:
+    """Every ``lr_scheduler_type`` transformers accepts."""
     from transformers.trainer_utils import SchedulerType
 
+    return [s.value for s in SchedulerType]
+
+
+def check_scheduler(name: str) -> None:
     from ..config_parse import suggest
 
-    known = [s.value for s in SchedulerType]
+    known = scheduler_names()
     if name not in known:
         raise ConfigError(f"key 'lr_scheduler_type': unknown scheduler '{name}'"
                           f"{suggest(name, known)}; known: {', '.join(known)}")
