@@ -16,7 +16,7 @@ COMMANDS = {
     "chat": "chat with a base model, base + adapter, or compare base and tuned side by side",
     "predict": "generate on a dataset and score BLEU-4 / ROUGE (generated_predictions.jsonl)",
     "eval": "loss and perplexity of a model (+ adapter) on a dataset",
-    "export": "merge an adapter into its base and save safetensors shards",
+    "export": "merge an adapter into its base and save it (safetensors shards or one GGUF file)",
     "serve": "serve an OpenAI-compatible API (chat/completions, completions, models)",
     "webui": "open the web UI: train, watch, chat, evaluate, export",
     "data": "preview, validate or summarise a dataset as the model will see it",
@@ -65,6 +65,9 @@ def _module(verb: str):
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .compat import quiet
+
+    quiet.install()  # before anything imports bitsandbytes or peft
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if args.version:

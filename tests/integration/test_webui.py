@@ -281,19 +281,23 @@ def app(tmp_path):
 
 def _form(app, **over):
     """Values in the Train tab's input order: run, model, template, trust, dataset, method,
-    extra, hyperparameters, method parameters (all at their defaults unless given)."""
+    extra, hyperparameters, method parameters, stage, stage parameters (all at their defaults
+    unless given)."""
     from tunesmith.webui import forms, train_tab
 
-    hyper = {k: v for k, _, v in train_tab.HYPER}
-    hyper.update({k: c[0] for k, c in train_tab.CHOICE_HYPER})
+    hyper = {k: forms.config_default(k) for k in (*train_tab.HYPER, *train_tab.CHOICE_HYPER)}
     hyper.update({k: v for k, v in over.items() if k in hyper})
     fields, defaults = forms.method_fields(), forms.method_defaults(over.get("method", "lora"))
     params = {k: forms.to_control(defaults.get(k), f) for k, f in fields.items()}
     params.update({k: v for k, v in over.items() if k in fields})
+    stage, stage_fields = over.get("stage", "sft"), forms.stage_fields()
+    stage_defaults = forms.stage_defaults(stage)
+    stage_values = {k: forms.to_control(stage_defaults.get(k), f) for k, f in stage_fields.items()}
     head = [over.get("run", "r1"), over.get("model", "smollm2-135m"), "auto",
             over.get("trust", False), over.get("dataset", ["mini.jsonl"]),
             over.get("method", "lora"), over.get("extra", "")]
-    return (list(hyper), list(params)), head + list(hyper.values()) + list(params.values())
+    return ((list(hyper), list(params), list(stage_values)),
+            head + list(hyper.values()) + list(params.values()) + [stage, *stage_values.values()])
 
 
 def test_method_controls_are_generated_from_every_method_dataclass():

@@ -8,8 +8,8 @@
     config     config, config_help, compat/
     methods    methods/
     model      model/
-    utilities  registry, errors, hardware, paths, config_parse, hub, notes, digest (and the
-               package itself)
+    utilities  registry, errors, hardware, paths, config_parse, hub, notes, digest, faults
+               (and the package itself)
 
 A module may import from its own layer or any layer below it, never above. Imports are read
 from the source with ``ast`` (module level and inside functions alike); imports under
@@ -29,7 +29,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 LAYERS = (
     ("utilities", ("tunesmith.__init__", "tunesmith.registry", "tunesmith.errors",
                    "tunesmith.hardware", "tunesmith.paths", "tunesmith.config_parse", "tunesmith.hub",
-                   "tunesmith.notes", "tunesmith.digest")),
+                   "tunesmith.notes", "tunesmith.digest", "tunesmith.faults")),
     ("model", ("tunesmith.model",)),
     ("methods", ("tunesmith.methods",)),
     ("config", ("tunesmith.config", "tunesmith.config_help", "tunesmith.compat")),

@@ -111,8 +111,3 @@ class PackingCollator:
                 start += n
             positions[row, start:] = torch.arange(width - start)  # padding: its own segment
         return {"input_ids": ids, "labels": labels, "position_ids": positions}
-
-
-def padding_ratio(batch: dict[str, torch.Tensor], n_real: int) -> float:
-    """Share of the batch's token slots that are padding (for reports)."""
-    return 1.0 - n_real / batch["input_ids"].numel()

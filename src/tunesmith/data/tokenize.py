@@ -131,11 +131,6 @@ def encode_conversation(conv: Conversation, tokenizer, template: Template, *,
     return result
 
 
-def encode_text(conv: Conversation, tokenizer, *, cutoff_len: int) -> list[Example]:
-    """Plain text for causal-LM training: labels are the inputs, EOS appended."""
-    return encode_conversation(conv, tokenizer, None, train_on="all_assistant", cutoff_len=cutoff_len)
-
-
 def _truncate(ids: list[int], labels: list[int], cutoff_len: int) -> Example:
     truncated = len(ids) > cutoff_len
     ids, labels = ids[:cutoff_len], labels[:cutoff_len]

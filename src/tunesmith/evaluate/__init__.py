@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 def _loss(cfg) -> dict:
     from .loss import run_eval
@@ -45,12 +50,12 @@ def _entry(cfg):
     return EVALUATORS[get_stage(cfg.method.stage).evaluate]
 
 
-def run_evaluator(cfg) -> dict:
+def run_evaluator(cfg: RunConfig) -> dict:
     """The configured stage's evaluation (loss/perplexity, pair accuracy or reward accuracy)."""
     return _entry(cfg)[0](cfg)
 
 
-def run_predictor(cfg, progress: bool = True) -> dict:
+def run_predictor(cfg: RunConfig, progress: bool = True) -> dict:
     """The configured stage's predict: generation scored against references, or a reward
     model's scores of each pair."""
     return _entry(cfg)[1](cfg, progress)

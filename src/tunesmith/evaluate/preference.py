@@ -15,10 +15,14 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..data.load import load_data
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @torch.inference_mode()
@@ -57,7 +61,7 @@ def _summary(values, counts, reward: bool) -> dict:
                                                  zip(values, counts)) / n}
 
 
-def run_pref_eval(cfg, engine=None, reward: bool = False) -> dict:
+def run_pref_eval(cfg: RunConfig, engine=None, reward: bool = False) -> dict:
     """Pair accuracy (a policy) or reward accuracy (``reward``: a reward model) per ``cfg``;
     writes ``eval_results.json``."""
     from ..infer.load import load_hf_engine
@@ -81,7 +85,7 @@ def run_pref_eval(cfg, engine=None, reward: bool = False) -> dict:
     return results
 
 
-def run_reward_predict(cfg, engine=None, progress: bool = True) -> dict:
+def run_reward_predict(cfg: RunConfig, engine=None, progress: bool = True) -> dict:
     """A reward model's scores for every pair of the dataset (``predict`` under ``stage: rm``).
 
     Writes ``generated_predictions.jsonl`` (per pair, in dataset order: the prompt and the

@@ -41,8 +41,8 @@ def check_request(cfg: RunConfig) -> None:
                          "export_dequantize: true to merge into the unquantized base (loaded in "
                          "fp32 from model_name_or_path), or remove quantization_bit")
     if cfg.infer.export_legacy_format:
-        log("note: export_legacy_format is ignored: tunesmith writes safetensors only "
-            "(pickle .bin files can run code when loaded)")
+        log("note: export_legacy_format is ignored: tunesmith never writes pickle .bin weights "
+            "(they can run code when loaded); export_format picks safetensors or gguf")
 
 
 def export_dtype(cfg: RunConfig, model_path: Path) -> str:
@@ -59,6 +59,7 @@ def load_parts(cfg: RunConfig):
     from ..data.templates import get_template
     from ..infer.load import resolve_template
     from ..model.load import load_model, load_tokenizer, resolve_model_path
+    from ..model.tokens import match_adapter_tokens
 
     path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
@@ -66,6 +67,8 @@ def load_parts(cfg: RunConfig):
     template = get_template(name, tokenizer, system)
     # Never quantized here: merging needs real weights (export_dequantize loads them in fp32).
     model = load_model(cfg.model, dtype="fp32", path=path)
+    if cfg.model.adapter_name_or_path:  # a run that added tokens: the same tokenizer and rows
+        match_adapter_tokens(tokenizer, model, cfg.model.adapter_name_or_path)
     return tokenizer, template, path, model.to(_device(cfg.infer.export_device))
 
 
@@ -77,15 +80,24 @@ def _device(name: str) -> str:
     return name
 
 
+def check_mergeable(adapter: str) -> None:
+    """Refuse an adapter that cannot be merged (methods.adapter_merge_refusal decides), before
+    the (slow) model load."""
+    from ..infer.adapters import check_adapter_dir
+    from ..methods import adapter_merge_refusal
+
+    refusal = adapter_merge_refusal(check_adapter_dir(adapter))
+    if refusal:
+        raise ModelError(refusal)
+
+
 def merge_adapter(model, adapter: str, base_name: str, ids):
     """(merged model, adapter logits): probe with the adapter attached, then merge it in."""
     from ..infer.adapters import attach_adapter
 
     model = attach_adapter(model, adapter, base_name)
     reference = logits_of(model, ids)
-    if not hasattr(model, "merge_and_unload"):
-        raise ModelError(f"adapter {adapter} ({type(model).__name__}) cannot be merged into the base")
-    try:
+    try:  # peft's own failure for an adapter type our refusal does not know: still one line
         merged = model.merge_and_unload()
     except (AttributeError, NotImplementedError, ValueError) as exc:
         kind = getattr(model.peft_config.get("default"), "peft_type", "this adapter type")
@@ -107,9 +119,7 @@ def run_export(cfg: RunConfig) -> dict:
     exporter = get_exporter(cfg.infer.export_format)
     adapter = cfg.model.adapter_name_or_path
     if adapter:
-        from ..infer.adapters import check_adapter_dir
-
-        check_adapter_dir(adapter)
+        check_mergeable(adapter)
     tokenizer, template, path, model = load_parts(cfg)
     ids = probe_ids(tokenizer, template)
     if adapter:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import typing
 from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..config_parse import coerce
+from ..config_parse import build_typed
 from ..errors import ConfigError
 from ..model.signature import write_base_signature
 from ..registry import Registry
@@ -31,15 +30,15 @@ class Method:
     apply: Callable[..., Any]
     saves_adapter: bool = True  # False: a full HF model is saved (full, freeze, bitfit)
     quantize_base: bool = False  # True: the base is loaded in 4/8 bit (qlora)
-    mergeable: bool = True  # False: merge_and_unload does not apply (prompt, prefix, ...)
+    # False: merge_and_unload does not apply (prompt, prefix, ...). Export decides from the saved
+    # adapter (adapter_merge_refusal); the method catalogue test checks the two agree.
+    mergeable: bool = True
     gradient_checkpointing: bool = True  # False: the method cannot train with it (prefix)
     summary: str = ""
     # (model, params, cfg) -> list of TrainerCallback, for methods that act inside the loop
     callbacks: Callable[..., list] | None = None
     # (model, params, cfg, out_dir) run after the Trainer saved the adapter/model
     after_save: Callable[..., None] | None = None
-    # (params) -> reason this configuration cannot merge, or None (e.g. LoRA layer_replication)
-    merge_blocker: Callable[..., str | None] | None = None
 
 
 METHODS: Registry[Method] = Registry("method", package=__name__)
@@ -67,19 +66,9 @@ def method_param_keys() -> dict[str, list[str]]:
 
 def build_params(method: Method, raw: dict, source: str = "config"):
     """Instantiate the method's parameter dataclass from raw values, type-checked."""
-    hints = typing.get_type_hints(method.params_cls)
-    valid = [f.name for f in dataclasses.fields(method.params_cls)]
-    values = {}
-    for key, value in raw.items():
-        if key not in hints:
-            raise ConfigError(f"key '{key}' is not a parameter of method '{method.name}'; "
-                              f"its keys are: {', '.join(valid) or '(none)'}")
-        values[key] = coerce(value, hints[key], key)
-    params = method.params_cls(**values)
-    check = getattr(params, "check", None)
-    if check:
-        check()
-    return params
+    valid = ", ".join(f.name for f in dataclasses.fields(method.params_cls)) or "(none)"
+    return build_typed(method.params_cls, raw, lambda key: (
+        f"key '{key}' is not a parameter of method '{method.name}'; its keys are: {valid}"))
 
 
 def drop_foreign_params(method: Method, raw: dict) -> dict:
@@ -142,18 +131,6 @@ def wrap_peft(model, peft_config, method: str):
         raise ConfigError(f"method '{method}': peft rejected the parameters: {first}") from exc
 
 
-def merge_refusal(cfg: RunConfig) -> str | None:
-    """Why ``merge_and_unload`` must not be used for this run's method/params, or None.
-
-    Export merges a ``mergeable`` method's adapter (qlora: onto a full-precision base).
-    """
-    method, params = method_params(cfg)
-    if not method.mergeable:
-        kind = "a full model is saved" if not method.saves_adapter else "it is not a weight delta"
-        return f"method '{method.name}' cannot be merged ({kind})"
-    return method.merge_blocker(params) if method.merge_blocker else None
-
-
 # peft types whose adapters are extra inputs (virtual tokens / prefixes), not a weight delta.
 UNMERGEABLE_PEFT_TYPES = {"PREFIX_TUNING": "prefix", "PROMPT_TUNING": "prompt",
                           "P_TUNING": "ptuning", "ADAPTION_PROMPT": "adaption prompt"}
@@ -162,7 +139,8 @@ UNMERGEABLE_PEFT_TYPES = {"PREFIX_TUNING": "prefix", "PROMPT_TUNING": "prompt",
 def adapter_merge_refusal(adapter_dir) -> str | None:
     """Why the saved adapter in ``adapter_dir`` cannot be merged into its base, or None.
 
-    For export/merge code that has an adapter directory rather than the training config.
+    The one place that decides mergeability: export calls it before loading anything (it has the
+    adapter directory, not the training config).
     """
     config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
     kind = UNMERGEABLE_PEFT_TYPES.get(str(config.get("peft_type")))

@@ -41,6 +41,9 @@ class LoraParams:
     layer_replication: list | None = None  # [[start, end), ...] layer ranges stacked in order
     rank_pattern: dict | None = None
     alpha_pattern: dict | None = None
+    trainable_token_indices: list[int] | None = None  # embedding rows trained in full (new tokens)
+    loraplus_lr_ratio: float | None = None  # LoRA+: B matrices learn this many times faster
+    loraplus_lr_embedding: float = 1e-6  # LoRA+: learning rate of LoRA on embedding layers
 
     def check(self) -> None:
         if self.lora_rank <= 0:
@@ -61,6 +64,8 @@ class LoraParams:
             raise ConfigError(f"key 'loftq_iter': must be >= 1, got {self.loftq_iter}")
         if self.layers_pattern and not self.layers_to_transform:
             raise ConfigError("key 'layers_pattern' needs 'layers_to_transform' (the layer indices)")
+        if self.loraplus_lr_ratio is not None and self.loraplus_lr_ratio <= 0:
+            raise ConfigError(f"key 'loraplus_lr_ratio': must be positive, got {self.loraplus_lr_ratio}")
         self.layer_replication = _layer_ranges(self.layer_replication)
 
     @property
@@ -143,6 +148,7 @@ def build_lora_config(params: LoraParams, model=None, task_type: str = "CAUSAL_L
         init_lora_weights=_init_weights(params.init_lora_weights),
         loftq_config=_loftq_config(params),
         modules_to_save=params.modules_to_save,
+        trainable_token_indices=params.trainable_token_indices,
         layers_to_transform=params.layers_to_transform,
         layers_pattern=params.layers_pattern,
         layer_replication=params.layer_replication,
@@ -171,14 +177,6 @@ def convert_saved_adapter(model, params: LoraParams, cfg: RunConfig, out_dir) ->
     shutil.rmtree(init_dir, ignore_errors=True)
 
 
-def lora_merge_blocker(params: LoraParams) -> str | None:
-    """Why this LoRA cannot be merged into the base weights, or None."""
-    if params.layer_replication:
-        return ("layer_replication: replicated layers share their base weights, so merging would "
-                "add every copy's delta to the same tensor")
-    return None
-
-
 def for_device(model, params: LoraParams) -> LoraParams:
     """On the meta device (``tunesmith estimate`` counts parameters there) the data-dependent
     inits (PiSSA/OLoRA SVD, LoftQ) cannot run; the default init has the same shapes."""
@@ -186,7 +184,7 @@ def for_device(model, params: LoraParams) -> LoraParams:
     return dataclasses.replace(params, init_lora_weights="true") if on_meta else params
 
 
-@register_method("lora", LoraParams, after_save=convert_saved_adapter, merge_blocker=lora_merge_blocker,
+@register_method("lora", LoraParams, after_save=convert_saved_adapter,
                  summary="low-rank adapters on linear layers (peft LoRA)")
 def apply_lora(model, params: LoraParams, cfg: RunConfig):
     """Wrap ``model`` with a LoRA adapter; returns the ``PeftModel``."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import register_method, wrap_peft
 from .lora import (LoraParams, build_lora_config, convert_saved_adapter, for_device,
-                   lora_merge_blocker, save_init_adapter)
+                   save_init_adapter)
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -32,7 +32,6 @@ class QLoraParams(LoraParams):
 
 
 @register_method("qlora", QLoraParams, quantize_base=True, after_save=convert_saved_adapter,
-                 merge_blocker=lora_merge_blocker,
                  summary="LoRA on a 4/8-bit quantized base (bitsandbytes); merge after dequantize")
 def apply_qlora(model, params: QLoraParams, cfg: RunConfig):
     """Prepare the k-bit base (casts norms to fp32, enables input grads) and add LoRA."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Request
 from pydantic import BaseModel, ConfigDict
 
 from .errors import APIError
@@ -68,9 +69,9 @@ def score_texts(engine, texts: list[str], max_length: int | None = None) -> list
 
 def add_reward_routes(app, state) -> None:
     """Add the score route when the model has a value head."""
-    if not has_value_head(state.engine.model):
+    model = getattr(state.engine, "model", None)  # an HF engine's; other engines score nothing
+    if model is None or not has_value_head(model):
         return
-    from fastapi import Request
     from starlette.concurrency import run_in_threadpool
 
     from .protocol import new_id, parse

@@ -30,7 +30,7 @@ PASS_THROUGH = (
     "weight_decay", "max_grad_norm", "optim", "seed", "gradient_checkpointing",
     "logging_steps", "eval_strategy", "save_strategy", "save_steps", "save_total_limit",
     "save_only_model", "load_best_model_at_end", "metric_for_best_model",
-    "dataloader_num_workers", "run_name", "torch_compile",
+    "dataloader_num_workers", "run_name", "torch_compile", "neftune_noise_alpha",
 )
 # Keys tunesmith sets itself; overriding them through trainer_args would break the run record.
 RESERVED = ("remove_unused_columns", "disable_tqdm", "include_num_input_tokens_seen")
@@ -161,12 +161,17 @@ def check_optim(name: str) -> None:
                               f"pip install {pip_name} (or use adamw_torch)")
 
 
-def check_scheduler(name: str) -> None:
+def scheduler_names() -> list[str]:
+    """Every ``lr_scheduler_type`` transformers accepts."""
     from transformers.trainer_utils import SchedulerType
 
+    return [s.value for s in SchedulerType]
+
+
+def check_scheduler(name: str) -> None:
     from ..config_parse import suggest
 
-    known = [s.value for s in SchedulerType]
+    known = scheduler_names()
     if name not in known:
         raise ConfigError(f"key 'lr_scheduler_type': unknown scheduler '{name}'"
                           f"{suggest(name, known)}; known: {', '.join(known)}")
