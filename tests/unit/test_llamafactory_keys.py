@@ -71,8 +71,7 @@ def _value(key: str):
 
 
 def _works(key: str) -> bool:
-    known = set(_key_owner()) | set(_method_keys()) | set(_stage_keys()) | set(ALIASES) | \
-        set(REWRITES)
+    known = set(_key_owner()) | set(_method_keys()) | set(_stage_keys()) | set(ALIASES) | set(REWRITES)
     return key in known or (key in trainer_fields() and key not in NO_EFFECT and key not in REFUSED)
 
 
@@ -82,9 +81,6 @@ def _build(key: str, value, capsys):
     owners = _method_keys().get(key)
     if owners:
         raw.setdefault("method", owners[0])
-    stages = _stage_keys().get(key)
-    if stages:
-        raw.setdefault("stage", stages[0])
     cfg = build_config(raw, source="test.yaml")
     return cfg, capsys.readouterr().err
 

@@ -71,7 +71,8 @@ def load_reference(cfg: RunConfig, name: str):
     from ..arguments import training_dtype
 
     model_cfg = replace(cfg.model, model_name_or_path=name, quantization_bit=None)
-    ref = load_model(model_cfg, dtype=training_dtype(cfg), path=resolve_model_path(name))
+    ref = load_model(model_cfg, dtype=training_dtype(cfg),
+                     path=resolve_model_path(name, model_cfg=model_cfg))
     ref.requires_grad_(False)
     return ref.eval()
 
