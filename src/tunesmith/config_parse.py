@@ -10,7 +10,7 @@ import os
 import re
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -141,6 +141,30 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
         out[key.replace("-", "_")] = value
         i += 1
     return out
+
+
+def build_typed(cls: type, raw: dict, unknown: Callable[[str], str]):
+    """``cls(**raw)`` with every value coerced to its annotation and the dataclass's ``check()``
+    run: a method's or a stage's parameters.
+
+    Args:
+        cls: the parameters dataclass.
+        raw: key -> value as read from YAML or the command line.
+        unknown: key -> the one-line message for a key ``cls`` does not have.
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type, or a failed ``check()``.
+    """
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in raw.items():
+        if key not in hints:
+            raise ConfigError(unknown(key))
+        values[key] = coerce(value, hints[key], key)
+    params = cls(**values)
+    check = getattr(params, "check", None)
+    if check:
+        check()
+    return params
 
 
 def split_config_and_overrides(extras: list[str]) -> tuple[str | None, list[str]]:

@@ -17,36 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .fast_loss import IGNORE, _base_model, auto_chunk, fusable_head, supports_fast_loss
-
-
-class _FusedTokenLogps(torch.autograd.Function):
-    """``log_softmax(hidden @ weight.T)[targets]`` per row, chunk by chunk, gradient in forward.
-
-    d logp / d hidden = (onehot(target) - softmax) @ weight: computed per chunk and stored as one
-    (N, H) tensor; backward scales its rows by the incoming per-token gradient.
-    """
-
-    @staticmethod
-    def forward(ctx, hidden, weight, targets, chunk):
-        out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
-        grad = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
-        for start in range(0, hidden.shape[0], chunk):
-            h, t = hidden[start:start + chunk], targets[start:start + chunk]
-            logits = F.linear(h, weight).float()
-            lse = torch.logsumexp(logits, dim=-1)
-            out[start:start + chunk] = logits.gather(1, t[:, None]).squeeze(1) - lse
-            if grad is not None:
-                probs = logits.sub_(lse[:, None]).exp_().neg_()  # -softmax, in place
-                probs[torch.arange(t.shape[0], device=t.device), t] += 1.0
-                grad[start:start + chunk] = probs.to(weight.dtype) @ weight
-        ctx.save_for_backward(grad)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (grad,) = ctx.saved_tensors
-        return grad * grad_output.to(grad.dtype)[:, None], None, None, None
+from .fast_loss import (IGNORE, FusedTokenLogps, _base_model, auto_chunk, fusable_head,
+                        supports_fast_loss)
 
 
 def _head_logps(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -62,7 +34,7 @@ def token_logps(head, hidden: torch.Tensor, targets: torch.Tensor,
     backward (a trainable head: full fine-tuning, ``modules_to_save: lm_head``)."""
     if fusable_head(head):
         size = chunk or auto_chunk(head.weight.shape[0])
-        return _FusedTokenLogps.apply(hidden, head.weight, targets, size)
+        return FusedTokenLogps.apply(hidden, head.weight, targets, size)
     size = chunk or auto_chunk(head.weight.shape[0])
     if hidden.shape[0] <= size:
         return _head_logps(head, hidden, targets)

@@ -87,7 +87,7 @@ def load_reward_scorer(path: str, cfg, tokenizer, template) -> RewardFunction:
 
         base_name = _adapter_base(root, cfg)
         base = load_model(replace(cfg.model, quantization_bit=None),
-                          path=resolve_model_path(base_name))
+                          path=resolve_model_path(base_name, model_cfg=cfg.model))
         model = attach_adapter(base, str(root), base_name)
     else:
         model = load_model(replace(cfg.model, quantization_bit=None), path=root)
