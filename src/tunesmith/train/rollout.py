@@ -53,11 +53,12 @@ class PolicySampler:
         was_training = self.model.training
         if self.sync is not None:
             self.sync(self.model)
+        self.model.eval()  # no dropout, and a KV cache even under gradient checkpointing
         try:
             with torch.no_grad():
                 done = self.engine.batch_generate(repeated, params)
         finally:
-            self.model.train(was_training)  # the HF engine puts the model in eval mode
+            self.model.train(was_training)
         prompts = [self.engine.encode(c) for c in conversations]
         return Rollout([p for p in prompts for _ in range(num_generations)],
                        [list(c.token_ids or []) for c in done], [c.text for c in done],

@@ -70,27 +70,41 @@ def test_vllm_sampler_syncs_weights_before_generating(lora_model, tiny_model_dir
 
     calls = []
 
-    class FakeLLM:
-        def __init__(self, **kwargs):
-            self.kwargs = kwargs
+    class FakeCore:  # vLLM's engine as infer/vllm.py drives it (add_request / step)
+        def __init__(self):
             runner = types.SimpleNamespace(model=types.SimpleNamespace(
                 load_weights=lambda pairs: calls.append(("load", pairs[0][0]))))
             worker = types.SimpleNamespace(model_runner=runner)
-            self.llm_engine = types.SimpleNamespace(
-                model_executor=types.SimpleNamespace(driver_worker=worker),
-                model_config=types.SimpleNamespace(max_model_len=512))
+            self.model_executor = types.SimpleNamespace(driver_worker=worker)
+            self.model_config = types.SimpleNamespace(max_model_len=512)
+            self.pending = []
+
+        def add_request(self, rid, prompt, sampling, lora_request=None):
+            self.pending.append(rid)
+
+        def step(self):
+            calls.append(("generate", len(self.pending)))
+            out = [types.SimpleNamespace(request_id=r, finished=True, outputs=[
+                types.SimpleNamespace(token_ids=[300, 301, 2], logprobs=None, finish_reason="stop")])
+                for r in self.pending]
+            self.pending = []
+            return out
+
+        def abort_request(self, ids):
+            pass
+
+    class FakeLLM:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+            self.llm_engine = FakeCore()
 
         def reset_prefix_cache(self):
             calls.append(("reset",))
 
-        def generate(self, prompts, sampling, lora_request=None, use_tqdm=False):
-            calls.append(("generate", len(prompts)))
-            out = types.SimpleNamespace(text="ok", token_ids=[7, 8, 2], finish_reason="stop")
-            return [types.SimpleNamespace(outputs=[out]) for _ in prompts]
-
     fake = types.ModuleType("vllm")
     fake.LLM = FakeLLM
     fake.SamplingParams = lambda **kw: kw
+    fake.RequestOutputKind = types.SimpleNamespace(DELTA=1)
     monkeypatch.setitem(sys.modules, "vllm", fake)
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
     cfg = _cfg("vllm")
@@ -101,4 +115,5 @@ def test_vllm_sampler_syncs_weights_before_generating(lora_model, tiny_model_dir
     loads = [c for c in calls if c[0] == "load"]
     assert loads and calls.index(("reset",)) < calls.index(("generate", 2))
     assert calls.index(loads[-1]) < calls.index(("generate", 2))
-    assert rollout.completion_ids == [[7, 8, 2], [7, 8, 2]] and rollout.texts == ["ok", "ok"]
+    assert rollout.completion_ids == [[300, 301, 2], [300, 301, 2]]
+    assert rollout.texts[0] == rollout.texts[1] == tokenizer.decode([300, 301])
