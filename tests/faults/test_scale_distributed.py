@@ -1,7 +1,8 @@
 """More than one process on this CPU. Two torchrun agents on 127.0.0.1 as two nodes of one process
 each train exactly what one process does; nodes with different configs are refused before
 training; a rank that dies stops the job with one line, and the last complete checkpoint resumes;
-FSDP (2 ranks, gloo) trains, checkpoints sharded, resumes and exports the same adapter.
+FSDP (2 ranks, gloo) trains, checkpoints sharded, resumes and exports the same adapter; DeepSpeed
+ZeRO-2 runs on DeepSpeed's CPU accelerator and learns the same adapter.
 
 Reference: one process, batch 2, 3 steps, constant LR. Two ranks of batch 1 see the same global
 batch (DDP averages their gradients), so losses and adapters match within fp32 rounding.
@@ -136,3 +137,15 @@ def _merged_diff(nodes, out: Path) -> float:
                                       "export_dtype": "fp32"}))
         merged.append(load_file(next(dest.glob("*.safetensors"))))
     return max_abs_diff(*merged)
+
+
+@pytest.mark.slow
+def test_deepspeed_zero2_on_two_cpu_ranks_equals_one_process(nodes):
+    out = nodes.root / "zero2"
+    over = nodes.over(out, nproc_per_node=2, per_device_train_batch_size=1,
+                      deepspeed=str(REPO / "examples/deepspeed/ds_z2_config.json"))
+    assert run_cli(over, nodes.root / "zero2.log", nodes.env) == 0, nodes.log("zero2.log")[-3000:]
+    assert (out / "checkpoint-3" / "global_step3").is_dir()  # DeepSpeed's own ZeRO checkpoint
+    got, ref = losses(out), losses(nodes.ref)
+    assert got.keys() == ref.keys() and max(abs(got[s] - ref[s]) for s in ref) < TOL
+    assert max_abs_diff(adapter(out), adapter(nodes.ref)) < TOL
