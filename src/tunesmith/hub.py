@@ -135,9 +135,9 @@ class ModelRequest:
 
     @classmethod
     def from_config(cls, model_cfg: ModelConfig, name: str | None = None) -> "ModelRequest":
-        return cls(name or model_cfg.model_name_or_path, getattr(model_cfg, "model_revision", None),
-                   getattr(model_cfg, "hf_token", None), getattr(model_cfg, "hub", "auto"),
-                   bool(getattr(model_cfg, "allow_pickle", False)))
+        """The request ``model_cfg``'s keys make for ``name`` (default: its model)."""
+        return cls(name or model_cfg.model_name_or_path, model_cfg.model_revision,
+                   model_cfg.hf_token, model_cfg.hub, model_cfg.allow_pickle)
 
 
 def resolve_model(req: ModelRequest, *, quiet: bool = False, refresh: bool = False) -> Path:

@@ -17,6 +17,9 @@ PREF_LOSS_NAMES = ("sigmoid", "ipo", "hinge", "orpo", "simpo")
 # Methods whose trainable part is virtual tokens in front of every row: sequences cannot share a
 # row, so their preference batches are padded, not packed.
 VIRTUAL_TOKEN_METHODS = ("prefix", "prompt", "ptuning")
+METHODS_NOTE = ("every method; prefix/prompt/ptuning batches are padded, not packed; AdaLoRA "
+                "trains without its orthogonality term; full/freeze/bitfit keep a frozen copy "
+                "as the reference unless precompute_ref_log_probs")
 
 
 @dataclass
