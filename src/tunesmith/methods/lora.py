@@ -41,6 +41,9 @@ class LoraParams:
     layer_replication: list | None = None  # [[start, end), ...] layer ranges stacked in order
     rank_pattern: dict | None = None
     alpha_pattern: dict | None = None
+    trainable_token_indices: list[int] | None = None  # embedding rows trained in full (new tokens)
+    loraplus_lr_ratio: float | None = None  # LoRA+: B matrices learn this many times faster
+    loraplus_lr_embedding: float = 1e-6  # LoRA+: learning rate of LoRA on embedding layers
 
     def check(self) -> None:
         if self.lora_rank <= 0:
@@ -61,6 +64,8 @@ class LoraParams:
             raise ConfigError(f"key 'loftq_iter': must be >= 1, got {self.loftq_iter}")
         if self.layers_pattern and not self.layers_to_transform:
             raise ConfigError("key 'layers_pattern' needs 'layers_to_transform' (the layer indices)")
+        if self.loraplus_lr_ratio is not None and self.loraplus_lr_ratio <= 0:
+            raise ConfigError(f"key 'loraplus_lr_ratio': must be positive, got {self.loraplus_lr_ratio}")
         self.layer_replication = _layer_ranges(self.layer_replication)
 
     @property
@@ -143,6 +148,7 @@ def build_lora_config(params: LoraParams, model=None, task_type: str = "CAUSAL_L
         init_lora_weights=_init_weights(params.init_lora_weights),
         loftq_config=_loftq_config(params),
         modules_to_save=params.modules_to_save,
+        trainable_token_indices=params.trainable_token_indices,
         layers_to_transform=params.layers_to_transform,
         layers_pattern=params.layers_pattern,
         layer_replication=params.layer_replication,

@@ -96,7 +96,8 @@ def vllm_sampler(cfg: RunConfig, model, tokenizer, template) -> PolicySampler:
     from ..model.load import resolve_model_path
 
     vllm = import_vllm()
-    llm = vllm.LLM(model=str(resolve_model_path(cfg.model.model_name_or_path)),
+    path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
+    llm = vllm.LLM(model=str(path),
                    dtype="auto", gpu_memory_utilization=0.3, enable_prefix_caching=True,
                    trust_remote_code=cfg.model.trust_remote_code)
 

@@ -27,6 +27,8 @@ def tokenized_dir(spec):
         columns[f"{side}_input_ids"] = [r[side]["input_ids"] for r in rows]
         columns[f"{side}_attention_mask"] = [[1] * len(r[side]["input_ids"]) for r in rows]
         columns[f"{side}_labels"] = [r[side]["labels"] for r in rows]
+    for media in ("images", "videos", "audios"):  # its pairwise collator reads them (text: none)
+        columns[media] = [None] * len(rows)
     DatasetDict({"train": Dataset.from_dict(columns)}).save_to_disk(path)
     return path
 

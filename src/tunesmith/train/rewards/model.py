@@ -99,7 +99,8 @@ def load_reward_scorer(path: str, cfg: RunConfig, tokenizer, template) -> Reward
     if (root / "adapter_config.json").is_file():
         from ...infer.adapters import attach_adapter
 
-        base = load_model(cfg.model, path=resolve_model_path(cfg.model.model_name_or_path))
+        base = load_model(cfg.model, path=resolve_model_path(cfg.model.model_name_or_path,
+                                                             model_cfg=cfg.model))
         model = attach_adapter(base, str(root), cfg.model.model_name_or_path)
     else:
         model = load_model(cfg.model, path=root)

@@ -110,7 +110,8 @@ def reference_model(cfg: RunConfig, model):
     from ...model.load import resolve_model_path
     from ..model import load_for_training
 
-    ref = load_for_training(cfg, resolve_model_path(cfg.model.model_name_or_path))
+    ref = load_for_training(cfg, resolve_model_path(cfg.model.model_name_or_path,
+                                                    model_cfg=cfg.model))
     return ref.eval().requires_grad_(False)
 
 
