@@ -23,6 +23,7 @@ class Variant:
     checkpointing: bool
     attn: str = "sdpa"
     autocast: bool = False  # bf16 autocast, adapters fed bf16 inputs (only with bf16 weights)
+    compile: bool = False  # torch_compile: decoder layers compiled (train/compile.py)
 
 
 # Each variant adds one technique to the one before it (the last two: without checkpointing, and
@@ -40,6 +41,10 @@ VARIANTS = {
     "all-fp32": Variant("all of it with ckpt, fp32 weights", "fp32", True, True, True, "hybrid"),
     "all-bf16": Variant("all of it with ckpt, bf16 weights + autocast", "bf16", True, True, True,
                         "hybrid", True),
+    "all-bf16-compiled": Variant("all of it with ckpt, bf16 + autocast, layers compiled", "bf16",
+                                 True, True, True, "hybrid", True, True),
+    "all-fp32-compiled": Variant("all of it with ckpt, fp32, layers compiled", "fp32", True,
+                                 True, True, "hybrid", False, True),
 }
 DEFAULT = ("padded", "pack", "pack+fast", "hybrid", "autocast", "no-ckpt", "fp32")
 
@@ -79,6 +84,10 @@ def _model(path, variant: Variant):
     torch.manual_seed(0)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
     model.train()
+    if variant.compile:
+        from ..train.compile import compile_layers
+
+        compile_layers(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4)
     return model, opt
 
