@@ -65,6 +65,9 @@ def _module(verb: str):
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .compat import quiet
+
+    quiet.install()  # before anything imports bitsandbytes or peft
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if args.version:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from .config_parse import coerce, parse_overrides, read_yaml, suggest  # noqa: F401 (re-exported)
+from .config_parse import coerce, parse_overrides, read_yaml, suggest
 from .errors import ConfigError
 
 CONFIG_FILENAME = "tunesmith_config.yaml"
@@ -38,6 +38,9 @@ class ModelConfig:
     model_revision: str | None = None
     hf_token: str | None = None
     hub: str = "auto"
+    add_tokens: list[str] | None = None
+    add_special_tokens: list[str] | None = None
+    resize_vocab: bool = False
 
 
 @dataclass
@@ -131,6 +134,8 @@ class TrainConfig:
     trainer_args: dict = field(default_factory=dict)
     do_train: bool = False
     do_eval: bool = False
+    neftune_noise_alpha: float | None = None
+    early_stopping_steps: int | None = None
     do_predict: bool = False
     predict_with_generate: bool = False
 
@@ -171,16 +176,31 @@ class ServeConfig:
     serve_threads: int = 0
 
 
+@dataclass
+class SwanLabConfig:
+    """SwanLab settings (LLaMA-Factory's names), read when report_to names swanlab."""
+
+    swanlab_project: str | None = None
+    swanlab_workspace: str | None = None
+    swanlab_run_name: str | None = None
+    swanlab_mode: str | None = None
+    swanlab_api_key: str | None = None
+    swanlab_logdir: str | None = None
+    swanlab_lark_webhook_url: str | None = None
+    swanlab_lark_secret: str | None = None
+
+
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "method": MethodConfig,
-            "train": TrainConfig, "infer": InferConfig, "serve": ServeConfig}
+            "train": TrainConfig, "infer": InferConfig, "serve": ServeConfig,
+            "swanlab": SwanLabConfig}
 
 # Short names accepted for convenience; the canonical name is what gets saved.
 ALIASES = {"model": "model_name_or_path", "adapter": "adapter_name_or_path",
            "finetuning_type": "method", "evaluation_strategy": "eval_strategy",
            "torch_dtype": "dtype", "infer_dtype": "export_dtype", "lr": "learning_rate",
-           "hf_hub_token": "hf_token"}
+           "hf_hub_token": "hf_token", "new_special_tokens": "add_special_tokens"}
 # Keys never written to the saved config (a run dir is shared; the token stays in the env).
-SECRETS = ("hf_token",)
+SECRETS = ("hf_token", "swanlab_api_key", "swanlab_lark_secret")
 
 
 @dataclass
@@ -191,6 +211,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    swanlab: SwanLabConfig = field(default_factory=SwanLabConfig)
 
     def to_flat(self) -> dict[str, Any]:
         """All keys as one flat mapping (the YAML shape users write)."""
@@ -311,6 +332,7 @@ def _check_choice(key: str, value: str) -> None:
 
 def validate(cfg: RunConfig) -> None:
     """Cross-field and range rules, one per ``if``; raises ConfigError with one actionable line."""
+    from .compat.llamafactory import validate_features
     from .methods import validate_method
 
     d, t, m = cfg.data, cfg.train, cfg.model
@@ -346,6 +368,7 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"key 'quantization_type': must be nf4 or fp4, got {m.quantization_type}")
     if t.eval_strategy != "no" and not (d.val_size or d.eval_dataset):
         raise ConfigError(f"eval_strategy '{t.eval_strategy}' needs val_size > 0 or eval_dataset")
+    validate_features(cfg)
     validate_method(cfg)
 
 

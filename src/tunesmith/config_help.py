@@ -53,7 +53,8 @@ KEY_HELP = {
     "data_seed": "seed for the train/validation split (default: seed)",
     # method
     "stage": "sft (chat), pt (plain text), dpo (chosen/rejected pairs), kto (labelled answers), "
-             "rm (reward model on pairs), grpo (online RL with reward functions)",
+             "rm (reward model on pairs), grpo (online RL with reward functions), "
+             "ppo (online RL against a reward model)",
     "method": "fine-tuning method (alias finetuning_type): lora, qlora, full, freeze, bitfit, "
               "prefix, prompt, ptuning, ia3, adalora, loha, lokr, vera, oft",
     # method parameters (methods/*.py; each method accepts only its own)
@@ -170,7 +171,8 @@ KEY_HELP = {
     "fast_loss": "LM head and loss only at labelled positions (same loss, less time and memory)",
     "trainer_args": "any other transformers TrainingArguments, as a mapping",
     "do_train": "LLaMA-Factory flag: train",
-    "do_eval": "LLaMA-Factory flag: evaluate",
+    "do_eval": "evaluate on val_size/eval_dataset at the end of training; without do_train, "
+               "evaluate only (loss, perplexity)",
     "do_predict": "LLaMA-Factory flag: run predict instead of training",
     "predict_with_generate": "LLaMA-Factory flag: generate during predict",
     # stage: grpo (online RL)
@@ -189,8 +191,15 @@ KEY_HELP = {
     "reward_regex": "grpo: the pattern the 'regex' reward looks for (re.search, 1 when found)",
     "reward_contains": "grpo: strings the 'contains' reward looks for (the fraction found)",
     "length_penalty_cache": "grpo: 'length_penalty' falls from 0 to -1 over this many tokens before max_completion_length (default a quarter of it)",
-    "reward_error_limit": "grpo: steps skipped for a failing reward function (raises, wrong length, NaN) before training stops",
-    "log_completions_steps": "grpo: write the step's completions with their rewards to completions.jsonl every N steps (0: never)",
+    "reward_error_limit": "grpo/ppo: steps skipped for a failing reward function (raises, wrong length, NaN) before training stops",
+    "log_completions_steps": "grpo/ppo: write the step's completions with their rewards to completions.jsonl every N steps (0: never)",
+    # stage: ppo (LLaMA-Factory's keys)
+    "reward_model_type": "ppo: lora (reward_model is an rm adapter dir) or full (a merged rm model dir); api is not supported",
+    "ppo_epochs": "ppo: optimizer passes over each batch of completions",
+    "ppo_buffer_size": "ppo: micro-batch windows (x gradient_accumulation_steps) generated before the ppo_epochs passes",
+    "ppo_target": "ppo: target KL the adaptive KL coefficient steers towards",
+    "ppo_score_norm": "ppo: normalize reward-model scores by their running mean and std",
+    "ppo_whiten_rewards": "ppo: whiten per-token rewards before GAE",
     # infer / export
     "infer_backend": "hf (transformers) or vllm (GPU)",
     "max_new_tokens": "maximum tokens to generate",
@@ -221,4 +230,24 @@ KEY_HELP = {
     "max_body_bytes": "largest request body (413 above)",
     "shutdown_grace_s": "seconds requests in flight get to finish after SIGTERM (new ones: 503)",
     "serve_threads": "torch threads for generation in serve (0: CPU cores - 1, leaving one for HTTP)",
+    # LLaMA-Factory feature keys (docs/llamafactory.md)
+    "add_tokens": "plain tokens added to the tokenizer (comma list); the embeddings grow to fit",
+    "add_special_tokens": "special tokens added (alias new_special_tokens); their embedding rows "
+                          "train (LoRA: trainable_token_indices)",
+    "resize_vocab": "grow the embeddings to the tokenizer's size (automatic when tokens are added)",
+    "trainable_token_indices": "LoRA: token ids whose embedding rows train in full (set for new tokens)",
+    "neftune_noise_alpha": "NEFTune: uniform noise of scale alpha/sqrt(length*dim) on the input "
+                           "embeddings while training (5 is the paper's choice)",
+    "early_stopping_steps": "stop after this many evaluations without improvement "
+                            "(needs load_best_model_at_end)",
+    "loraplus_lr_ratio": "LoRA+: the B matrices learn this many times faster than A (e.g. 16)",
+    "loraplus_lr_embedding": "LoRA+: learning rate of LoRA on embedding layers",
+    "swanlab_project": "SwanLab project (default: tracker_project, else $SWANLAB_PROJECT, else tunesmith)",
+    "swanlab_workspace": "SwanLab workspace or organisation",
+    "swanlab_run_name": "SwanLab experiment name (default: run_name)",
+    "swanlab_mode": "cloud (online), local, offline or disabled (default: offline without an API key)",
+    "swanlab_api_key": "SwanLab API key (better: SWANLAB_API_KEY in the environment; never saved)",
+    "swanlab_logdir": "where SwanLab writes its run files (default: output_dir/swanlog)",
+    "swanlab_lark_webhook_url": "SwanLab: send run notifications to this Lark (Feishu) webhook",
+    "swanlab_lark_secret": "SwanLab: the Lark webhook's signing secret (never saved)",
 }

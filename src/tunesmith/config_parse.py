@@ -10,7 +10,7 @@ import os
 import re
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -141,6 +141,56 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
         out[key.replace("-", "_")] = value
         i += 1
     return out
+
+
+# Range rules for parameter dataclasses: rule -> (test, what the one-line error says).
+_RANGES = {"positive_int": (lambda v: v > 0, "must be a positive integer"),
+           "positive": (lambda v: v > 0, "must be positive"),
+           "at_least_one": (lambda v: v >= 1, "must be >= 1"),
+           "non_negative": (lambda v: v >= 0, "must be >= 0"),
+           "fraction": (lambda v: 0 <= v < 1, "must be in [0, 1)")}
+
+
+def check_ranges(params, **rules: tuple[str, ...]) -> None:
+    """Check the named fields of ``params`` against range rules (unset, None, values pass).
+
+    Args:
+        params: a parameters dataclass instance.
+        rules: rule name (``positive_int``, ``positive``, ``at_least_one``, ``non_negative``,
+            ``fraction``) -> the field names it applies to, checked in the order given.
+    Raises:
+        ConfigError: ``key 'x': must be ..., got v`` for the first value out of range.
+    """
+    for rule, keys in rules.items():
+        test, expected = _RANGES[rule]
+        for key in keys:
+            value = getattr(params, key)
+            if value is not None and not test(value):
+                raise ConfigError(f"key '{key}': {expected}, got {value}")
+
+
+def build_typed(cls: type, raw: dict, unknown: Callable[[str], str]):
+    """``cls(**raw)`` with every value coerced to its annotation and the dataclass's ``check()``
+    run: a method's or a stage's parameters.
+
+    Args:
+        cls: the parameters dataclass.
+        raw: key -> value as read from YAML or the command line.
+        unknown: key -> the one-line message for a key ``cls`` does not have.
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type, or a failed ``check()``.
+    """
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in raw.items():
+        if key not in hints:
+            raise ConfigError(unknown(key))
+        values[key] = coerce(value, hints[key], key)
+    params = cls(**values)
+    check = getattr(params, "check", None)
+    if check:
+        check()
+    return params
 
 
 def split_config_and_overrides(extras: list[str]) -> tuple[str | None, list[str]]:

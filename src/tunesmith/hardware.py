@@ -78,6 +78,7 @@ def detect() -> Hardware:
     return Hardware("cpu", _cpu_name(), capability, bf16, False, "bf16" if bf16 else "fp32", reason)
 
 
+DTYPE_CHOICES = ("auto", "fp32", "bf16", "fp16")  # what ``dtype``/``export_dtype`` accept
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
 
@@ -90,7 +91,7 @@ def resolve_dtype(name: str | None) -> str:
     if canonical not in ("fp32", "bf16", "fp16"):
         from .errors import ConfigError
 
-        raise ConfigError(f"dtype '{name}' is not one of auto, fp32, bf16, fp16")
+        raise ConfigError(f"dtype '{name}' is not one of {', '.join(DTYPE_CHOICES)}")
     return canonical
 
 

@@ -17,7 +17,7 @@ import pytest
 from tunesmith import notes
 from tunesmith.compat.llamafactory import REWRITES, trainer_fields
 from tunesmith.compat.llamafactory_keys import NO_EFFECT, REFUSED, is_harmless
-from tunesmith.config import ALIASES, _key_owner, _method_keys, build_config
+from tunesmith.config import ALIASES, _key_owner, _method_keys, _stage_keys, build_config
 from tunesmith.errors import ConfigError
 
 DATA = json.loads((Path(__file__).parents[1] / "data" / "llamafactory_0.9.5_keys.json")
@@ -71,7 +71,7 @@ def _value(key: str):
 
 
 def _works(key: str) -> bool:
-    known = set(_key_owner()) | set(_method_keys()) | set(ALIASES) | set(REWRITES)
+    known = set(_key_owner()) | set(_method_keys()) | set(_stage_keys()) | set(ALIASES) | set(REWRITES)
     return key in known or (key in trainer_fields() and key not in NO_EFFECT and key not in REFUSED)
 
 

@@ -78,7 +78,7 @@ def bench_predict(rows: int = 32, new_tokens: int = 256, batch: int = 8, dtype: 
 
     base = Path(out) / "predict"
     cfg = load_config(None, {})
-    model = resolve_model_path(cfg.model.model_name_or_path)
+    model = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, model)
     spec = {"model": str(model), "rows": rows, "max_new_tokens": new_tokens, "batch": batch,
             "dtype": resolve_dtype(dtype), "cutoff_len": 2048, "default_system": SMOLLM2_SYSTEM,

@@ -52,6 +52,10 @@ def total_steps(rows: int, batch: int, epochs: float, steps: int) -> int:
 def prepare(w: Workload, out: Path, steps: int = 0, grad_ckpt: bool | None = None,
             dtype: str = "auto") -> dict:
     """Write rows.jsonl, the LLaMA-Factory dataset dir and spec.json under ``out``."""
+    if w.stage != "sft":  # preference pairs (W4): their own rows and dataset entry
+        from .prepare_pairs import prepare_pairs
+
+        return prepare_pairs(w, out, steps, grad_ckpt, dtype)
     out.mkdir(parents=True, exist_ok=True)
     examples, model_path, dtype = tokenized_examples(w, dtype)
     rows_path = out / "rows.jsonl"

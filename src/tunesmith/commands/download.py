@@ -6,6 +6,8 @@ train there with ``HF_HUB_OFFLINE=1``.
 
 from __future__ import annotations
 
+import sys
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("repo_id", metavar="ID", help="hub ID, e.g. Qwen/Qwen2.5-0.5B-Instruct")
@@ -27,8 +29,17 @@ def run(args) -> int:
         print(download_dataset(args.repo_id, subset=args.subset, split=args.split,
                                revision=args.revision, hub=args.hub))
         return 0
-    from ..hub import ModelRequest, resolve_model
+    from ..hub import HubUnreachable, ModelRequest, resolve_model
+    from ..model.bundled import bundled_for_hub_id, ensure_bundled
 
     req = ModelRequest(args.repo_id, args.revision, None, args.hub, args.allow_pickle)
-    print(resolve_model(req, refresh=True))
+    try:
+        print(resolve_model(req, refresh=True))
+    except HubUnreachable:
+        bundled = bundled_for_hub_id(args.repo_id)
+        if bundled is None:
+            raise
+        print(f"{args.repo_id}: hub unreachable; the bundled copy is used ({bundled})",
+              file=sys.stderr)
+        print(ensure_bundled(bundled))
     return 0

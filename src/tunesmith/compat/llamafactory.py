@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import functools
 import typing
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ConfigError
 from ..notes import note_once
 from .llamafactory_keys import NO_EFFECT, REFUSED, is_harmless
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 _TRUTHY = ("true", "1", "yes", "on")
 
@@ -84,6 +88,32 @@ def _use_swanlab(raw: dict, value) -> None:
         raw["report_to"] = [r for r in report if r != "none"] + ["swanlab"]
 
 
+# GaLore's settings (LLaMA-Factory's names and defaults) -> transformers' optim_args names.
+GALORE_ARGS = {"galore_rank": ("rank", 16), "galore_update_interval": ("update_proj_gap", 200),
+               "galore_scale": ("scale", 2.0), "galore_proj_type": ("proj_type", "std")}
+# galore_target: all = every linear layer but the output layer (a regex on module names;
+# transformers keeps only the nn.Linear modules among those that match).
+ALL_BUT_LM_HEAD = r"^(?!(.*\.)?lm_head$).+"
+
+
+def _use_galore(raw: dict, value) -> None:
+    """GaLore through transformers' ``optim: galore_adamw`` (the galore-torch package)."""
+    layerwise = _truthy(raw.pop("galore_layerwise", False))
+    target = raw.pop("galore_target", "all")
+    settings = {name: raw.pop(key, default) for key, (name, default) in GALORE_ARGS.items()}
+    if not _truthy(value):
+        return
+    raw["optim"] = "galore_adamw_layerwise" if layerwise else "galore_adamw"
+    targets = [t.strip() for t in target.split(",")] if isinstance(target, str) else list(target)
+    extra = _trainer_args(raw)
+    extra["optim_target_modules"] = ALL_BUT_LM_HEAD if targets in (["all"], []) else targets
+    extra["optim_args"] = ",".join(f"{name}={v}" for name, v in settings.items())
+
+
+def _galore_setting(raw: dict, value) -> None:
+    return None  # read by use_galore; alone it changes nothing (as in LLaMA-Factory)
+
+
 def _additional_target(raw: dict, value) -> None:
     raw["modules_to_save"] = value
 
@@ -95,6 +125,8 @@ REWRITES: dict[str, Callable[[dict, Any], None]] = {
     "neat_packing": _neat_packing, "pissa_init": _pissa_init, "pissa_iter": _pissa_iter,
     "disable_shuffling": _disable_shuffling, "pure_bf16": _pure_bf16,
     "use_swanlab": _use_swanlab, "additional_target": _additional_target,
+    "use_galore": _use_galore, **{k: _galore_setting for k in (*GALORE_ARGS, "galore_target",
+                                                               "galore_layerwise")},
 }
 
 
@@ -170,3 +202,37 @@ def translate(raw: dict[str, Any], known: set[str] | None = None,
     if known is not None:
         _apply_tables(raw, known, source)
     return raw
+
+
+SWANLAB_MODES = ("cloud", "online", "local", "offline", "disabled")  # cloud: LF's word for online
+
+
+def validate_features(cfg: RunConfig) -> None:
+    """Rules for the LLaMA-Factory feature keys, one per ``if`` (LLaMA-Factory's own rules)."""
+    m, d, t = cfg.model, cfg.data, cfg.train
+    if t.do_eval and not (d.val_size or d.eval_dataset):
+        raise ConfigError("do_eval needs an evaluation set: set val_size (a fraction or a row "
+                          "count) or eval_dataset")
+    if t.neftune_noise_alpha is not None and t.neftune_noise_alpha <= 0:
+        raise ConfigError(f"key 'neftune_noise_alpha': must be positive, got {t.neftune_noise_alpha}")
+    if t.neftune_noise_alpha and d.packing is True:
+        raise ConfigError("neftune_noise_alpha scales its noise by the padded sequence length; "
+                          "packing: true would shrink it by the number of packed rows: set "
+                          "packing: false")
+    if t.neftune_noise_alpha and d.packing == "auto":
+        d.packing = False  # NEFTune's noise scale is defined on padded rows (the paper, HF, LF)
+        note_once("neftune-packing", "packing: off, because NEFTune scales its noise by the "
+                  "padded sequence length")
+    if (m.add_tokens or m.add_special_tokens or m.resize_vocab) and m.quantization_bit:
+        raise ConfigError("new tokens need a resized embedding, which a quantized base cannot "
+                          "have: remove quantization_bit (use method: lora) or the new tokens")
+    if t.early_stopping_steps is not None and not t.load_best_model_at_end:
+        raise ConfigError("early_stopping_steps watches the evaluation metric: set "
+                          "load_best_model_at_end: true with eval_strategy and val_size")
+    if str(t.optim).startswith("galore_") and cfg.method.method not in ("full", "freeze"):
+        raise ConfigError(f"use_galore (optim: {t.optim}) trains full weights with low-rank "
+                          f"gradients; use finetuning_type: full or freeze, not "
+                          f"'{cfg.method.method}'")
+    mode = cfg.swanlab.swanlab_mode
+    if mode is not None and mode not in SWANLAB_MODES:
+        raise ConfigError(f"key 'swanlab_mode': '{mode}' is not one of {', '.join(SWANLAB_MODES)}")

@@ -33,9 +33,7 @@ _LOSSES = "only the standard cross-entropy loss is available; remove this key"
 _TRACKIO = "Trackio is not a supported tracker; use report_to: tensorboard, wandb or swanlab"
 # Owned by the helpers implementing these features: delete the entries when their keys land
 # (the key-list test names any key that is both a config key and listed here).
-_PREF = "preference training (stage dpo/kto/rm) is not in this version; use stage: sft"
-_PPO = "PPO (stage ppo) is not in this version; use stage: sft"
-_LATER = "not in this version yet"
+_PPO = "PPO (stage ppo) is not in this version; use stage: grpo (reward functions or reward_model)"
 
 
 NO_EFFECT: dict[str, str] = {
@@ -180,31 +178,19 @@ REFUSED: dict[str, Refusal] = {
     "eaft_alpha": _refused(_LOSSES, 1.0),
     "compute_accuracy": _refused("token accuracy is not computed; `tunesmith predict` scores "
                                  "generations (BLEU/ROUGE)", False),
-    # preference and PPO keys (issues #22, #23: the pref and rl helpers)
-    "pref_beta": _refused(_PREF, 0.1), "pref_ftx": _refused(_PREF, 0.0),
-    "pref_bco_weight": _refused(_PREF, 0.0), "pref_loss": _refused(_PREF, "sigmoid"),
-    "dpo_label_smoothing": _refused(_PREF, 0.0), "kto_chosen_weight": _refused(_PREF, 1.0),
-    "kto_rejected_weight": _refused(_PREF, 1.0), "simpo_gamma": _refused(_PREF, 0.5),
-    "ref_model": _refused(_PREF, None), "ref_model_adapters": _refused(_PREF, None),
-    "ref_model_quantization_bit": _refused(_PREF, None), "ld_alpha": _refused(_PREF, None),
+    # preference keys stage dpo/kto lacks, and PPO (issue #23: the rl helper makes it real)
+    "pref_bco_weight": _refused("BCO is not supported; use pref_loss: sigmoid (DPO)", 0.0),
+    "ref_model_adapters": _refused("merge the reference's adapter first (tunesmith export) and "
+                                   "give the merged folder as ref_model", None),
+    "ref_model_quantization_bit": _refused("the reference model loads like the policy", None),
+    "ld_alpha": _refused("LD-DPO length desensitisation is not supported; use pref_loss: "
+                         "sigmoid or simpo", None),
     "ppo_buffer_size": _refused(_PPO, 1), "ppo_epochs": _refused(_PPO, 4),
     "ppo_score_norm": _refused(_PPO, False), "ppo_target": _refused(_PPO, 6.0),
-    "ppo_whiten_rewards": _refused(_PPO, False), "reward_model": _refused(_PPO, None),
+    "ppo_whiten_rewards": _refused(_PPO, False),
     "reward_model_adapters": _refused(_PPO, None),
     "reward_model_quantization_bit": _refused(_PPO, None),
     "reward_model_type": _refused(_PPO, "lora"),
-    # being implemented (issue #19, lfcompat): each moves to a real key as it lands
-    "loraplus_lr_ratio": _refused(_LATER, None), "loraplus_lr_embedding": _refused(_LATER, 1e-6),
-    "resize_vocab": _refused(_LATER, False), "add_tokens": _refused(_LATER, None),
-    "add_special_tokens": _refused(_LATER, None),
-    "swanlab_project": _refused(_LATER, "llamafactory"), "swanlab_workspace": _refused(_LATER, None),
-    "swanlab_run_name": _refused(_LATER, None), "swanlab_mode": _refused(_LATER, "cloud"),
-    "swanlab_api_key": _refused(_LATER, None), "swanlab_logdir": _refused(_LATER, None),
-    "swanlab_lark_webhook_url": _refused(_LATER, None), "swanlab_lark_secret": _refused(_LATER, None),
-    "use_galore": _refused(_LATER, False), "galore_target": _refused(_LATER, "all"),
-    "galore_rank": _refused(_LATER, 16), "galore_update_interval": _refused(_LATER, 200),
-    "galore_scale": _refused(_LATER, 2.0), "galore_proj_type": _refused(_LATER, "std"),
-    "galore_layerwise": _refused(_LATER, False), "early_stopping_steps": _refused(_LATER, None),
     "oft_rank": _refused("set oft_block_size (the rank and the block size are one choice)", 0),
     # generating
     "num_beams": _refused("beam search is not supported; use do_sample or greedy decoding", 1),

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from ..errors import DataError
 from ..registry import Registry
 from .conversation import Conversation, RowError, check_roles
+from .tools import TOOLS_KEY, parse_calls, parse_tools
 
 
 @dataclass(frozen=True)
@@ -191,8 +192,23 @@ def _messages_with_tags(row: dict, key: str, tags: dict) -> list[dict]:
         if role is None:
             raise RowError("bad_role", f"{key}[{i}].{role_tag}: unknown role {turn.get(role_tag)!r} "
                            f"(expected one of {', '.join(sorted(set(roles)))})", key=role_tag)
-        messages.append(_msg(role, turn.get(content_tag)))
+        messages.append(_tool_turn(turn, role, tags, f"{key}[{i}]")
+                        or _msg(role, turn.get(content_tag)))
     return messages
+
+
+def _tool_turn(turn: dict, role: str, tags: dict, where: str) -> dict | None:
+    """An assistant tool call (LLaMA-Factory's ``function_call`` turn, whose content is the call
+    as JSON, or an OpenAI message with ``tool_calls``), else None."""
+    content = turn.get(tags["content_tag"])
+    if turn.get(tags["role_tag"]) == tags["function_tag"] and tags["function_tag"] != "assistant":
+        return {"role": "assistant", "content": "",
+                "tool_calls": parse_calls(content, f"{where}.{tags['content_tag']}",
+                                          tags["content_tag"])}
+    if role == "assistant" and turn.get("tool_calls"):
+        return {"role": "assistant", "content": content or "",
+                "tool_calls": parse_calls(turn["tool_calls"], f"{where}.tool_calls", "tool_calls")}
+    return None
 
 
 def _first_turn_has(tag_key: str, default_tags: dict):
@@ -206,15 +222,20 @@ def _first_turn_has(tag_key: str, default_tags: dict):
 def _tagged(fmt: str, defaults: dict):
     def convert(row: dict, opts: dict) -> Conversation:
         k, tags = _keys(fmt, opts), {**defaults, **(opts.get("tags") or {})}
-        return finish(_system(row, k["system"]) + _messages_with_tags(row, k["messages"], tags))
+        messages = _system(row, k["system"]) + _messages_with_tags(row, k["messages"], tags)
+        tools = parse_tools(row.get(k["tools"]), k["tools"])
+        if tools and messages:  # the conversation's tools ride on its first message
+            messages[0] = {**messages[0], TOOLS_KEY: tools}
+        return finish(messages)
     return convert
 
 
-register_format("sharegpt", "conversations: [{from, value}] (human/gpt/system/function)",
-                {"messages": "conversations", "system": "system"}, ("messages",),
+register_format("sharegpt", "conversations: [{from, value}] (human/gpt/system/function_call/"
+                "observation, + tools)",
+                {"messages": "conversations", "system": "system", "tools": "tools"}, ("messages",),
                 _first_turn_has("role_tag", SHAREGPT_TAGS))(_tagged("sharegpt", SHAREGPT_TAGS))
-register_format("openai", "messages: [{role, content}] (OpenAI chat)",
-                {"messages": "messages", "system": "system"}, ("messages",),
+register_format("openai", "messages: [{role, content, tool_calls?}] (OpenAI chat, + tools)",
+                {"messages": "messages", "system": "system", "tools": "tools"}, ("messages",),
                 _first_turn_has("role_tag", OPENAI_TAGS))(_tagged("openai", OPENAI_TAGS))
 
 

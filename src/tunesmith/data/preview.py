@@ -15,6 +15,7 @@ from .conversation import RowError
 from .load import encode_for_kind, iter_conversations
 from .report import DataReport
 from .tokenize import IGNORE, Example
+from .tools import split_tools, uses_tools
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -115,4 +116,17 @@ def preview(cfg: RunConfig, tokenizer, template, n: int = 3,
             shown += 1
             out.append(format_example(tokenizer, ex, record.origin, shown))
     out += [f"dropped {line}" for line in report.details()]
-    return "\n".join(out), report
+    note = tools_note(records, tokenizer, template)
+    return "\n".join(([note, ""] if note else []) + out), report
+
+
+def tools_note(records, tokenizer, template) -> str | None:
+    """How tool definitions, calls and results are rendered, when the shown rows use tools."""
+    messages = [getattr(r, "messages", None) or [] for r in records]
+    if template is None or not any(uses_tools(*split_tools(m)) for m in messages if m):
+        return None
+    if template.renders_tools(tokenizer):
+        return "tools: rendered by the chat template's own tool support"
+    return ("tools: this chat template has no tool support; tools, calls and results are rendered "
+            "as <tools>/<tool_call>/<tool_response> text (Qwen2.5/Hermes style, "
+            "docs/llamafactory.md); labels cover the assistant's calls, not the tool results")

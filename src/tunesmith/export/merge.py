@@ -59,6 +59,7 @@ def load_parts(cfg: RunConfig):
     from ..data.templates import get_template
     from ..infer.load import resolve_template
     from ..model.load import load_model, load_tokenizer, resolve_model_path
+    from ..model.tokens import match_adapter_tokens
 
     path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
@@ -66,6 +67,8 @@ def load_parts(cfg: RunConfig):
     template = get_template(name, tokenizer, system)
     # Never quantized here: merging needs real weights (export_dequantize loads them in fp32).
     model = load_model(cfg.model, dtype="fp32", path=path)
+    if cfg.model.adapter_name_or_path:  # a run that added tokens: the same tokenizer and rows
+        match_adapter_tokens(tokenizer, model, cfg.model.adapter_name_or_path)
     return tokenizer, template, path, model.to(_device(cfg.infer.export_device))
 
 

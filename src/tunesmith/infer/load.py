@@ -45,6 +45,7 @@ def load_hf_engine(cfg: RunConfig, adapter: str | None = None):
     """
     from ..data.templates import get_template
     from ..model.load import load_model, load_tokenizer, resolve_model_path
+    from ..model.tokens import match_adapter_tokens
     from .adapters import attach_adapter, check_adapter_dir
     from .hf import HFEngine
 
@@ -60,6 +61,7 @@ def load_hf_engine(cfg: RunConfig, adapter: str | None = None):
         quant = quantization_config(cfg.model)
     model = load_model(cfg.model, path=path, quantization_config=quant)
     if adapter:
+        match_adapter_tokens(tokenizer, model, adapter)  # a run that added tokens
         model = attach_adapter(model, adapter, cfg.model.model_name_or_path)
         if not quant:
             model = merged_for_inference(model, adapter)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import typing
 from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..config_parse import coerce
+from ..config_parse import build_typed
 from ..errors import ConfigError
 from ..model.signature import write_base_signature
 from ..registry import Registry
@@ -67,19 +66,9 @@ def method_param_keys() -> dict[str, list[str]]:
 
 def build_params(method: Method, raw: dict, source: str = "config"):
     """Instantiate the method's parameter dataclass from raw values, type-checked."""
-    hints = typing.get_type_hints(method.params_cls)
-    valid = [f.name for f in dataclasses.fields(method.params_cls)]
-    values = {}
-    for key, value in raw.items():
-        if key not in hints:
-            raise ConfigError(f"key '{key}' is not a parameter of method '{method.name}'; "
-                              f"its keys are: {', '.join(valid) or '(none)'}")
-        values[key] = coerce(value, hints[key], key)
-    params = method.params_cls(**values)
-    check = getattr(params, "check", None)
-    if check:
-        check()
-    return params
+    valid = ", ".join(f.name for f in dataclasses.fields(method.params_cls)) or "(none)"
+    return build_typed(method.params_cls, raw, lambda key: (
+        f"key '{key}' is not a parameter of method '{method.name}'; its keys are: {valid}"))
 
 
 def drop_foreign_params(method: Method, raw: dict) -> dict:

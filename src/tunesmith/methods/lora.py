@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..config_parse import check_ranges
 from ..errors import ConfigError
 from . import register_method, wrap_peft
 
@@ -41,14 +42,13 @@ class LoraParams:
     layer_replication: list | None = None  # [[start, end), ...] layer ranges stacked in order
     rank_pattern: dict | None = None
     alpha_pattern: dict | None = None
+    trainable_token_indices: list[int] | None = None  # embedding rows trained in full (new tokens)
+    loraplus_lr_ratio: float | None = None  # LoRA+: B matrices learn this many times faster
+    loraplus_lr_embedding: float = 1e-6  # LoRA+: learning rate of LoRA on embedding layers
 
     def check(self) -> None:
-        if self.lora_rank <= 0:
-            raise ConfigError(f"key 'lora_rank': must be a positive integer, got {self.lora_rank}")
-        if self.lora_alpha is not None and self.lora_alpha <= 0:
-            raise ConfigError(f"key 'lora_alpha': must be positive, got {self.lora_alpha}")
-        if not 0 <= self.lora_dropout < 1:
-            raise ConfigError(f"key 'lora_dropout': must be in [0, 1), got {self.lora_dropout}")
+        check_ranges(self, positive_int=("lora_rank",), positive=("lora_alpha",),
+                     fraction=("lora_dropout",))
         if self.lora_bias not in ("none", "all", "lora_only"):
             raise ConfigError(f"key 'lora_bias': must be none, all or lora_only, got {self.lora_bias}")
         init = str(self.init_lora_weights).lower()
@@ -57,10 +57,10 @@ class LoraParams:
                               f"{', '.join(INIT_CHOICES)} (K a number of iterations)")
         if self.loftq_bits not in (4, 8):
             raise ConfigError(f"key 'loftq_bits': must be 4 or 8, got {self.loftq_bits}")
-        if self.loftq_iter < 1:
-            raise ConfigError(f"key 'loftq_iter': must be >= 1, got {self.loftq_iter}")
+        check_ranges(self, at_least_one=("loftq_iter",))
         if self.layers_pattern and not self.layers_to_transform:
             raise ConfigError("key 'layers_pattern' needs 'layers_to_transform' (the layer indices)")
+        check_ranges(self, positive=("loraplus_lr_ratio",))
         self.layer_replication = _layer_ranges(self.layer_replication)
 
     @property
@@ -143,6 +143,7 @@ def build_lora_config(params: LoraParams, model=None, task_type: str = "CAUSAL_L
         init_lora_weights=_init_weights(params.init_lora_weights),
         loftq_config=_loftq_config(params),
         modules_to_save=params.modules_to_save,
+        trainable_token_indices=params.trainable_token_indices,
         layers_to_transform=params.layers_to_transform,
         layers_pattern=params.layers_pattern,
         layer_replication=params.layer_replication,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,8 @@ def _gguf_cache_dir(gguf: Path) -> Path:
     return models_dir() / f"gguf-{gguf.stem}-{key[:12]}"
 
 
-def resolve_model_path(name: str, *, quiet: bool = False, model_cfg: ModelConfig=None) -> Path:
+def resolve_model_path(name: str, *, quiet: bool = False,
+                       model_cfg: ModelConfig | None = None) -> Path:
     """A local HF checkpoint dir for a bundled name, a directory, a ``.gguf`` file or a hub ID.
 
     Args:
@@ -54,7 +56,7 @@ def resolve_model_path(name: str, *, quiet: bool = False, model_cfg: ModelConfig
             raise ModelError(f"model_name_or_path '{name}': directory has no config.json "
                              "(expected a Hugging Face model directory)")
         return path
-    if is_hub_id(name):
+    if is_hub_id(name) and not Path(name.split("/")[0]).is_dir():  # saves/typo: a local path
         return _resolve_hub_id(name, quiet, model_cfg)
     known = ", ".join(BUNDLED)
     raise ModelError(f"model_name_or_path '{name}': not found (expected a bundled model "
@@ -144,6 +146,22 @@ def attn_implementation(name: str, dtype: str | None = None) -> str:
     return gpu_attention(dtype)
 
 
+@contextmanager
+def no_loading_bar():
+    """Without transformers 5's per-tensor "Loading weights" bar: the weights are local by now
+    (downloads, with their own progress, happen in resolve_model_path) and a local load takes a
+    second, so the bar only adds a screen of carriage returns to logs."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(model_cfg: ModelConfig, *, dtype: str | None = None, path: Path | None = None,
                quantization_config=None, device_map=None):
     """Load a causal LM in the resolved dtype (``auto`` picks by hardware)."""
@@ -161,7 +179,8 @@ def load_model(model_cfg: ModelConfig, *, dtype: str | None = None, path: Path |
         kwargs["quantization_config"] = quantization_config
     if device_map is not None:
         kwargs["device_map"] = device_map
-    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    with no_loading_bar():
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     if detect().device == "cuda" and quantization_config is None and device_map is None:
         model = model.to("cuda")
     return model

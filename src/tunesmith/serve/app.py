@@ -25,6 +25,7 @@ from .auth import APIKeyMiddleware
 from .errors import APIError, install_handlers, retry_after
 from .limits import BodyLimitMiddleware
 from .stream import collect, sse_events
+from .tools import ToolCallStream, request_tools, shape_response, with_tools
 
 RETRY_AFTER_S = 1
 
@@ -93,9 +94,10 @@ def _routes(app: FastAPI, state: ServeState) -> None:
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         req = P.parse(P.ChatCompletionRequest, await _json_body(request))
-        messages = req.conversation()
+        tools = request_tools(req)  # rendered by the template; replies parsed to tool_calls
+        messages = with_tools(req.conversation(), tools)
         text = " ".join(m["content"] for m in messages)
-        return await _generate(request, state, req, "chat", messages, text)
+        return await _generate(request, state, req, "chat", messages, text, tools=bool(tools))
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -161,7 +163,8 @@ def _budget(state: ServeState, req, prompt_tokens: int) -> int:
     return wanted
 
 
-async def _generate(request: Request, state: ServeState, req, kind: str, prompt, text: str):
+async def _generate(request: Request, state: ServeState, req, kind: str, prompt, text: str,
+                    tools: bool = False):
     _check_model(state, req.model)
     _check_caps(state, req)
     echo = _echo(req, kind, prompt)
@@ -182,10 +185,12 @@ async def _generate(request: Request, state: ServeState, req, kind: str, prompt,
     rid = P.new_id("chatcmpl" if kind == "chat" else "cmpl")
     if req.stream:
         return StreamingResponse(sse_events(rid, state.model_id, kind, jobs, queue,
-                                            req.include_usage(), echo),
+                                            req.include_usage(), echo,
+                                            ToolCallStream() if tools else None),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    return JSONResponse(await collect(request, rid, state.model_id, kind, jobs, queue, echo))
+    body = await collect(request, rid, state.model_id, kind, jobs, queue, echo)
+    return JSONResponse(shape_response(body) if tools and body else body)
 
 
 def _echo(req, kind: str, prompt) -> str | None:

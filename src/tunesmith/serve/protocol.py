@@ -33,6 +33,8 @@ class ChatMessage(_Lenient):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list | None = None  # an assistant turn that called tools (serve/tools.py)
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -87,7 +89,8 @@ class ChatCompletionRequest(_Sampling):
 
     def conversation(self) -> list[dict]:
         """Messages as the template expects them (``developer`` is OpenAI's new ``system``)."""
-        msgs = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+        msgs = [{"role": "system" if m.role == "developer" else m.role, "content": m.text(),
+                 **({"tool_calls": m.tool_calls} if m.tool_calls else {})}
                 for m in self.messages]
         if self.system is not None and not (msgs and msgs[0]["role"] == "system"):
             msgs.insert(0, {"role": "system", "content": self.system})

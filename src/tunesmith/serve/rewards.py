@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Request
 from pydantic import BaseModel, ConfigDict
 
 from .errors import APIError
@@ -71,7 +72,6 @@ def add_reward_routes(app, state) -> None:
     model = getattr(state.engine, "model", None)  # an HF engine's; other engines score nothing
     if model is None or not has_value_head(model):
         return
-    from fastapi import Request
     from starlette.concurrency import run_in_threadpool
 
     from .protocol import new_id, parse

@@ -45,9 +45,10 @@ def _logprobs(kind: str, entries: list[dict] | None, offset: int = 0) -> dict | 
 
 
 async def sse_events(rid: str, model: str, kind: str, jobs, queue: asyncio.Queue,
-                     include_usage: bool, echo: str | None = None):
+                     include_usage: bool, echo: str | None = None, tools=None):
     """``data: {...}`` chunks, then ``data: [DONE]``; an error becomes an error event + [DONE].
-    ``echo``: text sent first in every choice (completions' ``echo``)."""
+    ``echo``: text sent first in every choice (completions' ``echo``). ``tools``: a
+    ``serve.tools.ToolCallStream`` turning tool calls into ``tool_calls`` deltas."""
     try:
         for job in jobs:
             if kind == "chat":
@@ -57,15 +58,23 @@ async def sse_events(rid: str, model: str, kind: str, jobs, queue: asyncio.Queue
         open_rows, offsets = len(jobs), {j.index: len(echo or "") for j in jobs}
         while open_rows:
             index, event = await queue.get()
-            if event[0] == "text":
+            if event[0] == "text" and tools is not None:
+                for delta in tools.text(index, event[1]):
+                    yield _sse(P.chat_chunk(rid, model, index, delta, None, include_usage))
+            elif event[0] == "text":
                 lps = _logprobs(kind, event[2], offsets[index])
                 yield _sse(_chunk(rid, model, kind, index, event[1], None, include_usage,
                                   logprobs=lps))
                 offsets[index] += len(event[1])
             elif event[0] == "done":
                 open_rows -= 1
+                reason = event[1]
+                if tools is not None:
+                    deltas, reason = tools.done(index, reason)
+                    for delta in deltas:
+                        yield _sse(P.chat_chunk(rid, model, index, delta, None, include_usage))
                 text = "" if kind == "text" else None
-                yield _sse(_chunk(rid, model, kind, index, text, event[1], include_usage))
+                yield _sse(_chunk(rid, model, kind, index, text, reason, include_usage))
             else:
                 yield _sse(_generation_error(event[1]))
                 break

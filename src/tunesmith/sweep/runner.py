@@ -19,7 +19,8 @@ from typing import Callable
 
 import yaml
 
-from ..config import ALIASES, build_config, parse_overrides, read_yaml
+from ..config import ALIASES, build_config
+from ..config_parse import parse_overrides, read_yaml
 from ..errors import ConfigError
 from .grid import point_name, point_tags
 

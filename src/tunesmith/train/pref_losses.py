@@ -114,7 +114,8 @@ def pair_loss(loss: PrefLoss, policy, ref, counts, params) -> tuple[torch.Tensor
                "rewards/margins": (chosen_rewards - rejected_rewards).mean(),
                "logps/chosen": c_logps.detach().mean(), "logps/rejected": r_logps.detach().mean(),
                **extra}
-    return total, {k: float(v) for k, v in metrics.items()}
+    return total, {k: float(v.detach()) if torch.is_tensor(v) else float(v)
+                   for k, v in metrics.items()}
 
 
 def kto_loss(policy, ref, kl_policy, kl_ref, desirable, counts, params) -> tuple[torch.Tensor, dict]:

@@ -31,6 +31,8 @@ from .checkpoint import (clean_stale, disk_full_error, is_disk_full, latest_chec
 from .distributed import check_same_run, is_main_process
 from .fingerprint import check_resume, run_fingerprint
 from .model import adapter_inputs_as_is, describe_trainable, load_for_training
+from .new_tokens import add_run_tokens, record_tokens, train_new_rows
+from .optimizers import optimizer_factory
 from .records import plot_loss, write_model_card
 from .signals import StopOnSignal, StopRequest, interrupted, trap_signals
 from .stages import Stage, check_stage, stage_template
@@ -69,6 +71,7 @@ def run_training(cfg: RunConfig) -> dict:
         clean_stale(out)
     path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
+    add_run_tokens(cfg, tokenizer)  # new tokens tokenize as one id in the data
     template = stage_template(cfg, tokenizer, stage)
     data = _load(cfg, tokenizer, template, stage.data_kind)
     if is_main_process():
@@ -84,7 +87,9 @@ def run_training(cfg: RunConfig) -> dict:
         _resume_stream(data.train, resume)
     method, params = method_params(cfg)
     set_seed(cfg.train.seed)  # adapter init (LoRA A, ...) draws from the global RNG
-    model = method.apply(load_for_training(cfg, path), params, cfg)
+    base = load_for_training(cfg, path)
+    params = train_new_rows(base, tokenizer, method, params, cfg)  # resize_vocab / new tokens
+    model = method.apply(base, params, cfg)
     if stage.prepare_model is not None:
         model = stage.prepare_model(cfg, model)
     log(describe_trainable(model))
@@ -178,6 +183,10 @@ def build_trainer(cfg: RunConfig, model, tokenizer, data, args=None, fingerprint
     extra = stage.trainer_kwargs(cfg, model, tokenizer) if stage.trainer_kwargs else {}
     callbacks = [LogCallback(cfg.train.output_dir), ProgressCallback(), *tracker_callbacks(cfg)]
     callbacks += methods.method_callbacks(cfg, model)
+    if cfg.train.early_stopping_steps:
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_steps))
     train_set, collator = None, stage.collator(cfg, tokenizer)
     if cfg.data.streaming:
         from .stream_dataset import stream_parts
@@ -191,6 +200,7 @@ def build_trainer(cfg: RunConfig, model, tokenizer, data, args=None, fingerprint
         # tokenizer (MBs each; resume never needs it; the final dir gets it in save_run)
         callbacks=callbacks, nan_policy=cfg.train.nan_policy, fingerprint=fingerprint, **extra)
     trainer.remove_callback(PrinterCallback)
+    trainer.optimizer_factory = optimizer_factory(cfg)
     return trainer
 
 
@@ -213,6 +223,7 @@ def save_run(trainer, tokenizer, cfg: RunConfig, out: Path, metrics: dict,
 
 def _save_records(trainer, tokenizer, cfg, out: Path, metrics: dict, plots: tuple) -> None:
     methods.finish_save(trainer.model, cfg, out)
+    record_tokens(cfg, trainer.model, out)
     tokenizer.save_pretrained(str(out))
     trainer.save_metrics("train", {k: v for k, v in metrics.items() if not k.startswith("eval_")})
     if any(k.startswith("eval_") for k in metrics):

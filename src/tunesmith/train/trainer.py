@@ -87,8 +87,13 @@ class TunesmithTrainer(Trainer):
         if (_internal_call and not adapter) or not save_full(self, output_dir or self.args.output_dir):
             super().save_model(output_dir, _internal_call)
 
+    # (model, args) -> optimizer, set by build_trainer for LoRA+ (train/optimizers.py)
+    optimizer_factory = None
+
     def create_optimizer(self, *args, **kwargs):
         """An optimizer whose package is missing -> one line naming it (not a traceback)."""
+        if self.optimizer is None and self.optimizer_factory is not None:
+            self.optimizer = self.optimizer_factory(self.model, self.args)
         try:
             return super().create_optimizer(*args, **kwargs)
         except ImportError as exc:

@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from ..config import build_config
+from ..config import CHOICES, SECTIONS, build_config
+from ..hardware import DTYPE_CHOICES
 from ..methods import METHODS, get_method
 
 
@@ -35,6 +36,42 @@ def _kind(tp) -> tuple[str, bool]:
     if base in (int, float):
         return base.__name__, optional
     return "text", optional
+
+
+def config_default(key: str) -> Any:
+    """The config's default for a section key: what the CLI uses when the key is not set."""
+    for cls in SECTIONS.values():
+        for f in dataclasses.fields(cls):
+            if f.name == key:
+                return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    raise KeyError(key)
+
+
+def config_kind(key: str) -> str:
+    """The control kind (bool, int, float, text) of a section key, from its annotation."""
+    for cls in SECTIONS.values():
+        hints = typing.get_type_hints(cls)
+        if key in hints:
+            return _kind(hints[key])[0]
+    raise KeyError(key)
+
+
+def _scheduler_names() -> list[str]:
+    from ..train.arguments import scheduler_names
+
+    return scheduler_names()
+
+
+# Choice keys checked outside config.CHOICES: the values come from where they are checked.
+_CHOICE_SOURCES = {"dtype": lambda: list(DTYPE_CHOICES), "export_dtype": lambda: list(DTYPE_CHOICES),
+                   "lr_scheduler_type": _scheduler_names}
+
+
+def config_choices(key: str) -> list[str]:
+    """The values a choice key accepts, as the config checks them."""
+    if key in CHOICES:
+        return list(CHOICES[key])
+    return _CHOICE_SOURCES[key]()
 
 
 def method_names() -> list[str]:

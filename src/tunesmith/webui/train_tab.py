@@ -13,17 +13,12 @@ from .i18n import t
 from .jobs import Job
 from .runs import loss_figure, safe_log
 
-# Hyperparameter controls: (key, control kind, default shown). Labels are the config keys.
-HYPER = [("learning_rate", "float", 1e-4), ("num_train_epochs", "float", 3.0),
-         ("max_steps", "int", -1), ("per_device_train_batch_size", "int", 4),
-         ("gradient_accumulation_steps", "int", 1), ("cutoff_len", "int", 1024),
-         ("max_samples", "int", None), ("warmup_ratio", "float", 0.0),
-         ("logging_steps", "int", 5), ("save_steps", "int", 500), ("val_size", "float", 0.0),
-         ("seed", "int", 42)]
-CHOICE_HYPER = [("lr_scheduler_type", ["cosine", "linear", "constant", "constant_with_warmup"]),
-                ("train_on", ["all_assistant", "last_turn", "split_turns", "everything"]),
-                ("dtype", ["auto", "fp32", "bf16", "fp16"]),
-                ("save_strategy", ["steps", "epoch", "no"])]
+# Hyperparameter controls, labelled with their config keys; kinds and defaults come from the
+# config dataclasses, choices from where the config checks them (forms.config_choices).
+HYPER = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+         "gradient_accumulation_steps", "cutoff_len", "max_samples", "warmup_ratio",
+         "logging_steps", "save_steps", "val_size", "seed")
+CHOICE_HYPER = ("lr_scheduler_type", "train_on", "dtype", "save_strategy")
 # Keys that name files: only settable through their own (containment-checked) controls.
 PATH_KEYS = {"output_dir", "dataset_dir", "model_name_or_path", "adapter_name_or_path",
              "export_dir", "deepspeed", "fsdp", "resume_from_checkpoint", "eval_dataset"}
@@ -51,9 +46,11 @@ def build(ui) -> None:
     L, roots = ui.labels, ui.roots
     with gr.Row():
         run_name = L(gr.Textbox(value="webui-run", label="", elem_id="train_run"), "run_name")
-        model = L(gr.Dropdown(sources.model_choices(roots), value="smollm2-135m", label="",
+        model = L(gr.Dropdown(sources.model_choices(roots),
+                              value=forms.config_default("model_name_or_path"), label="",
                               allow_custom_value=True, elem_id="train_model"), "model")
-        template = gr.Textbox(value="auto", label="template", elem_id="train_template")
+        template = gr.Textbox(value=forms.config_default("template"), label="template",
+                              elem_id="train_template")
     trust = L(gr.Checkbox(False, label="", elem_id="train_trust"), "trust_remote_code")
     with gr.Row():
         names = sources.dataset_choices(roots)
@@ -80,10 +77,10 @@ def build(ui) -> None:
             param_controls = {k: _method_control(f, defaults) for k, f in fields.items()}
     with L(gr.Accordion("", open=True), "hyper"):
         with gr.Row():
-            hyper = {k: _control(k, kind, v) for k, kind, v in HYPER}
+            hyper = {k: _control(k, forms.config_kind(k), forms.config_default(k)) for k in HYPER}
         with gr.Row():
-            hyper.update({k: gr.Dropdown(c, value=c[0], label=k, elem_id=f"train_{k}")
-                          for k, c in CHOICE_HYPER})
+            hyper.update({k: gr.Dropdown(forms.config_choices(k), value=forms.config_default(k),
+                                         label=k, elem_id=f"train_{k}") for k in CHOICE_HYPER})
     extra = L(gr.Code("", language="yaml", label="", elem_id="train_extra", interactive=True), "extra")
     with gr.Row():
         show_btn = L(gr.Button("", elem_id="train_show"), "show_config", "value")

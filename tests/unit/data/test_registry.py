@@ -29,7 +29,8 @@ def _load(tmp_path, tok, **over):
 
 def test_sharegpt_tags_and_columns(tmp_path, chatml_tok):
     row = {"dialog": [{"speaker": "me", "text": "Weather?"}, {"speaker": "bot", "text": "Sunny."},
-                      {"speaker": "me", "text": "Rain?"}, {"speaker": "call", "text": "{\"f\": 1}"},
+                      {"speaker": "me", "text": "Rain?"}, {"speaker": "call",
+                      "text": "{\"name\": \"f\", \"arguments\": {}}"},
                       {"speaker": "obs", "text": "none"}, {"speaker": "bot", "text": "No rain."}],
            "sys": "Be helpful."}
     write_rows(tmp_path / "d.json", [row])
@@ -40,7 +41,9 @@ def test_sharegpt_tags_and_columns(tmp_path, chatml_tok):
                                           "function_tag": "call", "observation_tag": "obs"}}})
     data = _load(tmp_path, chatml_tok, dataset="chat")
     text = chatml_tok.decode(data.train[0].input_ids)
-    assert "Be helpful." in text and "<|im_start|>tool\nnone" in text and "No rain." in text
+    assert "Be helpful." in text and "No rain." in text
+    assert '<tool_call>\n{"name": "f", "arguments": {}}' in text  # ChatML: the <tool_call> fallback
+    assert "<tool_response>\nnone\n</tool_response>" in text
     assert data.report.kept == 1
 
 

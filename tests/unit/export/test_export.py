@@ -15,6 +15,8 @@ from tunesmith.export.merge import run_export
 from tunesmith.infer.engine import GenParams
 from tunesmith.infer.load import load_engine
 
+from ...conftest import random_lora
+
 PROMPTS = [[{"role": "user", "content": "Hi"}], [{"role": "user", "content": "Who are you?"}],
            [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]]
 
@@ -22,19 +24,8 @@ PROMPTS = [[{"role": "user", "content": "Hi"}], [{"role": "user", "content": "Wh
 @pytest.fixture(scope="module")
 def adapter_dir(tiny_model_dir, tmp_path_factory):
     """A LoRA adapter on every linear layer with non-zero B, so it really changes the model."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
-    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
-                                            task_type="CAUSAL_LM"))
-    torch.manual_seed(1)
-    for name, p in peft.named_parameters():
-        if "lora_B" in name:
-            p.data.normal_(0, 0.5)
-    out = tmp_path_factory.mktemp("adapter")
-    peft.save_pretrained(out)
-    return out
+    return random_lora(tiny_model_dir, tmp_path_factory.mktemp("adapter"), r=4, alpha=8,
+                       targets="all-linear", std=0.5, seed=1)
 
 
 def _cfg(tiny_model_dir, adapter_dir, export_dir, **extra):

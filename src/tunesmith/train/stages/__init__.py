@@ -14,7 +14,6 @@ Data kinds: ``chat`` (conversations, labels on the assistant), ``text`` (plain c
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -139,22 +138,16 @@ def stage_params(cfg: RunConfig, stage: Stage | None = None):
     Raises:
         ConfigError: a key of another stage, a wrong type, or a value out of range.
     """
-    from ...config_parse import coerce
+    from ...config_parse import build_typed
 
     stage = stage or get_stage(cfg.method.stage)
-    cls = stage.params or _NoParams
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for key, value in cfg.method.stage_params.items():
-        if key not in hints:
-            owners = ", ".join(stage_param_keys().get(key, [])) or "no stage"
-            raise ConfigError(f"key '{key}' is a parameter of stage {owners}, not of stage "
-                              f"'{stage.name}' (set stage: accordingly or remove the key)")
-        values[key] = coerce(value, hints[key], key)
-    params = cls(**values)
-    check = getattr(params, "check", None)
-    if check:
-        check()
+
+    def unknown(key: str) -> str:
+        owners = ", ".join(stage_param_keys().get(key, [])) or "no stage"
+        return (f"key '{key}' is a parameter of stage {owners}, not of stage '{stage.name}' "
+                "(set stage: accordingly or remove the key)")
+
+    params = build_typed(stage.params or _NoParams, cfg.method.stage_params, unknown)
     cfg.method.stage_params = {k: getattr(params, k) for k in cfg.method.stage_params}
     return params
 
