@@ -259,13 +259,18 @@ def _handler(hub: StandInHub):
 
 
 def point_clients_at(monkeypatch, url: str, hf_home: Path) -> None:
-    """Point the HF clients already imported in this process at ``url``, online.
+    """Point this process's HF clients (``huggingface_hub``, ``datasets``) at ``url``, online.
 
     ``huggingface_hub`` and ``datasets`` read HF_ENDPOINT / HF_HUB_OFFLINE / HF_HOME into module
     constants at import, and tests/conftest.py sets HF_HUB_OFFLINE=1 before that; their own test
     suites patch those constants, and so do we (a subprocess gets the environment instead).
     """
     import sys
+
+    # Imported before the environment changes, so modules first imported during a test do not
+    # keep this test's endpoint and online mode for the rest of the session.
+    import datasets.config  # noqa: F401
+    import huggingface_hub.constants  # noqa: F401
 
     hf_home.mkdir(parents=True, exist_ok=True)
     env = {"HF_ENDPOINT": url, "HF_HOME": str(hf_home), "HF_HUB_CACHE": str(hf_home / "hub"),
@@ -275,19 +280,17 @@ def point_clients_at(monkeypatch, url: str, hf_home: Path) -> None:
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None:
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(constants, "ENDPOINT", url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                            url + "/{repo_id}/resolve/{revision}/{filename}")
-        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_home / "hub"))
-    config = sys.modules.get("datasets.config")
-    if config is not None:
-        monkeypatch.setattr(config, "HF_ENDPOINT", url)
-        monkeypatch.setattr(config, "HUB_DATASETS_URL",
-                            url + "/datasets/{repo_id}/resolve/{revision}/{path}")
-        monkeypatch.setattr(config, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(config, "HF_DATASETS_OFFLINE", False)
-        monkeypatch.setattr(config, "HF_DATASETS_CACHE", hf_home / "datasets")
-        monkeypatch.setattr(config, "HF_CACHE_HOME", str(hf_home))
+    constants = sys.modules["huggingface_hub.constants"]
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_home / "hub"))
+    config = sys.modules["datasets.config"]
+    monkeypatch.setattr(config, "HF_ENDPOINT", url)
+    monkeypatch.setattr(config, "HUB_DATASETS_URL",
+                        url + "/datasets/{repo_id}/resolve/{revision}/{path}")
+    monkeypatch.setattr(config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(config, "HF_DATASETS_OFFLINE", False)
+    monkeypatch.setattr(config, "HF_DATASETS_CACHE", hf_home / "datasets")
+    monkeypatch.setattr(config, "HF_CACHE_HOME", str(hf_home))

@@ -135,9 +135,9 @@ class ModelRequest:
 
     @classmethod
     def from_config(cls, model_cfg: ModelConfig, name: str | None = None) -> "ModelRequest":
-        return cls(name or model_cfg.model_name_or_path, getattr(model_cfg, "model_revision", None),
-                   getattr(model_cfg, "hf_token", None), getattr(model_cfg, "hub", "auto"),
-                   bool(getattr(model_cfg, "allow_pickle", False)))
+        """The request ``model_cfg``'s keys make for ``name`` (default: its model)."""
+        return cls(name or model_cfg.model_name_or_path, model_cfg.model_revision,
+                   model_cfg.hf_token, model_cfg.hub, model_cfg.allow_pickle)
 
 
 def resolve_model(req: ModelRequest, *, quiet: bool = False, refresh: bool = False) -> Path:
@@ -197,7 +197,8 @@ def _fetch_huggingface(req: ModelRequest, s: HubSettings, *, quiet: bool, refres
 def _fetch_modelscope(req: ModelRequest, s: HubSettings, *, quiet: bool, refresh: bool) -> Path:
     module = require("modelscope", "modelscope", f"downloading '{req.repo_id}' from ModelScope")
     revision = "master" if req.revision in (None, "main") else req.revision
-    kwargs = dict(revision=revision, cache_dir=str(s.cache_dir), allow_patterns=_patterns(req))
+    # no cache_dir: modelscope picks its own layout under MODELSCOPE_CACHE (or its default)
+    kwargs = dict(revision=revision, allow_patterns=_patterns(req))
     if s.offline:
         kwargs["local_files_only"] = True
     elif not quiet:
@@ -368,18 +369,30 @@ def cached_hf_models(cache_dir: Path | None = None) -> list[CachedModel]:
 
 
 def cached_modelscope_models(cache_dir: Path | None = None) -> list[CachedModel]:
-    """Models in ModelScope's cache: ``<cache>/models/<org>/<name>`` (newer modelscope) or
-    ``<cache>/<org>/<name>`` (older), with a config.json; ``___`` in a folder name is a dot."""
-    root = cache_dir or modelscope_cache_dir()
-    configs = sorted((root / "models").glob("*/*/config.json"))
-    configs += [c for c in sorted(root.glob("*/*/config.json")) if c.parent.parent.name != "models"]
+    """Models in ModelScope's cache with a config.json, in each layout its versions write:
+    ``models/<org>--<name>/snapshots/<rev>/`` (modelscope >= 1.30, under ``MODELSCOPE_CACHE`` or
+    ``~/.cache/modelscope``), ``[hub/][models/]<org>/<name>/`` (older; ``___`` is a dot)."""
+    roots = [cache_dir] if cache_dir else [modelscope_cache_dir()]
+    if cache_dir is None and not os.environ.get("MODELSCOPE_CACHE"):
+        roots.append(modelscope_cache_dir().parent)
     out = []
-    for config in configs:
-        folder = config.parent
-        repo_id = f"{folder.parent.name}/{folder.name}".replace("___", ".")
-        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-        out.append(CachedModel(repo_id, folder, size, "master"))
+    for root in roots:
+        for config in sorted(root.glob("models/*--*/snapshots/*/config.json")):
+            owner, name = config.parents[2].name.split("--", 1)
+            out.append(_cached(f"{owner}/{name}", config.parent, config.parent.name[:12]))
+        legacy = sorted((root / "models").glob("*/*/config.json"))
+        legacy += [c for c in sorted(root.glob("*/*/config.json"))
+                   if c.parent.parent.name not in ("models", "datasets")]
+        for config in legacy:
+            folder = config.parent
+            out.append(_cached(f"{folder.parent.name}/{folder.name}".replace("___", "."), folder,
+                               "master"))
     return out
+
+
+def _cached(repo_id: str, folder: Path, revision: str) -> CachedModel:
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return CachedModel(repo_id, folder, size, revision)
 
 
 __all__ = ["CachedModel", "cached_hf_models", "cached_modelscope_models", "HubError", "HubSettings", "HubUnreachable", "ModelRequest", "describe_failure",

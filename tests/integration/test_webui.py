@@ -293,6 +293,7 @@ def _form(app, **over):
     stage, stage_fields = over.get("stage", "sft"), forms.stage_fields()
     stage_defaults = forms.stage_defaults(stage)
     stage_values = {k: forms.to_control(stage_defaults.get(k), f) for k, f in stage_fields.items()}
+    stage_values.update({k: v for k, v in over.items() if k in stage_fields})
     head = [over.get("run", "r1"), over.get("model", "smollm2-135m"), "auto",
             over.get("trust", False), over.get("dataset", ["mini.jsonl"]),
             over.get("method", "lora"), over.get("extra", "")]
@@ -331,6 +332,18 @@ def test_form_builds_the_flat_config_the_cli_runs(app):
     cmd = forms.cli_command("train", flat).splitlines()[-1]
     again = build_config(parse_overrides(shlex.split(cmd)[2:]))
     assert again.to_flat() == cfg.to_flat()
+
+
+def test_stage_selector_lists_every_stage_and_adds_its_own_keys(app):
+    from tunesmith.config import build_config
+    from tunesmith.train.stages import STAGES
+    from tunesmith.webui import forms, train_tab
+
+    assert forms.stage_names() == STAGES.names() and {"sft", "dpo", "kto", "rm"} <= set(STAGES)
+    flat, _ = train_tab._flat(app, *_form(app, stage="dpo", pref_beta=0.3, pref_loss="ipo"))
+    assert flat["stage"] == "dpo" and flat["pref_beta"] == 0.3 and flat["pref_loss"] == "ipo"
+    assert "simpo_gamma" not in flat and "kto_chosen_weight" not in flat  # defaults / other stages
+    assert build_config(flat).method.stage_params == {"pref_beta": 0.3, "pref_loss": "ipo"}
 
 
 def test_form_refuses_paths_outside_the_roots_and_ticks_trust_only_when_asked(app):

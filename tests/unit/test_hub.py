@@ -213,7 +213,7 @@ def test_modelscope_call_path_through_a_stand_in_module(hub_env, tiny_model_dir,
     class StandIn:  # the one function tunesmith calls, with modelscope's signature
         @staticmethod
         def snapshot_download(model_id, revision=None, cache_dir=None, allow_patterns=None,
-                              local_files_only=False):
+                              local_files_only=False):  # (modelscope 1.40's parameter names)
             calls.append((model_id, revision, cache_dir, tuple(allow_patterns), local_files_only))
             return str(tiny_model_dir)
 
@@ -225,8 +225,7 @@ def test_modelscope_call_path_through_a_stand_in_module(hub_env, tiny_model_dir,
     assert resolve_model_path(cfg.model.model_name_or_path, quiet=True,
                               model_cfg=cfg.model) == tiny_model_dir
     model_id, revision, cache_dir, patterns, local_only = calls[0]
-    assert (model_id, revision, cache_dir) == ("qwen/Qwen2.5-0.5B-Instruct", "master",
-                                               str(tmp_path / "ms"))
+    assert (model_id, revision, cache_dir) == ("qwen/Qwen2.5-0.5B-Instruct", "master", None)
     assert "*.safetensors" in patterns and "*.bin" not in patterns and not local_only
     assert hub_env.requests == []  # nothing went to the Hugging Face hub
 
@@ -237,9 +236,11 @@ def _cli(*argv: str) -> subprocess.CompletedProcess:
 
 
 def test_download_then_models_lists_every_cache(tiny_repo, hub_env, tmp_path, monkeypatch):
-    ms = tmp_path / "ms" / "models" / "qwen" / "Qwen2___5-0___5B-Instruct"
-    ms.mkdir(parents=True)
-    (ms / "config.json").write_text("{}")
+    ms = tmp_path / "ms" / "models" / "qwen" / "Qwen2___5-0___5B-Instruct"  # older layout
+    new = tmp_path / "ms" / "models" / "deepseek-ai--DeepSeek-R1" / "snapshots" / "abc123"
+    for folder in (ms, new):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
     monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms"))
     proc = _cli("download", ID)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -251,6 +252,7 @@ def test_download_then_models_lists_every_cache(tiny_repo, hub_env, tmp_path, mo
     assert "smollm2-135m" in out and "bundled" in out
     assert f"{ID}" in out and str(snapshot) in out and "main" in out
     assert "qwen/Qwen2.5-0.5B-Instruct" in out and "modelscope" in out
+    assert "deepseek-ai/DeepSeek-R1" in out and str(new) in out
 
 
 def test_hf_token_is_never_written_to_the_run_dir(tmp_path):

@@ -40,7 +40,7 @@ def ours(spec: dict, run_dir: Path) -> tuple[list[str], dict]:
 
 def llamafactory(spec: dict, run_dir: Path, out: Path) -> tuple[list[str], dict]:
     from .peers import PEERS, command, install
-    from .train import say
+    from .run import say
 
     peer = PEERS["llamafactory"]
     python = install(peer, out, say)
@@ -78,7 +78,7 @@ def bench_predict(rows: int = 32, new_tokens: int = 256, batch: int = 8, dtype: 
 
     base = Path(out) / "predict"
     cfg = load_config(None, {})
-    model = resolve_model_path(cfg.model.model_name_or_path)
+    model = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, model)
     spec = {"model": str(model), "rows": rows, "max_new_tokens": new_tokens, "batch": batch,
             "dtype": resolve_dtype(dtype), "cutoff_len": 2048, "default_system": SMOLLM2_SYSTEM,

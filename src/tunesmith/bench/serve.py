@@ -59,7 +59,8 @@ def _count(text: str) -> int:
         from ..model.load import load_tokenizer, resolve_model_path
 
         cfg = load_config(None, {})
-        _TOKENIZER = load_tokenizer(cfg.model, resolve_model_path(cfg.model.model_name_or_path))
+        _TOKENIZER = load_tokenizer(cfg.model, resolve_model_path(cfg.model.model_name_or_path,
+                                                                  model_cfg=cfg.model))
     return len(_TOKENIZER(text, add_special_tokens=False)["input_ids"])
 
 

@@ -64,7 +64,8 @@ def _print_stages() -> None:
     from ..train.stages import STAGES
 
     for name, stage in STAGES.items():
-        if stage.params is not None:
-            print(f"[stage: {name}] {stage.summary}")
-            for key, default in _rows(stage.params):
-                print(f"  {key:30} {str(default):18} {KEY_HELP.get(key, '')}")
+        print(f"[stage: {name}] {stage.summary}")
+        if stage.methods_note:
+            print(f"  methods: {stage.methods_note}")
+        for key, default in _rows(stage.params) if stage.params is not None else ():
+            print(f"  {key:30} {str(default):18} {KEY_HELP.get(key, '')}")

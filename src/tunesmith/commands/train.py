@@ -46,7 +46,7 @@ def run(args) -> int:
     from ..train.distributed import is_launched
 
     t = cfg.train
-    if (t.nproc_per_node > 1 or t.nnodes > 1) and not is_launched():
+    if (t.nproc_per_node > 1 or t.nnodes > 1 or t.deepspeed) and not is_launched():
         from ..train.launcher import relaunch
 
         return relaunch(t, _argv(args))

@@ -179,7 +179,8 @@ class TokenStream:
         """Pass ``n``: ``(source, origin, row)`` mixed, without the held-out rows, shuffled."""
         d = self.cfg.data
         sources = open_sources(d, d.dataset, DataReport(), _think(self.template), self.kind)
-        rows = islice(mixed_rows(sources, d, _mix_seed(self.cfg) + n), self.holdout, None)
+        # the same mix every pass (so the held-out first rows are the same rows); a new shuffle
+        rows = islice(mixed_rows(sources, d, _mix_seed(self.cfg)), self.holdout, None)
         seed = _mix_seed(self.cfg) + n
         return ((sources[i], origin, row) for i, (origin, row) in
                 shuffled(rows, d.buffer_size, random.Random(seed)))

@@ -30,8 +30,8 @@ PASS_THROUGH = (
     "weight_decay", "max_grad_norm", "optim", "seed", "gradient_checkpointing",
     "logging_steps", "eval_strategy", "save_strategy", "save_steps", "save_total_limit",
     "save_only_model", "load_best_model_at_end", "metric_for_best_model",
-    "dataloader_num_workers", "run_name", "torch_compile", "neftune_noise_alpha",
-)
+    "dataloader_num_workers", "run_name", "neftune_noise_alpha",
+)  # torch_compile is ours (train/compile.py: decoder layers), not the Trainer's whole-model one
 # Keys tunesmith sets itself; overriding them through trainer_args would break the run record.
 RESERVED = ("remove_unused_columns", "disable_tqdm", "include_num_input_tokens_seen")
 # Optimizers backed by an optional package: (name prefix or name) -> (module, pip name).
@@ -201,8 +201,8 @@ def _base_kwargs(cfg) -> dict:
         if "gradient_checkpointing_kwargs" in kwargs and "activation_checkpointing_kwargs" in _field_names():
             kwargs["activation_checkpointing_kwargs"] = kwargs.pop("gradient_checkpointing_kwargs")
     kwargs["dataloader_pin_memory"] = detect().device == "cuda"
-    if detect().device == "cpu":  # also makes accelerate pick MULTI_CPU + gloo under torchrun
-        kwargs["use_cpu"] = True
+    if detect().device == "cpu" and not t.deepspeed:  # also makes accelerate pick MULTI_CPU + gloo
+        kwargs["use_cpu"] = True  # under torchrun (DeepSpeed: accelerate refuses it with use_cpu)
     report = [r for r in t.report_to if r != "none" and r not in OWN_CALLBACK]
     kwargs["report_to"] = report or "none"
     if t.group_by_length:
@@ -230,7 +230,12 @@ def build_training_args(cfg: RunConfig, **overrides):
     if kwargs.get("save_strategy") == "no":
         kwargs.pop("save_total_limit", None)
     try:
-        return TrainingArguments(**kwargs)
+        args = TrainingArguments(**kwargs)
     except (ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"training arguments rejected: {first}") from None
+    if t.deepspeed and detect().device == "cpu":
+        from .deepspeed import cpu_state
+
+        cpu_state(args)
+    return args

@@ -8,9 +8,7 @@ sets up DDP (gloo on CPU, nccl on CUDA), or FSDP / DeepSpeed when configured.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
@@ -67,27 +65,11 @@ def _differences(ref: dict, other: dict) -> str:
     return "; ".join(parts)
 
 
-def check_deepspeed(path: str) -> str:
-    """The DeepSpeed JSON exists and parses, and deepspeed is installed (else one line)."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ConfigError(f"key 'deepspeed': config file '{path}' not found "
-                          "(ready ones: examples/deepspeed/ds_z2_config.json, ds_z3_offload_config.json)")
-    try:
-        json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} line {exc.lineno}: invalid JSON: {exc.msg}") from None
-    try:
-        import deepspeed  # noqa: F401
-    except ImportError:
-        raise ConfigError("key 'deepspeed' needs the DeepSpeed package: pip install deepspeed "
-                          "(Linux + a CUDA toolkit); or remove 'deepspeed' to train with DDP") from None
-    return str(p)
-
-
 def parallel_kwargs(t) -> dict:
     """DeepSpeed / FSDP keywords for TrainingArguments (validated)."""
     if t.deepspeed:
+        from .deepspeed import check_deepspeed
+
         return {"deepspeed": check_deepspeed(t.deepspeed)}
     if t.fsdp:
         from .fsdp import fsdp_kwargs

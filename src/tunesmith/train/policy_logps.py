@@ -45,6 +45,23 @@ def decoder_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor)
                               position_ids=position_ids, use_cache=False)[0]
 
 
+def completion_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      n_completion: int) -> torch.Tensor:
+    """Hidden states (B, C, H) at the positions that predict the last ``n_completion`` tokens
+    (the state before each completion token: PPO's values are read there too)."""
+    hidden = decoder_hidden(model, input_ids, attention_mask)
+    return hidden[:, -n_completion - 1:-1]
+
+
+def logps_from_hidden(model, picked: torch.Tensor, targets: torch.Tensor,
+                      temperature: float = 1.0, chunk: int | None = None) -> torch.Tensor:
+    """Log-probabilities (B, C) of ``targets`` given the hidden states that predict them."""
+    head = _base_model(model).get_output_embeddings()
+    flat = head_logps(head, picked.reshape(-1, picked.shape[-1]), targets.reshape(-1),
+                      temperature, chunk)
+    return flat.view(targets.shape)
+
+
 def completion_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                      n_completion: int, temperature: float = 1.0,
                      chunk: int | None = None) -> torch.Tensor:
@@ -56,10 +73,5 @@ def completion_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
         n_completion: C.
         temperature: the sampling temperature the logits are divided by.
     """
-    hidden = decoder_hidden(model, input_ids, attention_mask)
-    picked = hidden[:, -n_completion - 1:-1]  # (B, C, H): position t predicts token t + 1
-    targets = input_ids[:, -n_completion:]  # (B, C)
-    head = _base_model(model).get_output_embeddings()
-    flat = head_logps(head, picked.reshape(-1, picked.shape[-1]), targets.reshape(-1),
-                      temperature, chunk)
-    return flat.view(targets.shape)
+    picked = completion_hidden(model, input_ids, attention_mask, n_completion)
+    return logps_from_hidden(model, picked, input_ids[:, -n_completion:], temperature, chunk)

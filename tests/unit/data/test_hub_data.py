@@ -165,3 +165,13 @@ def test_ms_hub_url_call_path_through_a_stand_in_module(hub_data, tmp_path, monk
     convs, report = _read(tmp_path, dataset="both")
     assert len(convs) == 4 and calls == [("AI-ModelScope/sums", "default", "data", "train", False)]
     assert hub_data.requests == []
+
+
+def test_download_dataset_ahead_of_time(hub_data, capsys):
+    from tunesmith.cli import main
+
+    assert main(["download", "--dataset", "tunesmith-test/multi", "--subset", "easy",
+                 "--split", "test"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("tunesmith-test/multi/easy[test]: 2 rows cached in ")
+    assert str(datasets.config.HF_DATASETS_CACHE) in out

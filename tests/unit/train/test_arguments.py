@@ -79,7 +79,8 @@ def test_config_rules(over, needle):
         load_config(None, over)
 
 
-def test_deepspeed_configs_shipped_and_checked(tmp_path):
+def test_deepspeed_configs_shipped_and_checked(tmp_path, monkeypatch):
+    import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[3] / "examples"
@@ -88,7 +89,8 @@ def test_deepspeed_configs_shipped_and_checked(tmp_path):
                                     "ds_z2_offload_config.json", "ds_z3_offload_config.json"}
     for p in ds + sorted((root / "fsdp").glob("*.json")):
         json.loads(p.read_text())
-    with pytest.raises(ConfigError, match="pip install deepspeed"):  # not installed here
+    monkeypatch.setitem(sys.modules, "deepspeed", None)  # as where it is not installed
+    with pytest.raises(ConfigError, match=r"needs the DeepSpeed package: pip install 'tunesmith\[deepspeed\]'"):
         _args(tmp_path, deepspeed=str(ds[0]))
     with pytest.raises(ConfigError, match="not found"):
         _args(tmp_path, deepspeed=str(tmp_path / "nope.json"))

@@ -17,6 +17,9 @@ PREF_LOSS_NAMES = ("sigmoid", "ipo", "hinge", "orpo", "simpo")
 # Methods whose trainable part is virtual tokens in front of every row: sequences cannot share a
 # row, so their preference batches are padded, not packed.
 VIRTUAL_TOKEN_METHODS = ("prefix", "prompt", "ptuning")
+METHODS_NOTE = ("every method; prefix/prompt/ptuning batches are padded, not packed; AdaLoRA "
+                "trains without its orthogonality term; full/freeze/bitfit keep a frozen copy "
+                "as the reference unless precompute_ref_log_probs")
 
 
 @dataclass
@@ -45,7 +48,7 @@ def pair_collator(cfg: RunConfig, tokenizer):
     return PairCollator(tokenizer.pad_token_id, pack=packs(cfg))
 
 
-def pair_dataset(examples, cfg: RunConfig=None):
+def pair_dataset(examples, cfg: RunConfig | None = None):
     from ..pref_dataset import PairDataset
 
     return PairDataset(examples)
@@ -68,7 +71,8 @@ def load_reference(cfg: RunConfig, name: str):
     from ..arguments import training_dtype
 
     model_cfg = replace(cfg.model, model_name_or_path=name, quantization_bit=None)
-    ref = load_model(model_cfg, dtype=training_dtype(cfg), path=resolve_model_path(name))
+    ref = load_model(model_cfg, dtype=training_dtype(cfg),
+                     path=resolve_model_path(name, model_cfg=model_cfg))
     ref.requires_grad_(False)
     return ref.eval()
 

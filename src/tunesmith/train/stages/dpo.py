@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ...errors import ConfigError
 from . import Stage, register_stage, stage_params
-from ._pref import PREF_LOSS_NAMES, RefParams, pair_collator, pair_dataset, reference_kwargs
+from ._pref import METHODS_NOTE, PREF_LOSS_NAMES, RefParams, pair_collator, pair_dataset, reference_kwargs
 
 PLOTS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
          "logps/chosen", "logps/rejected")
@@ -68,5 +68,6 @@ register_stage(Stage(
     trainer_kwargs=_kwargs,
     plots=PLOTS,
     params=DPOParams,
+    methods_note=METHODS_NOTE,
     evaluate="pairs",
 ))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ...errors import ConfigError
 from . import Stage, register_stage, stage_params
-from ._pref import RefParams, packs, reference_kwargs
+from ._pref import METHODS_NOTE, RefParams, packs, reference_kwargs
 
 
 @dataclass
@@ -67,5 +67,6 @@ register_stage(Stage(
     plots=("rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen",
            "logps/rejected", "kl"),
     params=KTOParams,
+    methods_note=METHODS_NOTE,
     evaluate="pairs",
 ))

@@ -35,6 +35,8 @@ register_stage(Stage(
     dataset=pair_dataset,
     trainer=_trainer,
     prepare_model=_prepare,
+    methods_note="every method; the value head trains in full under each; prefix/prompt/ptuning "
+                 "batches are padded, not packed",
     plots=("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"),
     evaluate="rewards",
 ))
