@@ -14,12 +14,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import yaml
 
-from .run import measure
+from .run import interleaved, measure, say
 
 HERE = Path(__file__).resolve().parent
 PROMPTS = HERE / "workloads" / "w5.json"
@@ -27,10 +26,6 @@ W5 = {"prompts_per_step": 2, "num_generations": 4, "max_completion_length": 64, 
       "lora_rank": 8, "lora_alpha": 16, "learning_rate": 5e-4, "lr_scheduler_type": "cosine",
       "seed": 42, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "beta": 0.0,
       "loss_type": "dapo", "gradient_checkpointing": True}
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def w5_spec(model: str, steps: int, dtype: str) -> dict:
@@ -154,17 +149,8 @@ def bench_grpo(peers: list[str], steps: int = 0, repeats: int = 1, out: Path = P
     tools = {"tunesmith": lambda d, r: ours_command(spec, d, r)}
     if "trl" in peers:
         tools["trl"] = lambda d, r: trl_command(spec, d, r, Path(out))
-    runs = []
-    for rep in range(repeats):
-        for name, make in tools.items():
-            run_dir = base / name / f"run{rep + 1}"
-            run_dir.mkdir(parents=True, exist_ok=True)
-            result = run_dir / "timing.json"
-            result.unlink(missing_ok=True)
-            cmd, env = make(run_dir, result)
-            say(f"[{time.strftime('%H:%M:%S')}] {name} run {rep + 1}/{repeats} ...")
-            runs.append(run_one(name, cmd, env, run_dir, result, timeout_s))
-            say(f"  -> {json.dumps(runs[-1])}")
+    runs = interleaved(tools, base, repeats,
+                       lambda name, cmd, env, d, r: run_one(name, cmd, env, d, r, timeout_s))
     tools_agg = aggregate(runs)
     result = {"dir": str(base), "spec": {k: v for k, v in spec.items() if k != "prompts"},
               "runs": runs, "tools": tools_agg, "ratios": ratios(tools_agg)}

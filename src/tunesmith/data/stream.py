@@ -285,17 +285,6 @@ class TokenStream:
         return h.hexdigest()[:16]
 
 
-def _sample_digest(path, h, sample: int = 1 << 20) -> None:
-    """Name, size and the first and last MiB of a file (a 2 GB file is not read whole)."""
-    size = path.stat().st_size
-    h.update(f"{path.name}:{size}".encode())
-    with open(path, "rb") as fh:
-        h.update(fh.read(sample))
-        if size > 2 * sample:
-            fh.seek(size - sample)
-            h.update(fh.read(sample))
-
-
 def load_stream(cfg: RunConfig, tokenizer, template: Template | None,
                 kind: str = "chat") -> LoadedData:
     """A streaming run's data: the endless train stream and the (in-memory) eval examples."""

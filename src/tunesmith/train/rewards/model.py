@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ...errors import ConfigError
 from ..reward_model import HEAD_FILE
 from . import RewardBatch, RewardFunction
+
+if TYPE_CHECKING:
+    from ...config import RunConfig
 
 
 def check_reward_model_dir(path: str) -> Path:
@@ -74,7 +78,7 @@ def _adapter_base(root: Path, cfg) -> str:
     return base if base and Path(base).is_dir() else cfg.model.model_name_or_path
 
 
-def load_reward_scorer(path: str, cfg, tokenizer, template) -> RewardFunction:
+def load_reward_scorer(path: str, cfg: RunConfig, tokenizer, template) -> RewardFunction:
     """A RewardFunction named ``reward_model`` scoring with the model in ``path``."""
     from dataclasses import replace
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ...errors import ConfigError
+
+if TYPE_CHECKING:
+    from ...config import RunConfig
+
 
 PROMPT_LEARNING = ("prefix", "prompt", "ptuning")  # virtual tokens: not scored by the decoder
 
 
-def check_online(cfg, stage: str) -> None:
+def check_online(cfg: RunConfig, stage: str) -> None:
     """Rules every online stage shares: no evaluation pass, no streaming, no prompt-learning."""
     if cfg.data.val_size or cfg.data.eval_dataset or cfg.train.eval_strategy != "no":
         raise ConfigError(f"stage: {stage} has no evaluation pass: remove val_size, "
@@ -19,7 +25,7 @@ def check_online(cfg, stage: str) -> None:
                           "tokens); use lora, qlora, full, freeze or another weight method")
 
 
-def reference_model(cfg, model):
+def reference_model(cfg: RunConfig, model):
     """A frozen copy of the base for a policy without an adapter to switch off, else None."""
     if hasattr(model, "disable_adapter"):
         return None
@@ -31,13 +37,13 @@ def reference_model(cfg, model):
     return ref.eval().requires_grad_(False)
 
 
-def prompt_collator(cfg, tokenizer):
+def prompt_collator(cfg: RunConfig, tokenizer):
     from ..online_data import collate_prompts
 
     return collate_prompts
 
 
-def prompt_dataset(examples, cfg=None):
+def prompt_dataset(examples, cfg: RunConfig | None = None):
     from ..online_data import PromptDataset
 
     return PromptDataset(examples)
