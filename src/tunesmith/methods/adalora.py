@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..config_parse import check_ranges
 from ..errors import ConfigError
 from . import register_method, wrap_peft
 from .lora import target_modules
@@ -36,18 +37,13 @@ class AdaLoraParams:
     lora_target: list[str] | None = None
 
     def check(self) -> None:
-        for key in ("adalora_init_r", "adalora_target_r", "adalora_delta_t"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"key '{key}': must be >= 1, got {getattr(self, key)}")
+        check_ranges(self, at_least_one=("adalora_init_r", "adalora_target_r", "adalora_delta_t"))
         if self.adalora_target_r > self.adalora_init_r:
             raise ConfigError(f"key 'adalora_target_r': {self.adalora_target_r} exceeds "
                               f"adalora_init_r {self.adalora_init_r} (the budget only shrinks)")
-        for key in ("adalora_tinit", "adalora_tfinal", "adalora_orth_reg_weight"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"key '{key}': must be >= 0, got {getattr(self, key)}")
-        for key in ("adalora_beta1", "adalora_beta2", "lora_dropout"):
-            if not 0 <= getattr(self, key) < 1:
-                raise ConfigError(f"key '{key}': must be in [0, 1), got {getattr(self, key)}")
+        check_ranges(self,
+                     non_negative=("adalora_tinit", "adalora_tfinal", "adalora_orth_reg_weight"),
+                     fraction=("adalora_beta1", "adalora_beta2", "lora_dropout"))
         if self.adalora_total_step is not None:
             check_schedule(self, self.adalora_total_step)
 

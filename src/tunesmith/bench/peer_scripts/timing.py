@@ -35,6 +35,7 @@ class BenchTiming(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.record["t_end"] = time.time()
+        self.record["tokens_seen"] = state.num_input_tokens_seen  # online RL: prompt + completion
         self.record["cpu_end"] = time.process_time()
         self.record["child_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         try:
