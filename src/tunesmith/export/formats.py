@@ -14,18 +14,24 @@ class Exporter:
     name: str
     save: Callable  # (model, tokenizer, template, out_dir, cfg) -> list of file names
     load: Callable  # (out_dir, dtype name, device) -> model, for the export check
+    check: Callable | None = None  # (cfg) -> None: refuse a request before anything loads
+    # (out_dir, files, model, ids, merged logits) -> (saved report, saved logits, extra report
+    # keys); None: load the files back with ``load`` and compare tensors bit for bit
+    verify: Callable | None = None
 
 
 EXPORTERS: dict[str, Exporter] = {}
 
 
-def register_exporter(name: str, load: Callable):
-    """Decorator registering a save function (and its loader) under ``name``."""
+def register_exporter(name: str, load: Callable, check: Callable | None = None,
+                      verify: Callable | None = None):
+    """Decorator registering a save function (its loader, request check and verifier) under
+    ``name``."""
 
     def wrap(save):
         if name in EXPORTERS:
             raise ValueError(f"exporter '{name}' is already registered")
-        EXPORTERS[name] = Exporter(name, save, load)
+        EXPORTERS[name] = Exporter(name, save, load, check, verify)
         return save
 
     return wrap

@@ -1,0 +1,115 @@
+"""Verify GGUF files: the bytes hold what was meant, and llama.cpp answers like the merged model.
+
+1. ``saved``: every file is read back with gguf-py's ``GGUFReader``. Files we quantized must
+   hold, tensor for tensor, exactly the bytes of the merged weights in that type. Files made
+   by llama.cpp's quantizer are dequantized and compared with the merged weights: the largest
+   relative RMS error is reported and must stay below ``MAX_QUANT_ERROR`` (a wrong layout or
+   permutation gives ~1.4; 4-bit quantization ~0.1).
+2. Logits: when llama.cpp is installed (``llama-cpp-python``), each file runs the probe
+   conversation in llama.cpp itself, the program people run these files in; top-1 agreement
+   and logit differences against the merged model are reported per file. Without it the first
+   file is read back by transformers instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .check import compare
+from .gguf_arch import arch_of, gguf_tensors
+from .gguf_quant import QUANTS, fallback_note, llama_cpp_available, tensor_type, type_counts
+
+MAX_QUANT_ERROR = 0.3
+
+
+def _quant_of(name: str):
+    return QUANTS.get(name.rsplit(".", 2)[-2])
+
+
+def compare_file(path: Path, model) -> dict:
+    """Tensor-by-tensor comparison of one GGUF file with the merged model."""
+    import gguf
+
+    quant = _quant_of(path.name)
+    arch = arch_of(model.config)
+    output = "token_embd.weight" if model.config.tie_word_embeddings else "output.weight"
+    held = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
+    expected = list(gguf_tensors(model, arch))
+    missing = [n for n, _, _ in expected if n not in held]
+    different, worst = [], 0.0
+    for name, _, data in expected:
+        if name not in held:
+            continue
+        got = held[name]
+        if quant.by_llama_cpp:
+            worst = max(worst, _relative_error(data, got))
+        else:
+            want = gguf.quants.quantize(data, tensor_type(quant, name, data.shape, name == output))
+            if np.asarray(got.data).tobytes() != want.tobytes():
+                different.append(name)
+    passed = not missing and not different and worst <= MAX_QUANT_ERROR
+    counts = type_counts(path)
+    return {"tensors": len(expected), "missing": missing[:5], "different": different[:5],
+            "max_relative_error": round(worst, 6), "types": counts,
+            "note": fallback_note(quant, model, counts), "passed": passed}
+
+
+def _relative_error(data: np.ndarray, got) -> float:
+    import gguf
+
+    restored = gguf.quants.dequantize(np.asarray(got.data), got.tensor_type).reshape(data.shape)
+    return float(np.sqrt(np.mean((restored - data) ** 2) / max(np.mean(data ** 2), 1e-30)))
+
+
+def llama_cpp_logits(path: Path, ids: list[int], threads: int | None = None) -> np.ndarray:
+    """llama.cpp's logits for every position of ``ids`` (T, V), from the file at ``path``."""
+    import llama_cpp
+
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+    llm = llama_cpp.Llama(str(path), n_ctx=max(64, len(ids) + 8), logits_all=True,
+                          verbose=False, n_threads=threads, n_batch=max(64, len(ids)))
+    try:
+        llm.eval(ids)
+        return np.array(llm.scores[: len(ids)], dtype=np.float32)
+    finally:
+        llm.close()
+
+
+def _transformers_logits(path: Path, ids: torch.Tensor) -> torch.Tensor:
+    from transformers import AutoModelForCausalLM
+
+    from .check import logits_of
+
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                 dtype=torch.float32)
+    return logits_of(model.eval(), ids)
+
+
+def verify_gguf(out_dir: Path, files: list[str], model, ids: torch.Tensor, merged_logits) -> dict:
+    """The ``saved`` section and logits of the export check for GGUF files.
+
+    Returns:
+        ``{"saved": {...}, "logits": first file's logits (1, T, V), "files": per-file details}``
+    """
+    paths = [Path(out_dir) / f for f in files if f.endswith(".gguf")]
+    per_file = {p.name: compare_file(p, model) for p in paths}
+    engine = "llama.cpp" if llama_cpp_available() else "transformers"
+    first_logits = None
+    for path in paths:
+        if engine == "llama.cpp":
+            logits = torch.from_numpy(llama_cpp_logits(path, ids[0].tolist()))[None]
+        elif first_logits is None:
+            logits = _transformers_logits(path, ids)
+        else:
+            continue
+        per_file[path.name][f"{engine}_vs_merged"] = compare(merged_logits, logits)
+        first_logits = logits if first_logits is None else first_logits
+    saved = {"tensors": sum(f["tensors"] for f in per_file.values()),
+             "missing": [m for f in per_file.values() for m in f["missing"]][:5],
+             "different": [d for f in per_file.values() for d in f["different"]][:5],
+             "passed": all(f["passed"] for f in per_file.values())}
+    return {"saved": saved, "logits": first_logits, "files": per_file, "logits_by": engine}
