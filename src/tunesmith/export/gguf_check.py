@@ -1,10 +1,10 @@
 """Verify GGUF files: the bytes hold what was meant, and llama.cpp answers like the merged model.
 
-1. ``saved``: every file is read back with gguf-py's ``GGUFReader``. Files we quantized must
-   hold, tensor for tensor, exactly the bytes of the merged weights in that type. Files made
-   by llama.cpp's quantizer are dequantized and compared with the merged weights: the largest
-   relative RMS error is reported and must stay below ``MAX_QUANT_ERROR`` (a wrong layout or
-   permutation gives ~1.4; 4-bit quantization ~0.1).
+1. ``saved``: every file is read back with gguf-py's ``GGUFReader``: each tensor must be there
+   with its shape; float tensors (F32/F16/BF16) must equal the merged weights rounded to that
+   type bit for bit; quantized ones (ours or llama.cpp's) are dequantized on a sample of rows and
+   their relative RMS error must stay below ``MAX_QUANT_ERROR`` (a wrong layout or permutation
+   gives ~1.4; 4-bit quantization ~0.1).
 2. Logits: when llama.cpp is installed (``llama-cpp-python``), each file runs the probe
    conversation in llama.cpp itself, the program people run these files in; top-1 agreement
    and logit differences against the merged model are reported per file. Without it the first
@@ -21,9 +21,11 @@ import torch
 
 from .check import compare
 from .gguf_arch import arch_of, gguf_tensors
-from .gguf_quant import QUANTS, fallback_note, llama_cpp_available, tensor_type, type_counts
+from .gguf_quant import QUANTS, fallback_note, llama_cpp_available, type_counts
 
 MAX_QUANT_ERROR = 0.3
+SAMPLE_ROWS = 64  # rows of each quantized matrix dequantized and compared
+FLOAT_TYPES = ("F32", "F16", "BF16")
 
 
 def _quant_of(name: str):
@@ -34,35 +36,52 @@ def compare_file(path: Path, model) -> dict:
     """Tensor-by-tensor comparison of one GGUF file with the merged model."""
     import gguf
 
-    quant = _quant_of(path.name)
-    arch = arch_of(model.config)
-    output = "token_embd.weight" if model.config.tie_word_embeddings else "output.weight"
     held = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
-    expected = list(gguf_tensors(model, arch))
+    expected = list(gguf_tensors(model, arch_of(model.config)))
     missing = [n for n, _, _ in expected if n not in held]
     different, worst = [], 0.0
     for name, _, data in expected:
-        if name not in held:
+        got = held.get(name)
+        if got is None:
             continue
-        got = held[name]
-        if quant.by_llama_cpp:
-            worst = max(worst, _relative_error(data, got))
-        else:
-            want = gguf.quants.quantize(data, tensor_type(quant, name, data.shape, name == output))
-            if np.asarray(got.data).tobytes() != want.tobytes():
+        if tuple(int(n) for n in reversed(got.shape)) != data.shape:
+            different.append(name)
+        elif got.tensor_type.name in FLOAT_TYPES:
+            if not np.array_equal(_as_float(got), _cast(data, got.tensor_type.name)):
                 different.append(name)
+        else:
+            worst = max(worst, _relative_error(data, got))
     passed = not missing and not different and worst <= MAX_QUANT_ERROR
     counts = type_counts(path)
     return {"tensors": len(expected), "missing": missing[:5], "different": different[:5],
             "max_relative_error": round(worst, 6), "types": counts,
-            "note": fallback_note(quant, model, counts), "passed": passed}
+            "note": fallback_note(_quant_of(path.name), model, counts), "passed": passed}
 
 
-def _relative_error(data: np.ndarray, got) -> float:
+def _as_float(got) -> np.ndarray:
+    """A float tensor of the file as float32 (BF16 is stored as raw 16-bit words)."""
+    raw = np.asarray(got.data)
+    if got.tensor_type.name == "BF16":
+        return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(-1)
+    return raw.astype(np.float32).reshape(-1)
+
+
+def _cast(data: np.ndarray, type_name: str) -> np.ndarray:
+    """The merged weight rounded to the file's float type, as float32 (flat)."""
+    if type_name == "BF16":
+        return torch.from_numpy(np.ascontiguousarray(data)).to(torch.bfloat16).float().numpy().reshape(-1)
+    return data.astype(np.float16 if type_name == "F16" else np.float32).astype(np.float32).reshape(-1)
+
+
+def _relative_error(data: np.ndarray, got, rows: int = SAMPLE_ROWS) -> float:
+    """RMS error of the first ``rows`` rows, relative to their RMS (quantization error ~0.01-0.1;
+    a wrong layout ~1.4). A sample keeps the check fast; layouts are per row."""
     import gguf
 
-    restored = gguf.quants.dequantize(np.asarray(got.data), got.tensor_type).reshape(data.shape)
-    return float(np.sqrt(np.mean((restored - data) ** 2) / max(np.mean(data ** 2), 1e-30)))
+    raw = np.asarray(got.data)[:rows]
+    restored = gguf.quants.dequantize(raw, got.tensor_type).reshape(-1, data.shape[-1])
+    want = data.reshape(-1, data.shape[-1])[: restored.shape[0]]
+    return float(np.sqrt(np.mean((restored - want) ** 2) / max(np.mean(want ** 2), 1e-30)))
 
 
 def llama_cpp_logits(path: Path, ids: list[int], threads: int | None = None) -> np.ndarray:

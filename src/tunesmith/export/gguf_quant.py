@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import sys
+import tempfile
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import ConfigError, ModelError
 from ..registry import Registry
@@ -118,13 +123,33 @@ def quantize_with_llama_cpp(source: Path, target: Path, quant: Quant, threads: i
     import gguf
     import llama_cpp
 
-    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # its INFO lines go to stderr
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = int(gguf.LlamaFileType[quant.file_type])
     params.nthread = threads
-    code = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), params)
+    with captured_stderr() as log:  # one line per fallback tensor: summarised by fallback_note
+        code = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), params)
+        text = log.read_text(errors="replace") if code != 0 else ""
     if code != 0:
-        raise ModelError(f"llama.cpp could not quantize {source.name} to {quant.name} (code {code})")
+        last = [line for line in text.splitlines() if line.strip()]
+        raise ModelError(f"llama.cpp could not quantize {source.name} to {quant.name} "
+                         f"(code {code}): {last[-1] if last else 'no message'}")
+
+
+@contextmanager
+def captured_stderr() -> Iterator[Path]:
+    """Send the process's stderr (file descriptor 2, where C code writes) to a temp file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "stderr.txt"
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with open(path, "wb") as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield path
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
 
 
 def type_counts(path: Path) -> dict[str, int]:
