@@ -37,11 +37,21 @@ def gguf_files(out_dir: Path) -> list[str]:
 
 
 def check_gguf_request(cfg) -> None:
-    """Refuse unknown or unavailable quantizations before anything is loaded."""
+    """Refuse an unknown or unavailable quantization, and an architecture or rope scaling we
+    cannot write, before any weights are loaded (only the model's config.json is read)."""
+    from transformers import AutoConfig
+
     from ..hardware import resolve_dtype
+    from ..model.load import resolve_model_path
 
     dtype = "fp32" if cfg.infer.export_dtype == "auto" else resolve_dtype(cfg.infer.export_dtype)
     plan(cfg.infer.export_quantization, dtype)
+    path = resolve_model_path(cfg.model.model_name_or_path, quiet=True)
+    try:
+        config = AutoConfig.from_pretrained(str(path))
+    except (OSError, ValueError):
+        return  # the model loader explains it (custom code, broken config)
+    arch_of(config)
 
 
 def load_gguf(out_dir: Path, dtype: str, device):

@@ -23,18 +23,25 @@ class PromptFormat:
 
     name: str
     marker: str  # present in a rendered conversation of this format
-    template: str  # Go text/template over .Messages (Role, Content)
+    template: str  # Go text/template over .Messages (Role, Content); {eos}: the EOS token
     system: str  # regex: the system prompt in a rendering
+
+    def go_template(self, tokenizer, template=None) -> str:
+        """The Go template with this tokenizer's EOS text filled in, and the BOS text in front
+        when the chat template writes it but the tokenizer does not add it (runtimes add BOS
+        only when the GGUF says the tokenizer does)."""
+        text = self.template.replace("{eos}", tokenizer.eos_token or "")
+        return bos_prefix(tokenizer, template) + text if template is not None else text
 
 
 FORMATS: Registry[PromptFormat] = Registry("chat format", key="template")
 FORMATS.add("chatml", PromptFormat(
-    "chatml", "<|im_start|>",
+    "chatml", "<|im_start|>user",
     "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n"
     "{{ end }}<|im_start|>assistant\n",
     r"<\|im_start\|>system\n(.*?)<\|im_end\|>"))
 FORMATS.add("llama3", PromptFormat(
-    "llama3", "<|start_header_id|>",
+    "llama3", "<|start_header_id|>user",
     "{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n"
     "{{ .Content }}<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n",
     r"<\|start_header_id\|>system<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>"))
@@ -43,7 +50,7 @@ FORMATS.add("mistral", PromptFormat(
     # the system prompt opens the first user turn; assistant turns end with </s>
     "{{- range $i, $m := .Messages }}{{ if eq .Role \"user\" }}[INST] "
     "{{ if eq $i 1 }}{{ $.System }}\n\n{{ end }}{{ .Content }} [/INST]"
-    "{{ else if eq .Role \"assistant\" }} {{ .Content }}</s>{{ end }}{{ end }}",
+    "{{ else if eq .Role \"assistant\" }} {{ .Content }}{eos}{{ end }}{{ end }}",
     r"\[INST\] (.*?)\n\n"))
 
 PROBE = [{"role": "user", "content": "Hi"}]
@@ -53,6 +60,15 @@ def detect_format(tokenizer, template) -> PromptFormat | None:
     """The known format whose marker appears in the template's rendering, else None."""
     text = template.render(tokenizer, PROBE, add_generation_prompt=True)
     return next((f for f in FORMATS.values() if f.marker in text), None)
+
+
+def bos_prefix(tokenizer, template) -> str:
+    """The BOS text the chat template writes itself (empty when the tokenizer adds BOS)."""
+    bos = tokenizer.bos_token
+    writes_bos = "bos_token" in (template.jinja or tokenizer.chat_template or "")
+    if not bos or not writes_bos or tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]:
+        return ""
+    return bos if template.render(tokenizer, PROBE, add_generation_prompt=True).startswith(bos) else ""
 
 
 def default_system(tokenizer, template, fmt: PromptFormat) -> str | None:
@@ -75,13 +91,14 @@ def stop_tokens(tokenizer, template) -> list[str]:
 def modelfile(gguf_file: str, tokenizer, template, cfg) -> str:
     """The Modelfile text for ``gguf_file`` (a path relative to the Modelfile)."""
     fmt = detect_format(tokenizer, template)
-    lines = [f"# Ollama Modelfile written by tunesmith export: ollama create NAME -f Modelfile",
+    lines = ["# Ollama Modelfile written by tunesmith export: ollama create NAME -f Modelfile",
              f"FROM ./{gguf_file}", ""]
     if fmt is None:
         lines += ["# The chat format was not recognised (known: "
                   f"{', '.join(FORMATS.names())}); Ollama uses the chat template in the file.", ""]
     else:
-        lines += [f"# chat format: {fmt.name}", f'TEMPLATE """{fmt.template}"""', ""]
+        go = fmt.go_template(tokenizer, template)
+        lines += [f"# chat format: {fmt.name}", f'TEMPLATE """{go}"""', ""]
         system = default_system(tokenizer, template, fmt)
         if system:
             lines += [f'SYSTEM """{system}"""', ""]
