@@ -1,6 +1,6 @@
 """Verify GGUF files: the bytes hold what was meant, and llama.cpp answers like the merged model.
 
-1. ``saved``: every file is read back with gguf-py's ``GGUFReader``: each tensor must be there
+1. ``saved``: every file is read back (``gguf_read``): each tensor must be there
    with its shape; float tensors (F32/F16/BF16) must equal the merged weights rounded to that
    type bit for bit; quantized ones (ours or llama.cpp's) are dequantized on a sample of rows and
    their relative RMS error must stay below ``MAX_QUANT_ERROR`` (a wrong layout or permutation
@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ import torch
 
 from .check import compare
 from .gguf_arch import arch_of, gguf_tensors
-from .gguf_quant import QUANTS, fallback_note, llama_cpp_available, type_counts
+from .gguf_quant import QUANTS, fallback_note, llama_cpp_available
+from .gguf_read import read_tensors
 
 MAX_QUANT_ERROR = 0.3
 SAMPLE_ROWS = 64  # rows of each quantized matrix dequantized and compared
@@ -34,9 +36,7 @@ def _quant_of(name: str):
 
 def compare_file(path: Path, model) -> dict:
     """Tensor-by-tensor comparison of one GGUF file with the merged model."""
-    import gguf
-
-    held = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
+    held = {t.name: t for t in read_tensors(path)}
     expected = list(gguf_tensors(model, arch_of(model.config)))
     missing = [n for n, _, _ in expected if n not in held]
     different, worst = [], 0.0
@@ -44,26 +44,26 @@ def compare_file(path: Path, model) -> dict:
         got = held.get(name)
         if got is None:
             continue
-        if tuple(int(n) for n in reversed(got.shape)) != data.shape:
+        if got.shape != data.shape:
             different.append(name)
-        elif got.tensor_type.name in FLOAT_TYPES:
-            if not np.array_equal(_as_float(got), _cast(data, got.tensor_type.name)):
+        elif got.type.name in FLOAT_TYPES:
+            if not np.array_equal(_as_float(got), _cast(data, got.type.name)):
                 different.append(name)
         else:
             worst = max(worst, _relative_error(data, got))
     passed = not missing and not different and worst <= MAX_QUANT_ERROR
-    counts = type_counts(path)
+    counts = dict(Counter(t.type.name for t in held.values()).most_common())
     return {"tensors": len(expected), "missing": missing[:5], "different": different[:5],
             "max_relative_error": round(worst, 6), "types": counts,
             "note": fallback_note(_quant_of(path.name), model, counts), "passed": passed}
 
 
 def _as_float(got) -> np.ndarray:
-    """A float tensor of the file as float32 (BF16 is stored as raw 16-bit words)."""
-    raw = np.asarray(got.data)
-    if got.tensor_type.name == "BF16":
-        return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(-1)
-    return raw.astype(np.float32).reshape(-1)
+    """A float tensor of the file as float32, flat (BF16 is the top half of a float32)."""
+    raw = got.data.reshape(-1)
+    if got.type.name == "BF16":
+        return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+    return raw.view(np.float16 if got.type.name == "F16" else np.float32).astype(np.float32)
 
 
 def _cast(data: np.ndarray, type_name: str) -> np.ndarray:
@@ -78,8 +78,7 @@ def _relative_error(data: np.ndarray, got, rows: int = SAMPLE_ROWS) -> float:
     a wrong layout ~1.4). A sample keeps the check fast; layouts are per row."""
     import gguf
 
-    raw = np.asarray(got.data)[:rows]
-    restored = gguf.quants.dequantize(raw, got.tensor_type).reshape(-1, data.shape[-1])
+    restored = gguf.quants.dequantize(got.data[:rows], got.type).reshape(-1, data.shape[-1])
     want = data.reshape(-1, data.shape[-1])[: restored.shape[0]]
     return float(np.sqrt(np.mean((restored - want) ** 2) / max(np.mean(want ** 2), 1e-30)))
 

@@ -91,8 +91,8 @@ def plan(names: list[str], dtype: str) -> list[Quant]:
                               f"{', '.join(writable())})")
         if QUANTS.get(name).by_llama_cpp and not llama_cpp_available():
             raise ConfigError(f"export_quantization: {name} is made by llama.cpp's quantizer, "
-                              "which is not installed (pip install llama-cpp-python); this "
-                              f"install can write: {', '.join(writable())}")
+                              "which is not installed (pip install 'tunesmith[gguf]' builds "
+                              f"llama-cpp-python); this install can write: {', '.join(writable())}")
     return [QUANTS.get(n) for n in dict.fromkeys(names)]
 
 
@@ -154,10 +154,9 @@ def captured_stderr() -> Iterator[Path]:
 
 def type_counts(path: Path) -> dict[str, int]:
     """How many tensors of each GGML type a GGUF file holds, e.g. ``{"Q4_K": 96, "F32": 61}``."""
-    import gguf
+    from .gguf_read import read_tensors
 
-    reader = gguf.GGUFReader(str(path))
-    return dict(Counter(t.tensor_type.name for t in reader.tensors).most_common())
+    return dict(Counter(t.type.name for t in read_tensors(path)).most_common())
 
 
 def fallback_note(quant: Quant, model, counts: dict[str, int]) -> str | None:

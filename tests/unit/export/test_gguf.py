@@ -68,7 +68,7 @@ def test_quantizations_it_cannot_make_are_refused_in_one_line(tiny_model_dir, tm
     monkeypatch.setattr(gguf_quant, "llama_cpp_available", lambda: False)
     assert _export(tmp_path, tiny_model_dir, "export_quantization=f16,q4_k_m") == 2
     err = _one_line_error(capsys)
-    assert "q4_k_m is made by llama.cpp's quantizer" in err and "pip install llama-cpp-python" in err
+    assert "q4_k_m is made by llama.cpp's quantizer" in err and "pip install 'tunesmith[gguf]'" in err
     assert err.endswith("this install can write: f32, f16, bf16, q8_0, q4_0")
     assert not (tmp_path / "out").exists()
 
@@ -136,3 +136,30 @@ def test_ollama_template_renders_like_the_training_template(which, tiny_model_di
     for stop in ollama.stop_tokens(tokenizer, template):
         assert f'PARAMETER stop "{stop}"' in text
     assert "FROM ./m.q8_0.gguf" in text and "PARAMETER temperature 0" in text
+
+
+@pytest.mark.slow
+def test_default_gguf_is_the_export_dtype_and_transformers_reads_it_back(tiny_model_dir, tmp_path):
+    """No export_quantization: one unquantized file in the export dtype, which transformers
+    (and so `tunesmith chat model_name_or_path=<file>`) reads back with the same answers."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunesmith.export.merge import run_export
+    from tunesmith.infer.engine import GenParams
+    from tunesmith.infer.hf import HFEngine
+    from tunesmith.infer.load import load_engine
+
+    from .test_export import PROMPTS
+
+    out = tmp_path / "gg"
+    result = run_export(load_config(None, {"model_name_or_path": str(tiny_model_dir), "dtype": "fp32",
+                                           "export_dir": str(out), "export_format": "gguf"}))
+    assert result["passed"] and result["files"] == ["gg.f32.gguf", "Modelfile"]
+    model = AutoModelForCausalLM.from_pretrained(str(out), gguf_file="gg.f32.gguf", dtype="float32")
+    tokenizer = AutoTokenizer.from_pretrained(str(out), gguf_file="gg.f32.gguf")
+    reread = HFEngine(model, tokenizer, get_template("auto", tokenizer))
+    original = load_engine(load_config(None, {"model_name_or_path": str(tiny_model_dir), "dtype": "fp32"}))
+    params = GenParams(max_new_tokens=10)
+    assert ([c.text for c in reread.batch_generate(PROMPTS, params)]
+            == [c.text for c in original.batch_generate(PROMPTS, params)])
+    assert reread.encode(PROMPTS[2]) == original.encode(PROMPTS[2])  # same vocab, merges, template
