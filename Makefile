@@ -8,7 +8,7 @@ export TUNESMITH_HOME ?= $(HOME)/.cache/tunesmith
 # portable x86-64 (AVX2) code so a wheel cached by pip runs on any machine of this kind
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_CUDA=OFF -DGGML_BLAS=OFF
 
-.PHONY: demo test test-quick install install-dev browser clean
+.PHONY: demo test test-quick install install-dev browser clean gpu-check
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -44,6 +44,13 @@ test: install-dev browser
 
 test-quick: install-dev
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# On a CUDA machine with network: download Qwen2.5-0.5B-Instruct, LoRA + QLoRA 30 steps, predict,
+# export, serve (HF engine and vLLM when installed) and one results table (scripts/gpu_check.sh).
+gpu-check:
+	PY="$(PY_GPU)" bash scripts/gpu_check.sh $(GPU_CHECK_OUT)
+
+PY_GPU ?= python3
 
 clean:
 	rm -rf $(VENV) saves output .pytest_cache

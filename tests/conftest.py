@@ -76,6 +76,25 @@ def tiny_llama3_dir(tmp_path_factory, bundled_dir) -> Path:
     return out
 
 
+def random_lora(base_dir: Path, out: Path, *, r: int, alpha: int, targets, std: float,
+                seed: int) -> Path:
+    """Save a LoRA adapter for ``base_dir`` whose B matrices are random, not zero, so it really
+    changes the answers (training one is tested elsewhere; here it would take minutes)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+    peft = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, target_modules=targets,
+                                            task_type="CAUSAL_LM"))
+    torch.manual_seed(seed)
+    for name, p in peft.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, std)
+    peft.save_pretrained(out)
+    return out
+
+
 def write_rows(path: Path, rows: list, jsonl: bool | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if jsonl if jsonl is not None else path.suffix == ".jsonl":
@@ -117,3 +136,23 @@ def _restore_logging():
     yield
     logging.root.handlers[:] = handlers
     logging.root.setLevel(level)
+
+
+@pytest.fixture
+def stand_in_hub():
+    """A Hugging Face Hub stand-in on 127.0.0.1 (tests/hubserver.py); empty until a test adds repos."""
+    from .hubserver import StandInHub
+
+    hub = StandInHub()
+    yield hub
+    hub.close()
+
+
+@pytest.fixture
+def hub_env(stand_in_hub, tmp_path, monkeypatch):
+    """HF_ENDPOINT at the stand-in hub, an empty HF cache under tmp_path, online (this process's
+    HF clients included); subprocesses inherit the environment. Returns the hub."""
+    from .hubserver import point_clients_at
+
+    point_clients_at(monkeypatch, stand_in_hub.url, tmp_path / "hf")
+    return stand_in_hub

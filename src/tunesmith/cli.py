@@ -16,14 +16,15 @@ COMMANDS = {
     "chat": "chat with a base model, base + adapter, or compare base and tuned side by side",
     "predict": "generate on a dataset and score BLEU-4 / ROUGE (generated_predictions.jsonl)",
     "eval": "loss and perplexity of a model (+ adapter) on a dataset",
-    "export": "merge an adapter into its base and save safetensors shards",
+    "export": "merge an adapter into its base and save it (safetensors shards or one GGUF file)",
     "serve": "serve an OpenAI-compatible API (chat/completions, completions, models)",
     "webui": "open the web UI: train, watch, chat, evaluate, export",
     "data": "preview, validate or summarise a dataset as the model will see it",
     "sweep": "run a hyperparameter grid and compare runs (loss, memory, speed)",
     "estimate": "estimate memory and time before training",
     "bench": "benchmark training or serving (against LLaMA-Factory and TRL)",
-    "models": "list the bundled and cached models",
+    "models": "list the bundled and cached models (bundled, Hugging Face, ModelScope, tunesmith)",
+    "download": "fetch a hub model (or --dataset) into the cache ahead of time",
     "env": "versions, hardware and the chosen dtype (for bug reports)",
     "doctor": "check versions, CPU/dtype, model cache and disk space",
 }
@@ -62,19 +63,11 @@ def _module(verb: str):
         raise
 
 
-def split_config_and_overrides(extras: list[str]) -> tuple[str | None, list[str]]:
-    """The first ``*.yaml``/``*.yml`` argument is the config file; the rest are overrides."""
-    for i, arg in enumerate(extras):
-        # a sweep's run paths contain '=' (lr=1e-4,...): an existing file is still the config
-        is_file = arg.endswith((".yaml", ".yml")) and ("=" not in arg or os.path.isfile(arg))
-        if is_file and not arg.startswith("-"):
-            if i == 0 or not extras[i - 1].startswith("--") or "=" in extras[i - 1]:
-                return arg, extras[:i] + extras[i + 1:]
-    return None, extras
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .compat import quiet
+
+    quiet.install()  # before anything imports bitsandbytes or peft
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if args.version:
@@ -85,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verb:
         parser.print_help()
         return 0
+    from .config_parse import split_config_and_overrides
+
     args.config, args.overrides = split_config_and_overrides(extras)
     debug = getattr(args, "debug", False) or os.environ.get("TUNESMITH_DEBUG") == "1"
     return run_verb(args, debug)

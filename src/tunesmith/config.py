@@ -11,14 +11,15 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from .config_parse import coerce, parse_overrides, read_yaml, suggest  # noqa: F401 (re-exported)
+from .config_parse import coerce, parse_overrides, read_yaml, suggest
 from .errors import ConfigError
 
 CONFIG_FILENAME = "tunesmith_config.yaml"
+Auto = Literal["auto"]  # a speed key that tunesmith decides per run unless set (train/auto.py)
 
 
 @dataclass
@@ -34,6 +35,12 @@ class ModelConfig:
     quantization_type: str = "nf4"
     double_quantization: bool = True
     allow_pickle: bool = False
+    model_revision: str | None = None
+    hf_token: str | None = None
+    hub: str = "auto"
+    add_tokens: list[str] | None = None
+    add_special_tokens: list[str] | None = None
+    resize_vocab: bool = False
 
 
 @dataclass
@@ -41,6 +48,8 @@ class DataConfig:
     dataset: list[str] | None = None
     dataset_dir: str = "data"
     eval_dataset: list[str] | None = None
+    subset: str | None = None
+    split: str = "train"
     format: str = "auto"
     columns: dict | None = None
     placeholders: dict | None = None
@@ -49,7 +58,10 @@ class DataConfig:
     val_size: float = 0.0
     train_on: str = "all_assistant"
     streaming: bool = False
-    packing: bool = False
+    buffer_size: int = 16384
+    mix_strategy: str = "concat"
+    interleave_probs: list[float] | None = None
+    packing: bool | Auto = "auto"
     max_drop_ratio: float = 0.5
     strict: bool = False
     overwrite_cache: bool = False
@@ -61,7 +73,14 @@ class DataConfig:
 class MethodConfig:
     stage: str = "sft"
     method: str = "lora"
-    params: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)  # the method's keys as set (typed values; saved)
+    stage_params: dict = field(default_factory=dict)  # the stage's own keys (train/stages/)
+    # The method's parameter dataclass, built once by validate (methods.method_params reads it).
+    typed: Any = field(default=None, repr=False, compare=False)
+
+
+# MethodConfig fields that hold other keys or derived values: not config keys themselves.
+NOT_KEYS = ("params", "stage_params", "typed")
 
 
 @dataclass
@@ -83,8 +102,8 @@ class TrainConfig:
     seed: int = 42
     bf16: bool | None = None
     fp16: bool | None = None
-    gradient_checkpointing: bool = False
-    logging_steps: int = 10
+    gradient_checkpointing: bool | Auto = "auto"
+    logging_steps: float = 10  # a value < 1 is a fraction of the total steps (transformers)
     eval_strategy: str = "no"
     eval_steps: int | None = None
     save_strategy: str = "steps"
@@ -103,6 +122,10 @@ class TrainConfig:
     nan_policy: str = "stop"
     plot_loss: bool = True
     nproc_per_node: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int | None = None
     deepspeed: str | None = None
     fsdp: str | None = None
     torch_compile: bool = False
@@ -111,6 +134,8 @@ class TrainConfig:
     trainer_args: dict = field(default_factory=dict)
     do_train: bool = False
     do_eval: bool = False
+    neftune_noise_alpha: float | None = None
+    early_stopping_steps: int | None = None
     do_predict: bool = False
     predict_with_generate: bool = False
 
@@ -152,13 +177,31 @@ class ServeConfig:
     serve_threads: int = 0
 
 
+@dataclass
+class SwanLabConfig:
+    """SwanLab settings (LLaMA-Factory's names), read when report_to names swanlab."""
+
+    swanlab_project: str | None = None
+    swanlab_workspace: str | None = None
+    swanlab_run_name: str | None = None
+    swanlab_mode: str | None = None
+    swanlab_api_key: str | None = None
+    swanlab_logdir: str | None = None
+    swanlab_lark_webhook_url: str | None = None
+    swanlab_lark_secret: str | None = None
+
+
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "method": MethodConfig,
-            "train": TrainConfig, "infer": InferConfig, "serve": ServeConfig}
+            "train": TrainConfig, "infer": InferConfig, "serve": ServeConfig,
+            "swanlab": SwanLabConfig}
 
 # Short names accepted for convenience; the canonical name is what gets saved.
 ALIASES = {"model": "model_name_or_path", "adapter": "adapter_name_or_path",
            "finetuning_type": "method", "evaluation_strategy": "eval_strategy",
-           "torch_dtype": "dtype", "infer_dtype": "export_dtype", "lr": "learning_rate"}
+           "torch_dtype": "dtype", "infer_dtype": "export_dtype", "lr": "learning_rate",
+           "hf_hub_token": "hf_token", "new_special_tokens": "add_special_tokens"}
+# Keys never written to the saved config (a run dir is shared; the token stays in the env).
+SECRETS = ("hf_token", "swanlab_api_key", "swanlab_lark_secret")
 
 
 @dataclass
@@ -169,6 +212,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    swanlab: SwanLabConfig = field(default_factory=SwanLabConfig)
 
     def to_flat(self) -> dict[str, Any]:
         """All keys as one flat mapping (the YAML shape users write)."""
@@ -176,8 +220,11 @@ class RunConfig:
         for name in SECTIONS:
             section = dataclasses.asdict(getattr(self, name))
             params = section.pop("params", {})
+            stage_params = section.pop("stage_params", {})
+            section.pop("typed", None)
             flat.update(section)
             flat.update(params)
+            flat.update(stage_params)
         return flat
 
 
@@ -185,7 +232,7 @@ def _key_owner() -> dict[str, str]:
     owner = {}
     for section, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
-            if f.name != "params":
+            if f.name not in NOT_KEYS:
                 owner[f.name] = section
     return owner
 
@@ -196,19 +243,29 @@ def _method_keys() -> dict[str, list[str]]:
     return method_param_keys()
 
 
+def _stage_keys() -> dict[str, list[str]]:
+    # Stage keys are declared by the stage modules (train/stages/, a layer above config); the
+    # registry package imports only dataclasses, so the key list is cheap to read from here.
+    from .train.stages import stage_param_keys
+
+    return stage_param_keys()
+
+
 def valid_keys() -> list[str]:
-    """Every key a config may set (sections, method parameters and aliases)."""
-    return sorted(set(_key_owner()) | set(_method_keys()) | set(ALIASES))
+    """Every key a config may set (sections, method and stage parameters, aliases)."""
+    return sorted(set(_key_owner()) | set(_method_keys()) | set(_stage_keys()) | set(ALIASES))
 
 
 def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     """Turn a flat mapping (YAML merged with overrides) into a validated RunConfig."""
     from .compat.llamafactory import translate
 
-    raw = translate(dict(raw))
-    owner, method_keys = _key_owner(), _method_keys()
+    owner, method_keys, stage_keys = _key_owner(), _method_keys(), _stage_keys()
+    raw = translate(dict(raw), known=set(owner) | set(method_keys) | set(stage_keys) | set(ALIASES),
+                    source=source)
     values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     params: dict[str, Any] = {}
+    stage_params: dict[str, Any] = {}
     for key, value in raw.items():
         key = ALIASES.get(key, key)
         if key in owner:
@@ -217,9 +274,12 @@ def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
             values[section][key] = coerce(value, tp, key)
         elif key in method_keys:
             params[key] = value
+        elif key in stage_keys:  # typed and checked against the chosen stage by check_stage
+            stage_params[key] = value
         else:
             raise ConfigError(f"{source}: unknown key '{key}'{suggest(key, valid_keys())}")
     values["method"]["params"] = params
+    values["method"]["stage_params"] = stage_params
     cfg = RunConfig(**{name: SECTIONS[name](**vals) for name, vals in values.items()})
     validate(cfg)
     return cfg
@@ -249,8 +309,8 @@ def save_config(cfg: RunConfig, output_dir: str | Path) -> Path:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / CONFIG_FILENAME
-    path.write_text(yaml.safe_dump(cfg.to_flat(), sort_keys=False, allow_unicode=True),
-                    encoding="utf-8")
+    flat = {k: (None if k in SECRETS else v) for k, v in cfg.to_flat().items()}
+    path.write_text(yaml.safe_dump(flat, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
 
 
@@ -260,6 +320,8 @@ CHOICES = {
     "eval_strategy": ("no", "steps", "epoch"),
     "save_strategy": ("no", "steps", "epoch", "best"),
     "infer_backend": ("hf", "vllm"),
+    "mix_strategy": ("concat", "interleave_under", "interleave_over"),
+    "hub": ("auto", "huggingface", "hf", "modelscope", "ms"),
 }
 
 
@@ -271,11 +333,13 @@ def _check_choice(key: str, value: str) -> None:
 
 def validate(cfg: RunConfig) -> None:
     """Cross-field and range rules, one per ``if``; raises ConfigError with one actionable line."""
+    from .compat.llamafactory import validate_features
     from .methods import validate_method
 
     d, t, m = cfg.data, cfg.train, cfg.model
-    for key, section in (("train_on", d), ("nan_policy", t),
-                         ("eval_strategy", t), ("save_strategy", t), ("infer_backend", cfg.infer)):
+    for key, section in (("train_on", d), ("nan_policy", t), ("mix_strategy", d),
+                         ("eval_strategy", t), ("save_strategy", t), ("infer_backend", cfg.infer),
+                         ("hub", m)):
         _check_choice(key, getattr(section, key))
     if d.cutoff_len <= 0:
         raise ConfigError(f"key 'cutoff_len': must be a positive number of tokens, got {d.cutoff_len}")
@@ -288,7 +352,7 @@ def validate(cfg: RunConfig) -> None:
     if t.learning_rate <= 0:
         raise ConfigError(f"key 'learning_rate': must be positive, got {t.learning_rate}")
     for key in ("per_device_train_batch_size", "per_device_eval_batch_size",
-                "gradient_accumulation_steps", "logging_steps", "nproc_per_node"):
+                "gradient_accumulation_steps", "nproc_per_node"):
         if getattr(t, key) <= 0:
             raise ConfigError(f"key '{key}': must be a positive integer, got {getattr(t, key)}")
     if t.num_train_epochs <= 0 and t.max_steps <= 0:
@@ -298,18 +362,25 @@ def validate(cfg: RunConfig) -> None:
     if t.bf16 and t.fp16:
         raise ConfigError("bf16 and fp16 are both true: choose one (or leave both unset for auto)")
     _validate_train(t)
+    _validate_scale(d, t)
     if m.quantization_bit not in (None, 4, 8):
         raise ConfigError(f"key 'quantization_bit': must be 4 or 8, got {m.quantization_bit}")
     if m.quantization_type not in ("nf4", "fp4"):
         raise ConfigError(f"key 'quantization_type': must be nf4 or fp4, got {m.quantization_type}")
     if t.eval_strategy != "no" and not (d.val_size or d.eval_dataset):
         raise ConfigError(f"eval_strategy '{t.eval_strategy}' needs val_size > 0 or eval_dataset")
+    validate_features(cfg)
     validate_method(cfg)
 
 
 def _validate_train(t: TrainConfig) -> None:
     """TrainConfig range rules (the training engine's; optimizer/scheduler names are checked
     against transformers in train/arguments.py, still before any model is loaded)."""
+    if t.logging_steps <= 0 or (t.logging_steps > 1 and t.logging_steps != int(t.logging_steps)):
+        raise ConfigError(f"key 'logging_steps': must be a positive whole number of steps or a "
+                          f"fraction of the run below 1, got {t.logging_steps}")
+    if t.logging_steps >= 1:
+        t.logging_steps = int(t.logging_steps)
     if t.warmup_steps < 0:
         raise ConfigError(f"key 'warmup_steps': must be >= 0, got {t.warmup_steps}")
     for key in ("weight_decay", "max_grad_norm", "dataloader_num_workers"):
@@ -328,3 +399,32 @@ def _validate_train(t: TrainConfig) -> None:
         raise ConfigError("deepspeed and fsdp are both set: choose one")
     if "none" in t.report_to and len(t.report_to) > 1:
         raise ConfigError("report_to: 'none' cannot be combined with other trackers")
+
+
+def _validate_scale(d: DataConfig, t: TrainConfig) -> None:
+    """Streaming, dataset mixing and multi-node rules (data/stream.py, train/distributed.py)."""
+    if d.buffer_size <= 0:
+        raise ConfigError(f"key 'buffer_size': must be a positive number of rows, got {d.buffer_size}")
+    if d.preprocessing_num_workers is not None and d.preprocessing_num_workers <= 0:
+        raise ConfigError("key 'preprocessing_num_workers': must be a positive integer, got "
+                          f"{d.preprocessing_num_workers}")
+    if d.interleave_probs is not None:
+        _validate_probs(d)
+    if t.nnodes <= 0:
+        raise ConfigError(f"key 'nnodes': must be a positive integer, got {t.nnodes}")
+    if not 0 <= t.node_rank < t.nnodes:
+        raise ConfigError(f"key 'node_rank': must be in [0, nnodes={t.nnodes}), got {t.node_rank}")
+    if t.master_port is not None and not 0 < t.master_port < 65536:
+        raise ConfigError(f"key 'master_port': must be a TCP port (1-65535), got {t.master_port}")
+
+
+def _validate_probs(d: DataConfig) -> None:
+    probs, names = d.interleave_probs, d.dataset or []
+    if d.mix_strategy == "concat":
+        raise ConfigError("key 'interleave_probs' needs mix_strategy: interleave_under or "
+                          "interleave_over (concat reads the datasets one after another)")
+    if len(probs) != len(names):
+        raise ConfigError(f"key 'interleave_probs': {len(probs)} values for {len(names)} datasets "
+                          f"({', '.join(names) or 'none'}); give one per dataset")
+    if any(p < 0 for p in probs) or abs(sum(probs) - 1) > 1e-6:
+        raise ConfigError(f"key 'interleave_probs': must be >= 0 and sum to 1, got {probs}")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 KEY_HELP = {
     # model
-    "model_name_or_path": "bundled name (smollm2-135m), a local Hugging Face dir, or a .gguf file",
+    "model_name_or_path": "bundled name (smollm2-135m), a local Hugging Face dir, a .gguf file, or a "
+                          "hub ID (Qwen/Qwen2.5-7B-Instruct: the HF cache first, else downloaded)",
+    "model_revision": "branch, tag or commit of a hub model to use (default: main)",
+    "hf_token": "Hugging Face access token for gated/private repos (alias hf_hub_token; default: "
+                "HF_TOKEN); never saved in the run dir",
+    "hub": "where hub IDs come from: auto (ModelScope when USE_MODELSCOPE_HUB=1, else Hugging Face; "
+           "HF_ENDPOINT for a mirror), huggingface, modelscope",
     "adapter_name_or_path": "a trained adapter dir to load on top of the base (chat/predict/export/serve)",
     "template": "chat template: auto (the tokenizer's own) or a named one (chatml, qwen, llama3, ...)",
     "default_system": "system prompt added when a conversation has none",
@@ -16,7 +22,10 @@ KEY_HELP = {
     "double_quantization": "quantize the 4-bit quantization constants too",
     "allow_pickle": "allow loading pickle .bin/.pt weights (can run code; off by default)",
     # data
-    "dataset": "dataset names from dataset_info.json or file paths; several with a,b; name:N takes N rows",
+    "dataset": "dataset names from dataset_info.json, file paths, or hub dataset IDs (org/name, "
+               "loaded with datasets.load_dataset); several with a,b; name:N takes N rows",
+    "subset": "configuration (subset) of a hub dataset given by ID",
+    "split": "split of a hub dataset given by ID (default train)",
     "dataset_dir": "folder holding dataset_info.json and the data files",
     "eval_dataset": "datasets for evaluation (instead of val_size)",
     "format": "row format: auto, alpaca, sharegpt, openai, human_assistant, input_output, "
@@ -27,15 +36,24 @@ KEY_HELP = {
     "max_samples": "use only the first N rows of each dataset",
     "val_size": "held-out fraction (0-1) or row count for validation",
     "train_on": "which tokens are labelled: all_assistant, last_turn, split_turns, everything",
-    "streaming": "read rows lazily (JSONL, CSV, Parquet); only token ids are kept in memory",
-    "packing": "pack several rows into one sequence without cross-attention (faster)",
+    "streaming": "train from a stream: rows read, tokenized (and packed) on the fly, nothing kept "
+                 "in memory (needs max_steps; JSONL, CSV, Parquet)",
+    "buffer_size": "streaming: rows in the shuffle buffer (the stream is shuffled within it)",
+    "mix_strategy": "several datasets: concat (one after another), interleave_under (alternate, "
+                    "stop when the first runs out) or interleave_over (alternate, repeat the "
+                    "shorter ones until every dataset is used up)",
+    "interleave_probs": "interleave_*: probability of drawing from each dataset (a,b; sum 1; "
+                        "default: round robin)",
+    "packing": "auto (default: pack a batch's rows end to end without cross-attention where they differ in length; same loss, less padding), true (pack whenever rows share a bin), false (pad)",
     "max_drop_ratio": "fail before training when more than this fraction of rows is bad",
     "strict": "fail on the first bad row instead of skipping and counting it",
     "overwrite_cache": "re-tokenize even when the cache is valid",
-    "preprocessing_num_workers": "processes for tokenization",
+    "preprocessing_num_workers": "processes that tokenize in parallel (same tokens as one; "
+                                 "default: one)",
     "data_seed": "seed for the train/validation split (default: seed)",
     # method
-    "stage": "sft (chat fine-tuning) or pt (causal LM on plain text)",
+    "stage": "sft (chat), pt (plain text), dpo (chosen/rejected pairs), kto (labelled answers), "
+             "rm (reward model on pairs), grpo (online RL with reward functions)",
     "method": "fine-tuning method (alias finetuning_type): lora, qlora, full, freeze, bitfit, "
               "prefix, prompt, ptuning, ia3, adalora, loha, lokr, vera, oft",
     # method parameters (methods/*.py; each method accepts only its own)
@@ -89,6 +107,18 @@ KEY_HELP = {
     "oft_target": "oft: layers to adapt (as lora_target)",
     "oft_module_dropout": "oft: probability of skipping a whole adapted module",
     "oft_coft": "oft: constrained OFT",
+    # stage parameters (train/stages/*.py; each stage accepts only its own)
+    "pref_beta": "dpo/kto: beta, how far the policy may move from the reference (larger: less)",
+    "pref_loss": "dpo: sigmoid (DPO), ipo, hinge, orpo or simpo (the last two need no reference)",
+    "pref_ftx": "dpo/kto: weight of an SFT term on the chosen answers (0: off)",
+    "simpo_gamma": "dpo with pref_loss simpo: target reward margin",
+    "dpo_label_smoothing": "dpo sigmoid/simpo: label smoothing in [0, 0.5) (conservative DPO)",
+    "ref_model": "dpo/kto: reference model dir (default: the adapter switched off, or a frozen "
+                 "copy of the starting model for full/freeze)",
+    "precompute_ref_log_probs": "dpo/kto: compute the reference log-probs once before training "
+                                "(no reference in memory or per step)",
+    "kto_chosen_weight": "kto: weight of the desirable answers' loss",
+    "kto_rejected_weight": "kto: weight of the undesirable answers' loss",
     # train
     "output_dir": "where the run's record goes (config, logs, plots, adapter/model)",
     "overwrite_output_dir": "accepted for LLaMA-Factory compatibility",
@@ -107,8 +137,8 @@ KEY_HELP = {
     "seed": "random seed (data order, dropout, init)",
     "bf16": "force bf16 (default: automatic)",
     "fp16": "force fp16 (GPU; default: automatic)",
-    "gradient_checkpointing": "recompute activations in backward to save memory",
-    "logging_steps": "log every N steps",
+    "gradient_checkpointing": "auto (default: on only when the estimated peak would not fit in the free memory; `tunesmith train` prints the choice), true (recompute activations in backward: less memory, ~1.3x slower), false",
+    "logging_steps": "log every N steps (a value below 1: that fraction of the run's steps); the last step is always logged",
     "eval_strategy": "no, steps or epoch",
     "eval_steps": "evaluate every N steps",
     "save_strategy": "no, steps, epoch or best",
@@ -126,17 +156,42 @@ KEY_HELP = {
     "resume_from_checkpoint": "auto (newest complete checkpoint) or a checkpoint path",
     "nan_policy": "on a non-finite loss: stop (default) or skip the step",
     "plot_loss": "write training_loss.png",
-    "nproc_per_node": "data-parallel processes to launch",
-    "deepspeed": "path to a DeepSpeed JSON config",
-    "fsdp": "FSDP options passed to the Trainer",
+    "nproc_per_node": "data-parallel processes to launch (per machine)",
+    "nnodes": "machines in the job (torchrun's --nnodes); start the same command on each",
+    "node_rank": "this machine's index, 0 .. nnodes-1 (0 hosts the rendezvous)",
+    "master_addr": "address of node 0, reachable from every node (torchrun's --master_addr)",
+    "master_port": "port on node 0 for the rendezvous (default: 29500 with nnodes > 1, "
+                   "else a free port)",
+    "deepspeed": "path to a DeepSpeed JSON config (examples/deepspeed/; pip install "
+                 "'tunesmith[deepspeed]')",
+    "fsdp": "FSDP: a JSON config (examples/fsdp/) or options such as 'full_shard auto_wrap'",
     "torch_compile": "compile the model with torch.compile",
     "group_by_length": "batch rows of similar length together",
     "fast_loss": "LM head and loss only at labelled positions (same loss, less time and memory)",
     "trainer_args": "any other transformers TrainingArguments, as a mapping",
     "do_train": "LLaMA-Factory flag: train",
-    "do_eval": "LLaMA-Factory flag: evaluate",
+    "do_eval": "evaluate on val_size/eval_dataset at the end of training; without do_train, "
+               "evaluate only (loss, perplexity)",
     "do_predict": "LLaMA-Factory flag: run predict instead of training",
     "predict_with_generate": "LLaMA-Factory flag: generate during predict",
+    # stage: grpo (online RL)
+    "num_generations": "grpo: completions sampled per prompt each step (>= 2; advantages compare them)",
+    "max_completion_length": "grpo: maximum new tokens per sampled completion",
+    "beta": "grpo: weight of the KL penalty to the reference (the base with the adapter off); 0: none",
+    "epsilon": "grpo: clipping range of the probability ratio (lower side, and upper unless epsilon_high)",
+    "epsilon_high": "grpo: upper clipping bound (DAPO recommends 0.28); default: epsilon",
+    "loss_type": "grpo: grpo (per-sequence mean), dr_grpo (sum / max_completion_length), dapo (per-token mean; TRL's default)",
+    "scale_rewards": "grpo: divide advantages by the group's reward std (group), the batch's (batch) or not (none, Dr. GRPO)",
+    "num_iterations": "grpo: optimizer steps on each batch of completions (μ; > 1 clips against the generation-time policy)",
+    "mask_truncated_completions": "grpo: leave completions cut at max_completion_length out of the loss",
+    "reward_funcs": "grpo: reward functions: format_think, exact_answer, regex, contains, length_penalty, or module:function",
+    "reward_weights": "grpo: one weight per reward function (reward_funcs, then reward_model); default all 1",
+    "reward_model": "a reward model dir from stage: rm (value_head.safetensors + model or adapter) scoring each completion",
+    "reward_regex": "grpo: the pattern the 'regex' reward looks for (re.search, 1 when found)",
+    "reward_contains": "grpo: strings the 'contains' reward looks for (the fraction found)",
+    "length_penalty_cache": "grpo: 'length_penalty' falls from 0 to -1 over this many tokens before max_completion_length (default a quarter of it)",
+    "reward_error_limit": "grpo: steps skipped for a failing reward function (raises, wrong length, NaN) before training stops",
+    "log_completions_steps": "grpo: write the step's completions with their rewards to completions.jsonl every N steps (0: never)",
     # infer / export
     "infer_backend": "hf (transformers) or vllm (GPU)",
     "max_new_tokens": "maximum tokens to generate",
@@ -152,7 +207,7 @@ KEY_HELP = {
     "export_size": "maximum shard size in GB",
     "export_device": "device used for merging (cpu or cuda)",
     "export_dtype": "dtype of the exported weights (auto keeps the training dtype)",
-    "export_legacy_format": "accepted for LLaMA-Factory compatibility (always safetensors)",
+    "export_legacy_format": "accepted for LLaMA-Factory compatibility (never pickle .bin weights: export_format decides)",
     "export_dequantize": "merge onto a dequantized copy of a quantized base",
     "export_format": "safetensors (shards + index) or gguf (llama.cpp/Ollama/LM Studio files + "
                      "an Ollama Modelfile; llama, mistral, qwen2, qwen3 models)",
@@ -170,4 +225,24 @@ KEY_HELP = {
     "max_body_bytes": "largest request body (413 above)",
     "shutdown_grace_s": "seconds requests in flight get to finish after SIGTERM (new ones: 503)",
     "serve_threads": "torch threads for generation in serve (0: CPU cores - 1, leaving one for HTTP)",
+    # LLaMA-Factory feature keys (docs/llamafactory.md)
+    "add_tokens": "plain tokens added to the tokenizer (comma list); the embeddings grow to fit",
+    "add_special_tokens": "special tokens added (alias new_special_tokens); their embedding rows "
+                          "train (LoRA: trainable_token_indices)",
+    "resize_vocab": "grow the embeddings to the tokenizer's size (automatic when tokens are added)",
+    "trainable_token_indices": "LoRA: token ids whose embedding rows train in full (set for new tokens)",
+    "neftune_noise_alpha": "NEFTune: uniform noise of scale alpha/sqrt(length*dim) on the input "
+                           "embeddings while training (5 is the paper's choice)",
+    "early_stopping_steps": "stop after this many evaluations without improvement "
+                            "(needs load_best_model_at_end)",
+    "loraplus_lr_ratio": "LoRA+: the B matrices learn this many times faster than A (e.g. 16)",
+    "loraplus_lr_embedding": "LoRA+: learning rate of LoRA on embedding layers",
+    "swanlab_project": "SwanLab project (default: tracker_project, else $SWANLAB_PROJECT, else tunesmith)",
+    "swanlab_workspace": "SwanLab workspace or organisation",
+    "swanlab_run_name": "SwanLab experiment name (default: run_name)",
+    "swanlab_mode": "cloud (online), local, offline or disabled (default: offline without an API key)",
+    "swanlab_api_key": "SwanLab API key (better: SWANLAB_API_KEY in the environment; never saved)",
+    "swanlab_logdir": "where SwanLab writes its run files (default: output_dir/swanlog)",
+    "swanlab_lark_webhook_url": "SwanLab: send run notifications to this Lark (Feishu) webhook",
+    "swanlab_lark_secret": "SwanLab: the Lark webhook's signing secret (never saved)",
 }

@@ -6,10 +6,11 @@ Split from config.py (which holds the sections and the rules) so each file stays
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -30,10 +31,19 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     """Convert a YAML or command-line value to the annotated type, or raise ConfigError."""
     origin, args = _origin(tp)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        words = [w for a in args if typing.get_origin(a) is typing.Literal for w in typing.get_args(a)]
+        if isinstance(value, str) and value.lower() in words:  # e.g. ``auto`` of ``bool | "auto"``
+            return value.lower()
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
             return None
-        inner = [a for a in args if a is not type(None)][0]
-        return coerce(value, inner, key)
+        inner = [a for a in args if a is not type(None) and typing.get_origin(a) is not typing.Literal][0]
+        try:
+            return coerce(value, inner, key)
+        except ConfigError:
+            if not words:
+                raise
+            raise ConfigError(f"key '{key}': expected {' or '.join(words)}, true or false, "
+                              f"got {value!r}") from None
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -131,3 +141,38 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
         out[key.replace("-", "_")] = value
         i += 1
     return out
+
+
+def build_typed(cls: type, raw: dict, unknown: Callable[[str], str]):
+    """``cls(**raw)`` with every value coerced to its annotation and the dataclass's ``check()``
+    run: a method's or a stage's parameters.
+
+    Args:
+        cls: the parameters dataclass.
+        raw: key -> value as read from YAML or the command line.
+        unknown: key -> the one-line message for a key ``cls`` does not have.
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type, or a failed ``check()``.
+    """
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in raw.items():
+        if key not in hints:
+            raise ConfigError(unknown(key))
+        values[key] = coerce(value, hints[key], key)
+    params = cls(**values)
+    check = getattr(params, "check", None)
+    if check:
+        check()
+    return params
+
+
+def split_config_and_overrides(extras: list[str]) -> tuple[str | None, list[str]]:
+    """The first ``*.yaml``/``*.yml`` argument is the config file; the rest are overrides."""
+    for i, arg in enumerate(extras):
+        # a sweep's run paths contain '=' (lr=1e-4,...): an existing file is still the config
+        is_file = arg.endswith((".yaml", ".yml")) and ("=" not in arg or os.path.isfile(arg))
+        if is_file and not arg.startswith("-"):
+            if i == 0 or not extras[i - 1].startswith("--") or "=" in extras[i - 1]:
+                return arg, extras[:i] + extras[i + 1:]
+    return None, extras

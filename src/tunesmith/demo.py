@@ -5,14 +5,19 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "identity.yaml"
 QUESTIONS = ("Who are you?", "你是谁？")
 
 
-def ask(cfg, adapter: str, label: str) -> None:
+def ask(cfg: RunConfig, adapter: str, label: str) -> None:
     from .infer.engine import GenParams
-    from .infer.hf import load_engine
+    from .infer.load import load_engine
 
     engine = load_engine(cfg, adapter=adapter)
     params = GenParams(max_new_tokens=48)

@@ -22,6 +22,7 @@ class Hardware:
     fp16_native: bool
     auto_dtype: str  # "bf16" | "fp16" | "fp32"
     reason: str
+    cuda_capability: tuple[int, int] | None = None  # (major, minor) of GPU 0
 
 
 def _cpu_name() -> str:
@@ -64,17 +65,20 @@ def detect() -> Hardware:
     """Detect the accelerator or CPU features and pick the automatic training dtype."""
     capability = torch.backends.cpu.get_cpu_capability()
     if torch.cuda.is_available():
-        major, _ = torch.cuda.get_device_capability(0)
+        major, minor = torch.cuda.get_device_capability(0)
         bf16 = torch.cuda.is_bf16_supported()
         dtype = "bf16" if bf16 else "fp16"
+        reason = (f"CUDA sm_{major}{minor}: bf16 supported" if bf16 else
+                  f"CUDA sm_{major}{minor}: no bf16, fp16 with loss scaling")
         return Hardware("cuda", torch.cuda.get_device_name(0), capability, bf16, major >= 6,
-                        dtype, f"CUDA sm_{major}x: {'bf16' if bf16 else 'fp16'} supported")
+                        dtype, reason, (major, minor))
     bf16 = _cpu_bf16_native() and _cpu_amx()
     reason = ("CPU has AMX-BF16: bf16 weights are faster" if bf16
               else f"CPU capability {capability} lacks AMX-BF16: bf16 would be much slower, using fp32")
     return Hardware("cpu", _cpu_name(), capability, bf16, False, "bf16" if bf16 else "fp32", reason)
 
 
+DTYPE_CHOICES = ("auto", "fp32", "bf16", "fp16")  # what ``dtype``/``export_dtype`` accept
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
 
@@ -87,10 +91,54 @@ def resolve_dtype(name: str | None) -> str:
     if canonical not in ("fp32", "bf16", "fp16"):
         from .errors import ConfigError
 
-        raise ConfigError(f"dtype '{name}' is not one of auto, fp32, bf16, fp16")
+        raise ConfigError(f"dtype '{name}' is not one of {', '.join(DTYPE_CHOICES)}")
     return canonical
 
 
 def torch_dtype(name: str | None) -> torch.dtype:
     """The torch dtype for a user dtype name."""
     return DTYPES[resolve_dtype(name)]
+
+
+def _cgroup_limit_mb() -> float | None:
+    """The container's memory limit (cgroup v2 ``memory.max``, v1 ``limit_in_bytes``), if any."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                value = fh.read().strip()
+        except OSError:
+            continue
+        if value.isdigit() and int(value) < 2**60:
+            return int(value) / 2**20
+    return None
+
+
+def _meminfo_mb(field: str) -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def available_memory_mb() -> float | None:
+    """Memory a training run on this machine can plan with, in MiB: free GPU memory on CUDA;
+    on a CPU the kernel's ``MemAvailable`` plus what this process holds already (the estimate
+    counts the process itself), capped by a container limit. None where it cannot be read."""
+    if detect().device == "cuda":
+        free, _total = torch.cuda.mem_get_info(0)
+        return (free + torch.cuda.memory_reserved(0)) / 2**20
+    avail = _meminfo_mb("MemAvailable")
+    if avail is None:
+        return None
+    try:
+        import resource
+
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    except (ImportError, OSError):
+        own = 0.0
+    limit = _cgroup_limit_mb()
+    return min(avail + own, limit) if limit else avail + own

@@ -4,7 +4,7 @@ import pytest
 
 from tunesmith.config import load_config
 from tunesmith.infer.engine import GenParams
-from tunesmith.infer.hf import load_engine
+from tunesmith.infer.load import load_engine
 from tunesmith.train.run import run_training
 
 from ..conftest import REPO

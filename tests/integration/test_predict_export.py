@@ -7,7 +7,7 @@ import pytest
 
 from tunesmith.cli import main
 
-from ..conftest import REPO
+from ..conftest import REPO, random_lora
 
 
 def _rows(path):
@@ -16,22 +16,9 @@ def _rows(path):
 
 @pytest.fixture(scope="module")
 def identity_adapter(bundled_dir, tmp_path_factory):
-    """A LoRA adapter for the bundled model with non-zero weights: it changes the answers
-    (training one on this 2-core CPU would take minutes; training is tested elsewhere)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(str(bundled_dir), dtype=torch.float32)
-    peft = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                                            task_type="CAUSAL_LM"))
-    torch.manual_seed(4)
-    for name, p in peft.named_parameters():
-        if "lora_B" in name:
-            p.data.normal_(0, 0.01)
-    out = tmp_path_factory.mktemp("identity-adapter")
-    peft.save_pretrained(out)
-    return out
+    """A LoRA adapter for the bundled model with non-zero weights: it changes the answers."""
+    return random_lora(bundled_dir, tmp_path_factory.mktemp("identity-adapter"), r=8, alpha=16,
+                       targets=["q_proj", "v_proj"], std=0.01, seed=4)
 
 
 @pytest.mark.slow

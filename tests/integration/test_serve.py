@@ -133,7 +133,7 @@ def test_n_seed_and_stop(client):
 def test_serves_base_plus_adapter(server, client, tiny_model_dir, adapter_dir):
     from tunesmith.config import load_config
     from tunesmith.infer.engine import GenParams
-    from tunesmith.infer.hf import load_engine
+    from tunesmith.infer.load import load_engine
 
     messages = [{"role": "user", "content": "Which adapter is this?"}]
     cfg = {"model_name_or_path": str(tiny_model_dir), "dtype": "fp32"}

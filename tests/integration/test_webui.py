@@ -281,19 +281,24 @@ def app(tmp_path):
 
 def _form(app, **over):
     """Values in the Train tab's input order: run, model, template, trust, dataset, method,
-    extra, hyperparameters, method parameters (all at their defaults unless given)."""
+    extra, hyperparameters, method parameters, stage, stage parameters (all at their defaults
+    unless given)."""
     from tunesmith.webui import forms, train_tab
 
-    hyper = {k: v for k, _, v in train_tab.HYPER}
-    hyper.update({k: c[0] for k, c in train_tab.CHOICE_HYPER})
+    hyper = {k: forms.config_default(k) for k in (*train_tab.HYPER, *train_tab.CHOICE_HYPER)}
     hyper.update({k: v for k, v in over.items() if k in hyper})
     fields, defaults = forms.method_fields(), forms.method_defaults(over.get("method", "lora"))
     params = {k: forms.to_control(defaults.get(k), f) for k, f in fields.items()}
     params.update({k: v for k, v in over.items() if k in fields})
+    stage, stage_fields = over.get("stage", "sft"), forms.stage_fields()
+    stage_defaults = forms.stage_defaults(stage)
+    stage_values = {k: forms.to_control(stage_defaults.get(k), f) for k, f in stage_fields.items()}
+    stage_values.update({k: v for k, v in over.items() if k in stage_fields})
     head = [over.get("run", "r1"), over.get("model", "smollm2-135m"), "auto",
             over.get("trust", False), over.get("dataset", ["mini.jsonl"]),
             over.get("method", "lora"), over.get("extra", "")]
-    return (list(hyper), list(params)), head + list(hyper.values()) + list(params.values())
+    return ((list(hyper), list(params), list(stage_values)),
+            head + list(hyper.values()) + list(params.values()) + [stage, *stage_values.values()])
 
 
 def test_method_controls_are_generated_from_every_method_dataclass():
@@ -327,6 +332,18 @@ def test_form_builds_the_flat_config_the_cli_runs(app):
     cmd = forms.cli_command("train", flat).splitlines()[-1]
     again = build_config(parse_overrides(shlex.split(cmd)[2:]))
     assert again.to_flat() == cfg.to_flat()
+
+
+def test_stage_selector_lists_every_stage_and_adds_its_own_keys(app):
+    from tunesmith.config import build_config
+    from tunesmith.train.stages import STAGES
+    from tunesmith.webui import forms, train_tab
+
+    assert forms.stage_names() == STAGES.names() and {"sft", "dpo", "kto", "rm"} <= set(STAGES)
+    flat, _ = train_tab._flat(app, *_form(app, stage="dpo", pref_beta=0.3, pref_loss="ipo"))
+    assert flat["stage"] == "dpo" and flat["pref_beta"] == 0.3 and flat["pref_loss"] == "ipo"
+    assert "simpo_gamma" not in flat and "kto_chosen_weight" not in flat  # defaults / other stages
+    assert build_config(flat).method.stage_params == {"pref_beta": 0.3, "pref_loss": "ipo"}
 
 
 def test_form_refuses_paths_outside_the_roots_and_ticks_trust_only_when_asked(app):

@@ -81,9 +81,14 @@ def test_largest_batch_follows_the_sampler():
     rows = [(10, 5), (100, 50), (20, 10), (90, 45), (30, 15), (40, 20)]  # (tokens, labelled)
     # sequential batches of 2: (10,100) (20,90) (30,40); padded, the first costs 2 x 100
     assert largest_batch(rows, 2, packing=False, sequential=True) == (200, 55, 100)
-    assert largest_batch(rows, 2, packing=True, sequential=True) == (110, 55, 100)
-    # shuffled: the two longest rows may meet in one batch
-    assert largest_batch(rows, 2, packing=True, sequential=False) == (190, 95, 100)
+    # two rows never share a bin as long as the longer one: the collator pads, and so does this
+    assert largest_batch(rows, 2, packing=True, sequential=True) == (200, 55, 100)
+    # batches of 3: (10,100,20) packs into [100] [20,10] = 130 tokens, (90,30,40) into 160
+    for packing in (True, "auto"):
+        assert largest_batch(rows, 3, packing=packing, sequential=True) == (160, 80, 90)
+    assert largest_batch(rows, 3, packing=False, sequential=True) == (300, 65, 100)
+    # shuffled: the longest rows may meet in one batch, and 100, 90, 40 cannot share a bin
+    assert largest_batch(rows, 3, packing="auto", sequential=False) == (300, 115, 100)
 
 
 def test_cpu_peak_is_never_below_loading():
@@ -97,3 +102,49 @@ def test_cpu_peak_is_never_below_loading():
     gpu = estimate_memory(counts, shapes, tokens=8, longest=4, logit_positions=8, ckpt=True,
                           file_mb=5000.0, device="gpu", fused_chunk=64)
     assert gpu.loading_mb == 0 and gpu.peak_mb < 1000
+
+
+# LLaMA-Factory's published hardware table (README, "Hardware Requirement"), 7B column, in GB.
+LLAMAFACTORY_7B_GB = {"lora": 16, "qlora": 6, "full": 120}
+METHOD_OVERRIDES = {"lora": ["finetuning_type=lora"],
+                    "qlora": ["finetuning_type=qlora", "quantization_bit=4"],
+                    "full": ["finetuning_type=full"]}
+
+
+@pytest.fixture(scope="module")
+def qwen7b_config_dir(tmp_path_factory, bundled_dir):
+    """Qwen2.5-7B-Instruct's config.json (shipped in tests/data) with a stand-in tokenizer:
+    the model is built on the meta device from the config; the tokenizer only measures rows."""
+    import shutil
+
+    from ..conftest import REPO
+
+    out = tmp_path_factory.mktemp("qwen2.5-7b-instruct")
+    shutil.copy(REPO / "tests" / "data" / "qwen2.5-7b-instruct" / "config.json", out)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (bundled_dir / name).is_file():
+            shutil.copy(bundled_dir / name, out)
+    return out
+
+
+@pytest.mark.parametrize("method", list(LLAMAFACTORY_7B_GB))
+def test_estimate_gpu_7b_within_20_percent_of_llamafactory_table(qwen7b_config_dir, method,
+                                                                 capsys, monkeypatch):
+    """`tunesmith estimate --gpu 24GB` on Qwen2.5-7B-Instruct, LLaMA-Factory's setup for its
+    table (its examples: batch 1, gradient checkpointing on)."""
+    from tunesmith.cli import main
+
+    from ..conftest import REPO
+
+    monkeypatch.chdir(REPO)
+    argv = ["estimate", "examples/identity.yaml", f"model_name_or_path={qwen7b_config_dir}",
+            "per_device_train_batch_size=1", "gradient_checkpointing=true", "--gpu", "24GB",
+            "--json", *METHOD_OVERRIDES[method]]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["params"]["total"] > 7.5e9
+    peak_gb = out["memory"]["peak_mb"] * 2**20 / 1e9
+    expected = LLAMAFACTORY_7B_GB[method]
+    assert abs(peak_gb - expected) <= 0.2 * expected, (method, round(peak_gb, 1), expected)
+    assert out["dtype"] == ("fp32" if method == "full" else "bf16")  # adapters: never fp32
+    print(f"{method}: {peak_gb:.1f} GB vs {expected} GB")

@@ -48,7 +48,7 @@ def workload_examples(workload: str, n_rows: int):
 
     w = get_workload(workload)
     cfg = load_config(None, train_overrides(w, "/tmp/unused"))
-    path = resolve_model_path(cfg.model.model_name_or_path)
+    path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
     template = get_template(cfg.model.template, tokenizer, cfg.model.default_system)
     return load_data(cfg, tokenizer, template).train[:n_rows], tokenizer, path

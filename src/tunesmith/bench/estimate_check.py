@@ -27,9 +27,11 @@ CONFIGS = {
                  "max_samples": 16, "per_device_train_batch_size": 4}, 4),
     "E": ("W2", {"gradient_checkpointing": False, "packing": False, "fast_loss": False,
                  "max_samples": 8}, 1),
-    "bench-W1": ("W1", {**OURS, "gradient_checkpointing": True}, 0),
-    "bench-W2": ("W2", {**OURS, "gradient_checkpointing": True, "max_samples": 80}, 10),
-    "bench-W3": ("W3", {**OURS, "gradient_checkpointing": True, "max_samples": 80}, 10),
+    "bench-W1": ("W1", {**OURS, "packing": True, "gradient_checkpointing": True}, 0),
+    "bench-W2": ("W2", {**OURS, "packing": True, "gradient_checkpointing": True,
+                        "max_samples": 80}, 10),
+    "bench-W3": ("W3", {**OURS, "packing": True, "gradient_checkpointing": True,
+                        "max_samples": 80}, 10),
 }
 
 

@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if args.child:
         return child_main(args.child)
-    from ..config import parse_overrides
+    from ..config_parse import parse_overrides
 
     rows = run_methods_table(parse_overrides(extra), args.steps,
                              [m.strip() for m in args.methods.split(",") if m.strip()],

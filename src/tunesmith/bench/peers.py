@@ -34,12 +34,15 @@ class Peer:
     script: str
     torch_dance: bool = False  # remove CUDA torch/vision/audio after install
     stub_torchaudio: bool = False
+    stage_scripts: tuple = ()  # (stage, child script) for workloads of other stages (W4: dpo)
 
 
 PEERS = {
-    "trl": Peer("trl", ("trl==1.16.*", "peft", "accelerate", "datasets"), "trl_child.py"),
+    "trl": Peer("trl", ("trl==1.16.*", "peft", "accelerate", "datasets"), "trl_child.py",
+                stage_scripts=(("dpo", "trl_dpo_child.py"),)),
     "llamafactory": Peer("llamafactory", ("llamafactory==0.9.5",), "lf_child.py",
-                         torch_dance=True, stub_torchaudio=True),
+                         torch_dance=True, stub_torchaudio=True,
+                         stage_scripts=(("dpo", "lf_dpo_child.py"),)),
 }
 
 
@@ -104,4 +107,12 @@ def command(peer: Peer, python: Path, spec_path: Path) -> tuple[list[str], dict]
     if peer.stub_torchaudio:
         paths.append(str(SCRIPTS / "torchaudio_stub"))
     env["PYTHONPATH"] = os.pathsep.join(paths)
-    return [str(python), str(SCRIPTS / peer.script), str(spec_path)], env
+    return [str(python), str(SCRIPTS / script_for(peer, spec_path)), str(spec_path)], env
+
+
+def script_for(peer: Peer, spec_path: Path) -> str:
+    """The peer's child script for the spec's stage (SFT workloads: ``peer.script``)."""
+    import json
+
+    stage = json.loads(Path(spec_path).read_text(encoding="utf-8")).get("stage", "sft")
+    return dict(peer.stage_scripts).get(stage, peer.script)

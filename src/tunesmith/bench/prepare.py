@@ -32,7 +32,7 @@ def tokenized_examples(w: Workload, dtype: str = "auto"):
     from ..train.arguments import training_dtype
 
     cfg = load_config(None, train_overrides(w, Path("unused"), dtype=dtype))
-    path = resolve_model_path(cfg.model.model_name_or_path)
+    path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
     template = get_template(cfg.model.template, tokenizer, cfg.model.default_system)
     return load_data(cfg, tokenizer, template).train, path, training_dtype(cfg)
@@ -49,9 +49,13 @@ def total_steps(rows: int, batch: int, epochs: float, steps: int) -> int:
     return min(steps, full) if steps > 0 else full
 
 
-def prepare(w: Workload, out: Path, steps: int = 0, grad_ckpt: bool = True,
+def prepare(w: Workload, out: Path, steps: int = 0, grad_ckpt: bool | None = None,
             dtype: str = "auto") -> dict:
     """Write rows.jsonl, the LLaMA-Factory dataset dir and spec.json under ``out``."""
+    if w.stage != "sft":  # preference pairs (W4): their own rows and dataset entry
+        from .prepare_pairs import prepare_pairs
+
+        return prepare_pairs(w, out, steps, grad_ckpt, dtype)
     out.mkdir(parents=True, exist_ok=True)
     examples, model_path, dtype = tokenized_examples(w, dtype)
     rows_path = out / "rows.jsonl"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 
-from .run import OURS
+from .variants import VARIANTS, baseline_of
 
 METRICS = ("tokens_per_s", "tokens_per_cpu_s", "train_s", "wall_s", "first_step_s", "peak_rss_mb", "final_loss")
 
@@ -24,15 +24,19 @@ def aggregate(runs: list[dict]) -> dict:
     return tools
 
 
-def ratios(tools: dict, equal: dict | None = None, ours: str = "tunesmith") -> dict:
-    """tunesmith's tokens/s over each peer's (median), peak RSS relative to each peer, and the
-    first-step loss difference (from the fp32 equal-work check when given)."""
+def ratios(tools: dict, equal: dict | None = None) -> dict:
+    """Per peer variant: the tokens/s of the tunesmith run of its mode (``defaults`` against
+    the peers as they come, ``best`` against their padding-free modes) over its own (median),
+    peak RSS relative to it, and the first-step loss difference (from the fp32 equal-work check
+    when given)."""
     out = {}
-    mine = tools.get(ours, {})
     first = ({k: v for k, v in equal.items() if v is not None} if equal is not None else
              {k: t["first_loss"]["median"] for k, t in tools.items() if "first_loss" in t})
     for name, t in tools.items():
-        if name == ours or "tokens_per_s" not in t or "tokens_per_s" not in mine:
+        ours = baseline_of(name)
+        mine = tools.get(ours, {})
+        if VARIANTS.get(name, VARIANTS["tunesmith"]).tool == "tunesmith" or (
+                "tokens_per_s" not in t or "tokens_per_s" not in mine):
             continue
         cpu = "tokens_per_cpu_s"
         out[name] = {"speed": mine["tokens_per_s"]["median"] / t["tokens_per_s"]["median"],
@@ -40,7 +44,7 @@ def ratios(tools: dict, equal: dict | None = None, ours: str = "tunesmith") -> d
                                    if cpu in mine and cpu in t else None),
                      "peak_rss": mine["peak_rss_mb"]["median"] / t["peak_rss_mb"]["median"],
                      "first_loss_diff": abs(first[ours] - first[name])
-                     if ours in first and name in first else None}
+                     if ours in first and name in first else None, "against": ours}
     return out
 
 
@@ -65,9 +69,13 @@ def format_report(result: dict, tolerance: float = 1e-3) -> str:
              f"- workload: {spec['n_rows']} rows, {spec['steps']} steps of {spec['batch']} rows, "
              f"{spec['tokens']:,} real tokens trained; LoRA r={spec['lora_rank']} all-linear, "
              f"lr {spec['learning_rate']}, gradient checkpointing "
-             f"{'on' if spec['gradient_checkpointing'] else 'off'} for every tool",
-             "- tunesmith's own settings on top: " + ", ".join(
-                 f"{k}: {str(v).lower()}" for k, v in OURS.items()),
+             + {True: "on for every tool", False: "off for every tool",
+                None: "as each variant has it (the tools' defaults; on for all at their best)"}[
+                 spec.get("gradient_checkpointing")],
+             "- variants: `tunesmith`, `llamafactory`, `trl` as they come (no speed keys: "
+             "tunesmith packs and decides checkpointing itself, the peers pad); "
+             "`tunesmith-best`, `llamafactory-neat` (neat_packing), `trl-padding-free` at their "
+             "best with checkpointing on",
              f"- repeats: {result['repeats']} (median shown, min in brackets)", "",
              "| tool | tokens/s | tokens/CPU-s | train s | wall s | first step s | peak RSS MiB "
              "| first loss | final loss | % of peak |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -92,7 +100,10 @@ def format_report(result: dict, tolerance: float = 1e-3) -> str:
         diff = r["first_loss_diff"]
         check = ("-" if diff is None else
                  f"first-step loss differs by {diff:.2e} ({'equal work' if diff <= tolerance else 'NOT equal: check'})")
+        if name == "llamafactory-neat" and diff is not None and diff > tolerance:
+            check += (": expected, its packing fills each sequence to cutoff_len with rows its "
+                      "greedy knapsack picks, so its first step trains other rows")
         cpu = f" ({r['cpu_speed']:.2f}x per CPU-second)" if r.get("cpu_speed") else ""
-        lines.append(f"\n- vs {name}: **{r['speed']:.2f}x** tokens/s{cpu}, peak RSS "
-                     f"{r['peak_rss']:.2f}x; {check}")
+        lines.append(f"\n- {r.get('against', 'tunesmith')} vs {name}: **{r['speed']:.2f}x** "
+                     f"tokens/s{cpu}, peak RSS {r['peak_rss']:.2f}x; {check}")
     return "\n".join(lines) + "\n"

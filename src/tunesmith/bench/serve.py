@@ -31,7 +31,7 @@ def _pct(values: list[float], q: float) -> float | None:
 async def _one(client, url: str, model: str, prompt: str, max_tokens: int) -> dict:
     body = {"model": model, "messages": [{"role": "user", "content": prompt}],
             "max_tokens": max_tokens, "stream": True, "stream_options": {"include_usage": True}}
-    start, first, tokens = time.perf_counter(), None, 0
+    start, first, tokens, text = time.perf_counter(), None, None, []
     async with client.stream("POST", url, json=body) as resp:
         if resp.status_code != 200:
             await resp.aread()
@@ -40,12 +40,31 @@ async def _one(client, url: str, model: str, prompt: str, max_tokens: int) -> di
             if not line.startswith("data: {"):
                 continue
             chunk = json.loads(line[6:])
-            if first is None and any(c.get("delta", {}).get("content") for c in chunk["choices"]):
+            pieces = [c.get("delta", {}).get("content") or "" for c in chunk.get("choices") or []]
+            if first is None and any(pieces):
                 first = time.perf_counter()
+            text += pieces
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
     end = time.perf_counter()
-    return {"ok": True, "ttft": (first or end) - start, "latency": end - start, "tokens": tokens}
+    return {"ok": True, "ttft": (first or end) - start, "latency": end - start, "tokens": tokens,
+            "text": "".join(text)}
+
+
+def _count(text: str) -> int:
+    """Tokens of a streamed answer, for servers that report no usage (the bundled tokenizer)."""
+    global _TOKENIZER
+    if _TOKENIZER is None:
+        from ..config import load_config
+        from ..model.load import load_tokenizer, resolve_model_path
+
+        cfg = load_config(None, {})
+        _TOKENIZER = load_tokenizer(cfg.model, resolve_model_path(cfg.model.model_name_or_path,
+                                                                  model_cfg=cfg.model))
+    return len(_TOKENIZER(text, add_special_tokens=False)["input_ids"])
+
+
+_TOKENIZER = None
 
 
 async def _level(base_url: str, model: str, api_key: str | None, clients: int, per_client: int,
@@ -74,7 +93,8 @@ def _summary(clients: int, results: list[dict], wall: float) -> dict:
     ttft = [r["ttft"] for r in ok]
     return {"concurrency": clients, "requests": len(results), "errors": len(results) - len(ok),
             "wall_s": round(wall, 3), "req_per_s": round(len(ok) / wall, 3),
-            "tok_per_s": round(sum(r["tokens"] for r in ok) / wall, 2),
+            "tok_per_s": round(sum(r["tokens"] if r["tokens"] is not None else _count(r["text"])
+                                   for r in ok) / wall, 2),
             "ttft_mean_s": round(statistics.mean(ttft), 4) if ttft else None,
             "ttft_p50_s": _pct(ttft, 0.5), "ttft_p95_s": _pct(ttft, 0.95),
             "latency_p50_s": _pct([r["latency"] for r in ok], 0.5)}
@@ -84,7 +104,7 @@ def _baseline(overrides: dict, config: str | None, requests: int, max_tokens: in
     """The single-request loop: the engine in this process, one streamed request at a time."""
     from ..config import load_config
     from ..infer.engine import GenParams
-    from ..infer.hf import load_engine
+    from ..infer.load import load_engine
 
     engine = load_engine(load_config(config, {k: v for k, v in overrides.items()
                                               if k not in ("port", "host")}))
@@ -98,7 +118,7 @@ def _baseline(overrides: dict, config: str | None, requests: int, max_tokens: in
             first = first or time.perf_counter()
             pieces.append(piece)
         end = time.perf_counter()
-        tokens = len(engine.tokenizer("".join(pieces), add_special_tokens=False)["input_ids"])
+        tokens = len(engine.encode_text("".join(pieces)))
         results.append({"ok": True, "ttft": (first or end) - t0, "latency": end - t0,
                         "tokens": tokens})
     return _summary(1, results, time.perf_counter() - start)
@@ -106,7 +126,8 @@ def _baseline(overrides: dict, config: str | None, requests: int, max_tokens: in
 
 def run_serve_bench(url_or_cfg=None, concurrency_levels=(1, 8, 32), *, requests_per_client: int = 2,
                     max_tokens: int = 32, api_key: str | None = None, model: str | None = None,
-                    overrides: dict | None = None, baseline: bool = True) -> dict:
+                    overrides: dict | None = None, baseline: bool = True,
+                    peers: tuple[str, ...] = (), out: str = "bench_runs") -> dict:
     """Benchmark a server at each concurrency level.
 
     Args:
@@ -118,6 +139,9 @@ def run_serve_bench(url_or_cfg=None, concurrency_levels=(1, 8, 32), *, requests_
         max_tokens: completion length per request (greedy).
         overrides: extra config keys for a started server.
         baseline: also time a single-request loop over the engine in-process (not with ``--url``).
+        peers: peers' servers to measure the same way on the same model (``llamafactory``),
+            one after the other, with the tokens/s ratio per level.
+        out: the bench dir whose ``venvs`` hold the peers.
     Returns:
         ``{"server": ..., "levels": [{concurrency, req_per_s, ttft_p50_s, ...}], "baseline": ...}``
     """
@@ -128,8 +152,18 @@ def run_serve_bench(url_or_cfg=None, concurrency_levels=(1, 8, 32), *, requests_
         return {"server": base, "max_tokens": max_tokens,
                 "levels": _run_levels(base, model, api_key, levels, requests_per_client,
                                       max_tokens)}
-    return _bench_started_server(url_or_cfg, levels, requests_per_client, max_tokens,
-                                 dict(overrides or {}), baseline)
+    result = _bench_started_server(url_or_cfg, levels, requests_per_client, max_tokens,
+                                   dict(overrides or {}), baseline)
+    for name in peers:
+        from .serve_peers import PEER_SERVERS
+
+        with PEER_SERVERS[name](out) as base:
+            runs = _run_levels(base, None, None, levels, requests_per_client, max_tokens)
+        result.setdefault("peers", {})[name] = runs
+        result.setdefault("ratios", {})[name] = [
+            round(ours["tok_per_s"] / theirs["tok_per_s"], 2) if theirs["tok_per_s"] else None
+            for ours, theirs in zip(result["levels"], runs)]
+    return result
 
 
 def _run_levels(base, model, api_key, levels, per_client, max_tokens) -> list[dict]:
@@ -168,14 +202,19 @@ def format_serve_bench(result: dict) -> str:
         lines.append(f"{r['concurrency']!s:>8} {r['requests']:>8} {r['errors']:>6} "
                      f"{r['req_per_s']:>8} {r['tok_per_s']:>8} "
                      f"{r['ttft_p50_s']:>9} {r['ttft_p95_s']:>9} {r['latency_p50_s']:>11}")
+    for name, runs in result.get("peers", {}).items():
+        for r, ratio in zip(runs, result["ratios"][name]):
+            lines.append(f"{name[:8]:>8} {r['requests']:>8} {r['errors']:>6} {r['req_per_s']:>8} "
+                         f"{r['tok_per_s']:>8} {r['ttft_p50_s']:>9} {r['ttft_p95_s']:>9} "
+                         f"{r['latency_p50_s']:>11}   ({r['concurrency']} clients: tunesmith "
+                         f"{ratio}x its tok/s)")
     if "baseline" in result:
         lines.append("* loop: the engine in-process, one streamed request at a time (no server)")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..cli import split_config_and_overrides
-    from ..config import parse_overrides
+    from ..config_parse import parse_overrides, split_config_and_overrides
 
     parser = argparse.ArgumentParser(prog="python -m tunesmith.bench.serve",
                                      description=__doc__.splitlines()[0])
@@ -185,13 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests-per-client", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--peers", default="", help="llamafactory: its API server, same model")
+    parser.add_argument("--out", default="bench_runs", help="bench dir (peers' venvs)")
     parser.add_argument("--json", help="also write the result to this file")
     args, extras = parser.parse_known_args(argv)
     config, rest = split_config_and_overrides(extras)
     result = run_serve_bench(args.url or config, [int(c) for c in args.concurrency.split(",")],
                              requests_per_client=args.requests_per_client,
                              max_tokens=args.max_tokens, api_key=args.bench_api_key,
-                             overrides=parse_overrides(rest), baseline=not args.no_baseline)
+                             overrides=parse_overrides(rest), baseline=not args.no_baseline,
+                             peers=tuple(p for p in args.peers.split(",") if p), out=args.out)
     print(format_serve_bench(result))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

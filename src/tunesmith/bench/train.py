@@ -37,16 +37,24 @@ def flops_per_token(model_path: str) -> float:
     return model_flops_per_token(AutoConfig.from_pretrained(model_path))
 
 
-def tool_commands(peers: list[str], out: Path) -> dict:
-    """name -> callable(spec, run_dir, result) giving (cmd, env); installs peers first."""
-    from .peers import command, get_peer, install
+def tool_commands(peers: list[str], out: Path, modes: list[str] | None = None) -> dict:
+    """variant name -> callable(spec, run_dir, result) giving (cmd, env); installs peers first.
 
-    table = {"tunesmith": lambda spec, d, r: ours_command(spec, d, r, OURS)}
-    for name in peers:
-        peer = get_peer(name)
-        python = install(peer, out, say)
-        table[name] = (lambda p, py: lambda spec, d, r: command(p, py, run_spec(spec, d, r)))(
-            peer, python)
+    Each of ``modes`` (``defaults``, ``best``: bench/variants.py) adds tunesmith and every peer
+    as they come, or each with its own padding-free mode and checkpointing on."""
+    from .peers import command, get_peer, install
+    from .variants import settings, variants_for
+
+    pythons = {name: (get_peer(name), install(get_peer(name), out, say)) for name in peers}
+    table = {}
+    for v in variants_for(peers, list(modes or ["defaults", "best"])):
+        if v.tool == "tunesmith":
+            table[v.name] = (lambda var: lambda spec, d, r: ours_command(
+                spec, d, r, {**OURS, **settings(var, spec)}))(v)
+        else:
+            peer, python = pythons[v.tool]
+            table[v.name] = (lambda var, p, py: lambda spec, d, r: command(
+                p, py, run_spec({**spec, **settings(var, spec)}, d, r)))(v, peer, python)
     return table
 
 
@@ -58,7 +66,8 @@ def run_spec(spec: dict, run_dir: Path, result: Path) -> Path:
     return path
 
 
-def equal_work(w, base: Path, tools: dict, fpt: float, timeout_s: float, grad_ckpt: bool) -> dict:
+def equal_work(w, base: Path, tools: dict, fpt: float, timeout_s: float,
+               grad_ckpt: bool | None) -> dict:
     """Each tool's loss on the first batch, one step in fp32: equal within 1e-3 proves the same
     token sequences and label masks (in bf16 the tools' mixed-precision choices differ by more
     than that, so the timed runs cannot show it themselves)."""
@@ -80,15 +89,23 @@ def equal_work(w, base: Path, tools: dict, fpt: float, timeout_s: float, grad_ck
 def bench_train(workload: str = "W1", peers: list[str] | None = None, steps: int = 0,
                 repeats: int = 1, out: Path = Path("bench_runs"), timeout_s: float = 3600,
                 peak_seconds: float = 1.0, tools: dict | None = None,
-                grad_ckpt: bool = True, dtype: str = "auto", check: bool = True) -> dict:
-    """Prepare, install, run every tool ``repeats`` times (interleaved), write result + report."""
+                grad_ckpt: bool | None = None, dtype: str = "auto", check: bool = True,
+                modes: list[str] | None = None) -> dict:
+    """Prepare, install, run every variant ``repeats`` times (interleaved), write result + report.
+
+    Args:
+        grad_ckpt: checkpointing for every run (True/False), or None: each variant's own
+            (bench/variants.py: the tools' defaults, on for all in ``best``).
+        modes: ``defaults`` and/or ``best`` (both by default).
+    """
     w = get_workload(workload)
-    suffix = ("" if grad_ckpt else "-no-ckpt") + ("" if dtype == "auto" else f"-{dtype}")
+    suffix = {None: "", True: "-ckpt", False: "-no-ckpt"}[grad_ckpt] + (
+        "" if dtype == "auto" else f"-{dtype}")
     base = Path(out) / f"{w.name}{suffix}"
     spec = prepare(w, base, steps, grad_ckpt, dtype)
     say(f"{w.name}: {spec['n_rows']} rows, {spec['steps']} steps, {spec['tokens']:,} tokens")
     hw = machine(peak_seconds)
-    tools = tools or tool_commands(peers or [], Path(out))
+    tools = tools or tool_commands(peers or [], Path(out), modes)
     fpt = flops_per_token(spec["model"])
     checked = (equal_work(w, base, tools, fpt, timeout_s, grad_ckpt)
                if check and spec["dtype"] != "fp32" else None)

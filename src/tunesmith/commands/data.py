@@ -18,8 +18,9 @@ def add_arguments(parser) -> None:
 
 
 def _setup(args):
+    """Config, tokenizer, the stage's template, and its data kind (pairs for dpo/rm, ...)."""
     from . import load_run_config
-    from ..train.stages import tokenizer_and_template
+    from ..train.stages import get_stage, tokenizer_and_template
 
     cfg = load_run_config(args)
     tokenizer, template = tokenizer_and_template(cfg, quiet=True)
@@ -27,13 +28,14 @@ def _setup(args):
         from ..errors import DataError
 
         raise DataError("no dataset: set dataset: (a file path or a name in dataset_info.json)")
-    return cfg, tokenizer, template
+    return cfg, tokenizer, template, get_stage(cfg.method.stage).data_kind
 
 
 def _preview(args) -> int:
     from ..data.preview import preview
 
-    text, report = preview(*_setup(args), n=args.n)
+    cfg, tokenizer, template, kind = _setup(args)
+    text, report = preview(cfg, tokenizer, template, n=args.n, kind=kind)
     print(text)
     return 0
 
@@ -41,7 +43,8 @@ def _preview(args) -> int:
 def _validate(args) -> int:
     from ..data.stats import validate
 
-    lines, code = validate(*_setup(args), strict=args.strict)
+    cfg, tokenizer, template, kind = _setup(args)
+    lines, code = validate(cfg, tokenizer, template, strict=args.strict, kind=kind)
     print("\n".join(lines))
     return code
 
@@ -49,7 +52,8 @@ def _validate(args) -> int:
 def _stats(args) -> int:
     from ..data.stats import format_stats, stats
 
-    st = stats(*_setup(args))
+    cfg, tokenizer, template, kind = _setup(args)
+    st = stats(cfg, tokenizer, template, kind=kind)
     print(json.dumps(st, indent=2, ensure_ascii=False) if args.json else format_stats(st))
     return 0
 

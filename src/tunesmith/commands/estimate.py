@@ -38,6 +38,7 @@ def run(args) -> int:
     cfg = load_run_config(args)
     gpu_mb = parse_size_mb(args.gpu) if args.gpu else None
     est = estimate_run(cfg, gpu_mb)
+    cfg.train.gradient_checkpointing = est.memory.checkpointing  # calibrate as the run would
     timing = None
     if not args.no_calibrate and not gpu_mb:
         from ..estimate.calibrate import calibrate

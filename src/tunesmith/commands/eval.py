@@ -1,16 +1,23 @@
-"""``tunesmith eval``: loss and perplexity of a model (+ adapter) on a dataset."""
+"""``tunesmith eval``: loss and perplexity of a model (+ adapter) on a dataset; under a
+preference stage, pair accuracy (dpo, kto) or reward accuracy (rm)."""
 
 from __future__ import annotations
 
 
 def run(args) -> int:
-    from ..evaluate.loss import run_eval
     from . import load_run_config
 
-    cfg = load_run_config(args)
-    results = run_eval(cfg)
+    return run_eval_config(load_run_config(args))
+
+
+def run_eval_config(cfg) -> int:
+    """Evaluate per ``cfg`` and print the metrics (also ``train --do_eval`` without do_train)."""
+    from ..evaluate import run_evaluator
+
+    results = run_evaluator(cfg)
     print("***** eval metrics *****")
-    for key in ("eval_loss", "eval_perplexity", "eval_samples", "eval_label_tokens", "eval_runtime"):
-        print(f"  {key:20} = {results[key]}")
+    for key, value in results.items():
+        if key.startswith("eval_") and key != "eval_split":
+            print(f"  {key:30} = {value}")
     print(f"-> {cfg.train.output_dir}/eval_results.json")
     return 0

@@ -1,5 +1,5 @@
-"""``tunesmith export``: merge an adapter into its base, verify it, save safetensors shards or
-GGUF files (with an Ollama Modelfile).
+"""``tunesmith export``: merge an adapter into its base, verify it, save it (``export_format``:
+safetensors shards, or GGUF files with an Ollama Modelfile).
 
 Takes LLaMA-Factory's flags as they are: ``--model_name_or_path --adapter_name_or_path
 --template --finetuning_type --export_dir --export_size --export_device --export_legacy_format``.

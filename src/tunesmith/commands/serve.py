@@ -26,7 +26,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ..infer.engine import GenParams
-    from ..infer.hf import load_engine
+    from ..infer.load import load_engine
     from . import load_run_config
 
     cfg = load_run_config(args)
@@ -34,8 +34,21 @@ def run(args) -> int:
     _check_settings(s)
     _set_threads(s.serve_threads)
     engine = load_engine(cfg)
+    _load_reward_head(engine, cfg)
     model_id = s.model_name or _default_model_id(cfg)
     return serve(engine, s, model_id, GenParams.from_config(cfg.infer))
+
+
+def _load_reward_head(engine, cfg) -> None:
+    """A reward model (an rm run's ``value_head.safetensors`` beside the adapter or model) gets
+    its head, and the server its score route."""
+    from ..train.reward_model import load_value_head
+
+    if getattr(engine, "model", None) is None:  # vllm: no torch model to put a head on
+        return
+    for folder in (cfg.model.adapter_name_or_path, cfg.model.model_name_or_path):
+        if folder and load_value_head(engine.model, folder):
+            return
 
 
 def _default_model_id(cfg) -> str:

@@ -79,13 +79,16 @@ def _run_stopping_on_sigterm(fn, *args, **kwargs):
 def run(args) -> int:
     from ..sweep.grid import grid_points, parse_grid
     from ..sweep.report import write_report
-    from ..sweep.runner import plan_runs, run_plans
+    from ..sweep.runner import LOG_FRACTION, plan_runs, run_plans, sweep_sets_logging
 
     grid = parse_grid(args.grid)
     points = grid_points(grid, args.samples, args.sample_seed, args.max_runs)
     root, plans = plan_runs(args.config, args.overrides, points)
     print(f"sweep: {len(plans)} runs of {grid.size} grid points over {', '.join(grid.keys)} "
           f"-> {root}/", flush=True)
+    if not sweep_sets_logging(args.overrides, points):
+        print(f"sweep: each run logs its loss every {LOG_FRACTION:.0%} of its steps and at its "
+              "last step (logging_steps=N on the sweep command line chooses)", flush=True)
     if args.dry_run:
         for plan in plans:
             print(f"  {plan.name}", flush=True)

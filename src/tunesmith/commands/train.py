@@ -1,5 +1,5 @@
 """``tunesmith train``: fine-tune per the config; ``--do_predict`` predicts (after training when
-``do_train`` is set too, as in LLaMA-Factory).
+``do_train`` is set too, as in LLaMA-Factory); ``--do_eval`` without ``do_train`` evaluates only.
 
 Exit codes: 0 done; 2 a user error (bad config, NaN loss with nan_policy: stop, disk full);
 130 stopped by SIGINT and 143 by SIGTERM, each after saving a checkpoint that
@@ -39,10 +39,17 @@ def run(args) -> int:
 
     if cfg.train.do_predict and not cfg.train.do_train:
         return run_predict_config(cfg)
-    from ..train.distributed import is_launched, relaunch
+    if cfg.train.do_eval and not cfg.train.do_train:  # LLaMA-Factory: evaluate only
+        from .eval import run_eval_config
 
-    if cfg.train.nproc_per_node > 1 and not is_launched():
-        return relaunch(cfg.train.nproc_per_node, _argv(args))
+        return run_eval_config(cfg)
+    from ..train.distributed import is_launched
+
+    t = cfg.train
+    if (t.nproc_per_node > 1 or t.nnodes > 1 or t.deepspeed) and not is_launched():
+        from ..train.launcher import relaunch
+
+        return relaunch(t, _argv(args))
     code = _train(cfg)
     if code == 0 and cfg.train.do_predict:  # LLaMA-Factory: --do_train --do_predict does both
         cfg.model.adapter_name_or_path = _trained_adapter(cfg)

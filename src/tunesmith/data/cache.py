@@ -21,11 +21,12 @@ from pathlib import Path
 from .report import DataReport
 from .tokenize import Example
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 MAX_ENTRIES = 32  # older entries are pruned (least recently used first)
 # The code that turns rows into tokens: any change to it invalidates every entry.
-_CODE = ("conversation.py", "formats.py", "readers.py", "templates.py", "template_library.py",
-         "tokenize.py", "load.py", "registry.py")
+_CODE = ("conversation.py", "formats.py", "readers.py", "hub_data.py", "templates.py",
+         "template_library.py", "tokenize.py", "load.py", "registry.py", "preference.py",
+         "mix.py", "parallel.py")
 
 
 def code_fingerprint() -> str:
@@ -94,13 +95,14 @@ def load(key: str, root: Path | None = None) -> tuple[list[Example], DataReport]
     try:
         meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
         arrays = {n: np.load(entry / f"{n}.npy", allow_pickle=False)
-                  for n in ("ids", "labels", "offsets", "truncated", "rows")}
+                  for n in ("ids", "labels", "offsets", "truncated", "rows", "flags")}
     except (OSError, ValueError):
         return None
     os.utime(entry)  # recently used: pruned last
     ids, labels, offsets = arrays["ids"].tolist(), arrays["labels"].tolist(), arrays["offsets"].tolist()
-    examples = [Example(ids[a:b], labels[a:b], bool(t), int(r))
-                for a, b, t, r in zip(offsets[:-1], offsets[1:], arrays["truncated"], arrays["rows"])]
+    examples = [Example(ids[a:b], labels[a:b], bool(t), int(r), int(f))
+                for a, b, t, r, f in zip(offsets[:-1], offsets[1:], arrays["truncated"],
+                                         arrays["rows"], arrays["flags"])]
     return examples, DataReport.from_dict(meta["report"])
 
 
@@ -119,6 +121,7 @@ def save(key: str, examples: list[Example], report: DataReport, root: Path | Non
     np.save(tmp / "offsets.npy", offsets)
     np.save(tmp / "truncated.npy", np.array([e.truncated for e in examples], dtype=bool))
     np.save(tmp / "rows.npy", np.array([e.row for e in examples], dtype=np.int64))
+    np.save(tmp / "flags.npy", np.array([e.flag for e in examples], dtype=np.int64))
     (tmp / "meta.json").write_text(json.dumps({"version": CACHE_VERSION, "report": report.to_dict()},
                                               ensure_ascii=False), encoding="utf-8")
     entry = root / key

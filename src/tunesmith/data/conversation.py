@@ -13,15 +13,19 @@ class Conversation:
 
     ``origin`` names where the row came from (``file:line`` or ``file[row]``) for messages.
     ``text`` is set instead of messages for plain-text causal-LM rows (``stage: pt``).
+    ``prompt_len``: the first messages that are context only (a preference row's shared prompt):
+    their assistant turns are never labelled.
     """
 
     messages: list[dict] = field(default_factory=list)
     origin: str = ""
     text: str | None = None
+    prompt_len: int = 0
 
     @property
     def assistant_indices(self) -> list[int]:
-        return [i for i, m in enumerate(self.messages) if m["role"] == "assistant"]
+        return [i for i, m in enumerate(self.messages)
+                if m["role"] == "assistant" and i >= self.prompt_len]
 
 
 class RowError(ValueError):
@@ -36,7 +40,8 @@ class RowError(ValueError):
 def check_roles(messages: list[dict]) -> None:
     """Validate role order: optional system first, then user/assistant alternating, assistant last.
 
-    Tool results may follow an assistant turn (its tool call); the assistant speaks next.
+    Tool results may follow an assistant turn (its tool call); the assistant speaks next. An
+    assistant turn that calls tools (``tool_calls``) may have empty content.
     Raises RowError naming the problem.
     """
     if not messages:
@@ -63,7 +68,7 @@ def check_roles(messages: list[dict]) -> None:
         if role != expected:
             raise RowError("bad_role_order",
                            f"message {i}: expected a {expected} turn, got {role}", key="role")
-        if role == "assistant" and not content.strip():
+        if role == "assistant" and not content.strip() and not msg.get("tool_calls"):
             raise RowError("empty_response", f"message {i}: assistant turn is empty", key="content")
         expected = "assistant" if role == "user" else "user"
     if not body or body[-1]["role"] != "assistant":

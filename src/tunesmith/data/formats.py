@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
+from ..registry import Registry
 from .conversation import Conversation, RowError, check_roles
+from .tools import TOOLS_KEY, parse_calls, parse_tools
 
 
 @dataclass(frozen=True)
@@ -39,28 +41,18 @@ class Format:
         return self.check is None or self.check(row, {k: self.col(k, columns) for k in self.keys})
 
 
-FORMATS: dict[str, Format] = {}
+FORMATS: Registry[Format] = Registry("format", extra=("auto",))
 
 
 def register_format(name: str, summary: str, keys: dict, required: tuple, check=None, family=""):
     """Decorator: register ``convert`` as format ``name`` (duplicate -> error)."""
-
-    def wrap(convert):
-        if name in FORMATS:
-            raise ValueError(f"format '{name}' is already registered")
-        FORMATS[name] = Format(name, convert, summary, keys, required, check, family)
-        return convert
-
-    return wrap
+    return FORMATS.register(name, lambda convert: Format(name, convert, summary, keys, required,
+                                                         check, family))
 
 
 def get_format(name: str) -> Format:
-    if name not in FORMATS:
-        from ..config import suggest
-
-        raise ConfigError(f"unknown format '{name}'{suggest(name, FORMATS)}; "
-                          f"known: auto, {', '.join(FORMATS)}")
-    return FORMATS[name]
+    """The registered format ``name``; unknown -> ConfigError listing the known names."""
+    return FORMATS.get(name)
 
 
 # With an explicit ``columns:`` mapping and ``format: auto``, the mapped logical keys decide
@@ -76,7 +68,7 @@ def format_from_columns(columns: dict) -> Format | None:
         return None
     for key, name in _COLUMN_RULES:
         if key in columns:
-            return FORMATS[name]
+            return FORMATS.get(name)
     return None
 
 
@@ -91,7 +83,7 @@ def detect_format(rows: list, source: str, columns: dict | None = None) -> Forma
     # the formats that fit the most sample rows (a few bad rows are then dropped, not fatal)
     counts = {f.name: sum(f.detect(r, columns) for r in sample) for f in FORMATS.values()}
     best = max(counts.values())
-    matches = [FORMATS[n] for n, c in counts.items() if c == best and c > 0]
+    matches = [FORMATS.get(n) for n, c in counts.items() if c == best and c > 0]
     # formats that would read these columns identically are one match, not an ambiguity
     matches = list({f.resolved(columns or {}): f for f in reversed(matches)}.values())[::-1]
     if len(matches) == 1:
@@ -134,7 +126,7 @@ def _obj(turn: Any, where: str, key: str) -> dict:
 
 
 def _keys(fmt_name: str, opts: dict) -> dict:
-    return {**FORMATS[fmt_name].keys, **(opts.get("columns") or {})}
+    return {**FORMATS.get(fmt_name).keys, **(opts.get("columns") or {})}
 
 
 def _system(row: dict, key: str) -> list[dict]:
@@ -200,8 +192,23 @@ def _messages_with_tags(row: dict, key: str, tags: dict) -> list[dict]:
         if role is None:
             raise RowError("bad_role", f"{key}[{i}].{role_tag}: unknown role {turn.get(role_tag)!r} "
                            f"(expected one of {', '.join(sorted(set(roles)))})", key=role_tag)
-        messages.append(_msg(role, turn.get(content_tag)))
+        messages.append(_tool_turn(turn, role, tags, f"{key}[{i}]")
+                        or _msg(role, turn.get(content_tag)))
     return messages
+
+
+def _tool_turn(turn: dict, role: str, tags: dict, where: str) -> dict | None:
+    """An assistant tool call (LLaMA-Factory's ``function_call`` turn, whose content is the call
+    as JSON, or an OpenAI message with ``tool_calls``), else None."""
+    content = turn.get(tags["content_tag"])
+    if turn.get(tags["role_tag"]) == tags["function_tag"] and tags["function_tag"] != "assistant":
+        return {"role": "assistant", "content": "",
+                "tool_calls": parse_calls(content, f"{where}.{tags['content_tag']}",
+                                          tags["content_tag"])}
+    if role == "assistant" and turn.get("tool_calls"):
+        return {"role": "assistant", "content": content or "",
+                "tool_calls": parse_calls(turn["tool_calls"], f"{where}.tool_calls", "tool_calls")}
+    return None
 
 
 def _first_turn_has(tag_key: str, default_tags: dict):
@@ -215,15 +222,20 @@ def _first_turn_has(tag_key: str, default_tags: dict):
 def _tagged(fmt: str, defaults: dict):
     def convert(row: dict, opts: dict) -> Conversation:
         k, tags = _keys(fmt, opts), {**defaults, **(opts.get("tags") or {})}
-        return finish(_system(row, k["system"]) + _messages_with_tags(row, k["messages"], tags))
+        messages = _system(row, k["system"]) + _messages_with_tags(row, k["messages"], tags)
+        tools = parse_tools(row.get(k["tools"]), k["tools"])
+        if tools and messages:  # the conversation's tools ride on its first message
+            messages[0] = {**messages[0], TOOLS_KEY: tools}
+        return finish(messages)
     return convert
 
 
-register_format("sharegpt", "conversations: [{from, value}] (human/gpt/system/function)",
-                {"messages": "conversations", "system": "system"}, ("messages",),
+register_format("sharegpt", "conversations: [{from, value}] (human/gpt/system/function_call/"
+                "observation, + tools)",
+                {"messages": "conversations", "system": "system", "tools": "tools"}, ("messages",),
                 _first_turn_has("role_tag", SHAREGPT_TAGS))(_tagged("sharegpt", SHAREGPT_TAGS))
-register_format("openai", "messages: [{role, content}] (OpenAI chat)",
-                {"messages": "messages", "system": "system"}, ("messages",),
+register_format("openai", "messages: [{role, content, tool_calls?}] (OpenAI chat, + tools)",
+                {"messages": "messages", "system": "system", "tools": "tools"}, ("messages",),
                 _first_turn_has("role_tag", OPENAI_TAGS))(_tagged("openai", OPENAI_TAGS))
 
 

@@ -19,6 +19,41 @@ import torch
 
 from .tokenize import IGNORE
 
+# ``packing: auto`` packs a batch only when its bins take at most this share of the padded
+# batch's token slots: a batch of rows of about the same length is already dense, and its
+# padded form keeps the simpler (and on CPU slightly faster) full-row attention.
+AUTO_MAX_SHARE = 0.9
+
+
+def packing_mode(value) -> str:
+    """``packing`` (true, false or ``auto``) -> ``"on"``, ``"off"`` or ``"auto"``."""
+    if value == "auto":
+        return "auto"
+    return "on" if value else "off"
+
+
+def pad_or_pack(packing, pad_id: int):
+    """The collator for ``packing``: padding (false), packing (true), or packing where it saves
+    work and padding where the batch is dense (``auto``, the default)."""
+    mode = packing_mode(packing)
+    if mode == "off":
+        from .collate import PadCollator
+
+        return PadCollator(pad_id)
+    return PackingCollator(pad_id, max_share=AUTO_MAX_SHARE if mode == "auto" else 1.0)
+
+
+def plan_bins(lengths: list[int], capacity: int | None = None,
+              max_share: float = 1.0) -> list[list[int]] | None:
+    """The bins for a batch of rows this long, or None when the padded batch is as cheap
+    (nothing shares a bin, or the bins need more than ``max_share`` of the padded slots)."""
+    bins = first_fit_bins(lengths, max(capacity or 0, max(lengths)))
+    width = max(sum(lengths[i] for i in b) for b in bins)
+    dense = max_share < 1.0 and len(bins) * width > max_share * len(lengths) * max(lengths)
+    if len(bins) == len(lengths) or dense:
+        return None
+    return bins
+
 
 def first_fit_bins(lengths: list[int], capacity: int) -> list[list[int]]:
     """Row indices grouped into bins of at most ``capacity`` tokens (first-fit decreasing)."""
@@ -44,18 +79,20 @@ class PackingCollator:
         pad_id: token id for the tail padding of a bin.
         capacity: bin size in tokens; None packs into bins as long as the batch's longest row
             (attention stays no more quadratic than the padded batch's).
+        max_share: pack only when the bins need at most this share of the padded batch's token
+            slots (1.0: whenever two rows share a bin; ``packing: auto`` uses AUTO_MAX_SHARE).
     """
 
-    def __init__(self, pad_id: int, capacity: int | None = None):
+    def __init__(self, pad_id: int, capacity: int | None = None, max_share: float = 1.0):
         self.pad_id = pad_id
         self.capacity = capacity
+        self.max_share = max_share
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         lengths = [len(f["input_ids"]) for f in features]
-        capacity = max(self.capacity or 0, max(lengths))
-        bins = first_fit_bins(lengths, capacity)
-        if len(bins) == len(features):  # nothing shares a bin: the padded batch is cheaper
-            from .collate import PadCollator
+        bins = plan_bins(lengths, self.capacity, self.max_share)
+        if bins is None:
+            from .collate import PadCollator  # dense already: the padded batch is as cheap
 
             return PadCollator(self.pad_id)(features)
         width = max(sum(lengths[i] for i in b) for b in bins)
@@ -74,8 +111,3 @@ class PackingCollator:
                 start += n
             positions[row, start:] = torch.arange(width - start)  # padding: its own segment
         return {"input_ids": ids, "labels": labels, "position_ids": positions}
-
-
-def padding_ratio(batch: dict[str, torch.Tensor], n_real: int) -> float:
-    """Share of the batch's token slots that are padding (for reports)."""
-    return 1.0 - n_real / batch["input_ids"].numel()

@@ -23,9 +23,11 @@ class DataReport:
     sources: list = field(default_factory=list)  # "name: file (format)" per dataset read
     from_cache: bool = False
     log: list | None = None  # every drop as "where: message" when set (data validate)
+    last_reason: str | None = field(default=None, repr=False, compare=False)
 
     def drop(self, reason: str, where: str, message: str) -> None:
         self.dropped[reason] += 1
+        self.last_reason = reason  # lets the streaming path attribute each drop to its row
         if self.log is not None:
             self.log.append(f"{where}: {message}")
         self.examples.setdefault(reason, [])

@@ -1,7 +1,10 @@
 """``data stats`` and ``data validate``: every row read, measured and checked.
 
 Both tokenize without truncation so true lengths are seen; rows over ``cutoff_len`` are counted
-(training truncates them, keeping the first ``cutoff_len`` tokens).
+(training truncates them, keeping the first ``cutoff_len`` tokens). Preference data is measured
+per answer and checked per pair: identical chosen/rejected answers and empty sides are errors
+(training drops and counts them), pairs with a side over ``cutoff_len`` are warnings (training
+cuts both sides at the same place, so the shared prompt stays whole on both).
 """
 
 from __future__ import annotations
@@ -9,11 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .conversation import Conversation, RowError
-from .load import _batches, _think, iter_conversations, BATCH
+from .load import _batches, _think, encode_for_kind, iter_conversations, BATCH
 from .report import DataReport
-from .tokenize import IGNORE, encode_batch
+from .tokenize import IGNORE
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 NO_CUTOFF = 1 << 30
 
@@ -30,19 +38,25 @@ class Scan:
     duplicates: list = field(default_factory=list)  # origins of rows equal to an earlier row
 
 
-def _fingerprint(conv: Conversation) -> str:
-    body = conv.text if conv.text is not None else conv.messages
+def _fingerprint(conv) -> str:
+    sides = getattr(conv, "sides", [conv])
+    body = [c.text if c.text is not None else c.messages for c in sides]
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def scan(cfg, tokenizer, template) -> Scan:
-    """Read, convert and tokenize every row (bad lines counted, not raised)."""
+def scan(cfg: RunConfig, tokenizer, template, kind: str = "chat") -> Scan:
+    """Read, convert and tokenize every row (bad lines counted, not raised).
+
+    Args:
+        kind: the stage's data kind; preference records are scanned per pair/answer.
+    """
     d = cfg.data
     result = Scan(DataReport(log=[]))
     seen: set[str] = set()
-    convs = iter_conversations(d, d.dataset, result.report, _think(template), bad_lines="count")
+    convs = iter_conversations(d, d.dataset, result.report, _think(template), bad_lines="count",
+                               kind=kind)
     for batch in _batches(convs, BATCH):
-        encoded = encode_batch(batch, tokenizer, template, train_on=d.train_on, cutoff_len=NO_CUTOFF)
+        encoded = encode_for_kind(batch, tokenizer, template, d, kind, cutoff_len=NO_CUTOFF)
         for conv, out in zip(batch, encoded):
             if isinstance(out, RowError):
                 result.report.drop(out.reason, conv.origin, str(out))
@@ -75,11 +89,13 @@ def percentiles(values: list[int]) -> dict:
     return {"min": s[0], "p50": rank(50), "p90": rank(90), "p99": rank(99), "max": s[-1]}
 
 
-def stats(cfg, tokenizer, template) -> dict:
-    """Rows, token length percentiles, rows over cutoff_len, duplicates, empty responses."""
-    s = scan(cfg, tokenizer, template)
+def stats(cfg: RunConfig, tokenizer, template, kind: str = "chat") -> dict:
+    """Rows, token length percentiles, rows over cutoff_len, duplicates, empty responses (and
+    for pairs: identical chosen/rejected answers)."""
+    s = scan(cfg, tokenizer, template, kind)
     r = s.report
-    return {"rows": r.total, "kept": r.kept, "dropped": r.n_dropped,
+    extra = {"same_answers": r.dropped.get("same_answers", 0)} if kind == "pairs" else {}
+    return {**extra, "rows": r.total, "kept": r.kept, "dropped": r.n_dropped,
             "dropped_by_reason": dict(r.dropped), "examples": len(s.total_lens),
             "prompt_tokens": percentiles(s.prompt_lens),
             "response_tokens": percentiles(s.response_lens),
@@ -99,13 +115,16 @@ def format_stats(st: dict) -> str:
         lines.append(f"{key}: min {p['min']}  p50 {p['p50']}  p90 {p['p90']}  p99 {p['p99']}  max {p['max']}")
     lines += [f"rows over cutoff_len ({st['cutoff_len']}): {st['rows_over_cutoff']}",
               f"duplicate rows: {st['duplicates']}", f"empty responses: {st['empty_responses']}"]
+    if "same_answers" in st:
+        lines.append(f"pairs with chosen == rejected: {st['same_answers']}")
     return "\n".join(lines + [f"source: {s}" for s in st["sources"]])
 
 
-def validate(cfg, tokenizer, template, strict: bool = False) -> tuple[list[str], int]:
+def validate(cfg: RunConfig, tokenizer, template, strict: bool = False,
+             kind: str = "chat") -> tuple[list[str], int]:
     """Every problem found, one line each, and the exit code (2: errors with --strict, or no
     usable row; warnings count as errors with --strict)."""
-    s = scan(cfg, tokenizer, template)
+    s = scan(cfg, tokenizer, template, kind)
     r = s.report
     lines = [f"error: {line}" for line in r.log]
     lines += [f"warning: {o}: longer than cutoff_len={cfg.data.cutoff_len} (will be truncated)"

@@ -64,6 +64,7 @@ _GEMMA = (
 NAMED_TEMPLATES: dict[str, dict] = {
     "chatml": {"jinja": _CHATML},
     "qwen": {"jinja": _CHATML, "default_system": "You are a helpful assistant."},
+    "qwen3_nothink": {"jinja": _CHATML},  # LLaMA-Factory's name for Qwen3 without thinking
     "smollm2": {"jinja": _CHATML,
                 "default_system": "You are a helpful AI assistant named SmolLM, trained by Hugging Face"},
     "llama3": {"jinja": _LLAMA3},

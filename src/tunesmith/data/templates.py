@@ -14,7 +14,22 @@ import warnings
 from dataclasses import dataclass
 
 from ..errors import ConfigError, DataError
+from ..registry import Registry
 from .template_library import NAMED_TEMPLATES
+from .tools import fallback_messages, for_template, native_tool_support, split_tools, uses_tools
+
+# Named templates (``template:``); ``auto`` is the tokenizer's own. The specs are data in
+# template_library; register_template adds one from code.
+TEMPLATES: Registry[dict] = Registry("template", extra=("auto",))
+
+
+def register_template(name: str, spec: dict) -> dict:
+    """Add a named template spec (``jinja``, optional ``default_system`` and think markers)."""
+    return TEMPLATES.add(name, spec)
+
+
+for _name, _spec in NAMED_TEMPLATES.items():
+    register_template(_name, _spec)
 
 
 class TemplateError(DataError):
@@ -35,10 +50,25 @@ class Template:
         return list(messages)
 
     def render(self, tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
-        """The conversation as text, exactly as the template writes it."""
+        """The conversation as text, exactly as the template writes it.
+
+        Tools (``messages[0]["tools"]``), calls and results (``data/tools.py``) go through the
+        template's own tool support, or through the documented ``<tool_call>`` fallback when the
+        template has none."""
+        messages, tools = split_tools(self._messages(messages))
+        extra = {}
+        if uses_tools(messages, tools):
+            if native_tool_support(tokenizer, self.jinja):
+                messages, extra = for_template(messages), ({"tools": tools} if tools else {})
+            else:
+                messages = fallback_messages(messages, tools)
         return tokenizer.apply_chat_template(
-            self._messages(messages), chat_template=self.jinja, tokenize=False,
-            add_generation_prompt=add_generation_prompt)
+            messages, chat_template=self.jinja, tokenize=False,
+            add_generation_prompt=add_generation_prompt, **extra)
+
+    def renders_tools(self, tokenizer) -> bool:
+        """Whether tools go through the template itself (else the ``<tool_call>`` fallback)."""
+        return native_tool_support(tokenizer, self.jinja)
 
     def assistant_spans(self, tokenizer, messages: list[dict], turns: list[int]):
         """Character spans ``(start, end)`` of the given assistant turns in ``render(messages)``.
@@ -86,14 +116,9 @@ def get_template(name: str, tokenizer, default_system: str | None = None) -> Tem
     if name == "auto":
         if not getattr(tokenizer, "chat_template", None):
             raise ConfigError("this tokenizer has no chat template; set template: to one of "
-                              f"{', '.join(sorted(NAMED_TEMPLATES))}")
+                              f"{', '.join(TEMPLATES.names())}")
         return Template("auto", None, default_system)
-    if name not in NAMED_TEMPLATES:
-        from ..config import suggest
-
-        raise ConfigError(f"unknown template '{name}'{suggest(name, NAMED_TEMPLATES)}; "
-                          f"known: auto, {', '.join(sorted(NAMED_TEMPLATES))}")
-    spec = NAMED_TEMPLATES[name]
+    spec = TEMPLATES.get(name)
     template = Template(name, spec["jinja"], default_system or spec.get("default_system"),
                         spec.get("think_open", "<think>"), spec.get("think_close", "</think>"))
     _warn_if_mismatch(template, tokenizer)

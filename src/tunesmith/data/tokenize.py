@@ -25,6 +25,7 @@ class Example:
     labels: list[int]
     truncated: bool = False
     row: int = 0  # index of the source row (split_turns gives several examples per row)
+    flag: int = 0  # pairs: 1 chosen, 0 rejected; unpaired: 1 desirable, 0 undesirable
 
 
 def supervised_turns(conv: Conversation, train_on: str) -> list[list[int]]:
@@ -128,11 +129,6 @@ def encode_conversation(conv: Conversation, tokenizer, template: Template, *,
     if isinstance(result, RowError):
         raise result
     return result
-
-
-def encode_text(conv: Conversation, tokenizer, *, cutoff_len: int) -> list[Example]:
-    """Plain text for causal-LM training: labels are the inputs, EOS appended."""
-    return encode_conversation(conv, tokenizer, None, train_on="all_assistant", cutoff_len=cutoff_len)
 
 
 def _truncate(ids: list[int], labels: list[int], cutoff_len: int) -> Example:

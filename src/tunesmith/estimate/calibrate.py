@@ -8,57 +8,74 @@ the fastest of the later steps and scales by tokens: seconds per token x tokens 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
-def _collator(cfg, tokenizer):
-    if cfg.data.packing:
-        from ..data.packing import PackingCollator
+def _stage_step(cfg, model, tokenizer, examples):
+    """(dataset, collate, loss of a batch) as the run's stage trains: SFT/pt through the
+    model's own loss; preference stages through their Trainer's ``compute_loss`` (policy and
+    reference passes, KL batch, value head)."""
+    from ..data.load import LoadedData
+    from ..data.report import DataReport
+    from ..train.stages import get_stage
 
-        return PackingCollator(tokenizer.pad_token_id)
-    from ..data.collate import PadCollator
+    stage = get_stage(cfg.method.stage)
+    dataset, collate = stage.dataset(examples, cfg), stage.collator(cfg, tokenizer)
+    if stage.trainer_kwargs is None and stage.prepare_model is None:
+        return dataset, collate, lambda batch: model(**batch).loss
+    from ..train.run import build_trainer
 
-    return PadCollator(tokenizer.pad_token_id)
+    trainer = build_trainer(cfg, model, tokenizer, LoadedData(examples, [], DataReport()))
+    return dataset, collate, lambda batch: trainer.compute_loss(model, batch)
 
 
-def calibrate(cfg, steps: int = 3) -> dict:
+def calibrate(cfg: RunConfig, steps: int = 3) -> dict:
     """``{"seconds_per_step", "tokens_per_s", "epoch_s", "total_s"}`` from ``steps`` real steps."""
     import torch
 
     from ..data.load import load_data
-    from ..data.templates import get_template
     from ..methods import method_params
     from ..model.load import load_tokenizer, resolve_model_path
     from ..train.arguments import cpu_autocast
     from ..train.model import forward_backward, load_for_training
+    from ..train.stages import check_stage, stage_template
 
-    path = resolve_model_path(cfg.model.model_name_or_path)
+    stage = check_stage(cfg)
+    path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
-    template = get_template(cfg.model.template, tokenizer, cfg.model.default_system)
-    examples = load_data(cfg, tokenizer, template).train
+    template = stage_template(cfg, tokenizer, stage)
+    examples = load_data(cfg, tokenizer, template, kind=stage.data_kind).train
     method, params = method_params(cfg)
     model = method.apply(load_for_training(cfg, path), params, cfg)
+    if stage.prepare_model is not None:
+        model = stage.prepare_model(cfg, model)
     if getattr(cfg.train, "fast_loss", False):
         from ..train.fast_loss import enable_fast_loss
 
         enable_fast_loss(model)
     model.train()
+    dataset, collate, loss_of = _stage_step(cfg, model, tokenizer, examples)
+    lengths = dataset.lengths()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
-    b, collate = cfg.train.per_device_train_batch_size, _collator(cfg, tokenizer)
+    b, n = cfg.train.per_device_train_batch_size, len(dataset)
     rates = []
     autocast = cpu_autocast(cfg)  # the same mixed precision as training (train/run.py)
     for i in range(steps):
-        rows = examples[i * b:(i + 1) * b] or examples[:b]
-        batch = collate([{"input_ids": e.input_ids, "labels": e.labels} for e in rows])
+        idx = [j % n for j in range(i * b, (i + 1) * b)]
+        batch = collate([dataset[j] for j in idx])
         start = time.perf_counter()
-        forward_backward(model, lambda: model(**batch).loss, autocast)
+        forward_backward(model, lambda: loss_of(batch), autocast)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        rates.append(sum(len(e.input_ids) for e in rows) / (time.perf_counter() - start))
+        rates.append(sum(lengths[j] for j in idx) / (time.perf_counter() - start))
     rate = max(rates[1:] or rates)
-    epoch_tokens = sum(len(e.input_ids) for e in examples)
+    epoch_tokens, per_epoch = sum(lengths), max(1, -(-n // b))
     total = epoch_tokens * cfg.train.num_train_epochs / rate
     if cfg.train.max_steps and cfg.train.max_steps > 0:
-        total = cfg.train.max_steps * epoch_tokens / max(1, -(-len(examples) // b)) / rate
-    return {"tokens_per_s": round(rate, 1), "seconds_per_step": round(epoch_tokens / rate / max(
-        1, -(-len(examples) // b)), 2), "epoch_s": round(epoch_tokens / rate, 1),
-            "total_s": round(total, 1)}
+        total = cfg.train.max_steps * epoch_tokens / per_epoch / rate
+    return {"tokens_per_s": round(rate, 1), "seconds_per_step": round(epoch_tokens / rate /
+                                                                       per_epoch, 2),
+            "epoch_s": round(epoch_tokens / rate, 1), "total_s": round(total, 1)}

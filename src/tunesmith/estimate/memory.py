@@ -42,6 +42,17 @@ class ParamCounts:
     frozen_dtype: str
     trainable_bytes: int  # bytes per trainable parameter
     head_fusable: bool = False  # frozen plain lm_head: the fused, chunked loss applies
+    quantized: int = 0  # frozen parameters stored in k-bit (QLoRA's linear layers)
+    quantized_bytes: float = 0.0  # bytes per quantized parameter, quantization constants included
+
+
+def kbit_bytes(bits: int, double_quant: bool) -> float:
+    """Bytes per parameter of a bitsandbytes k-bit weight: NF4/FP4 keep one absmax per 64
+    weights (fp32, or 8-bit plus one fp32 per 256 blocks with double quantization); 8-bit keeps
+    one fp32 scale per row (negligible)."""
+    if bits == 8:
+        return 1.0
+    return 0.5 + ((1 + 4 / 256) / 64 if double_quant else 4 / 64)
 
 
 @dataclass
@@ -78,11 +89,17 @@ def model_shapes(config) -> Shapes:
                   text.num_attention_heads, text.vocab_size)
 
 
-def activation_bytes(shapes: Shapes, tokens: int, longest: int, dtype: str, ckpt: bool) -> float:
-    """Saved activations for one batch of ``tokens`` tokens (rows up to ``longest`` long)."""
+def activation_bytes(shapes: Shapes, tokens: int, longest: int, dtype: str, ckpt: bool,
+                     math_attention: bool = True) -> float:
+    """Saved activations for one batch of ``tokens`` tokens (rows up to ``longest`` long).
+
+    Args:
+        math_attention: short rows take the math attention path (the CPU's hybrid kernel),
+            which keeps T x T probabilities; a GPU's sdpa/flash kernels keep none.
+    """
     b = BYTES[dtype]
     per_layer = tokens * (A_HIDDEN * shapes.hidden + A_INTER * shapes.intermediate) * b
-    if longest <= SHORT_KV:  # math attention keeps its probabilities (and fp32 softmax input)
+    if math_attention and longest <= SHORT_KV:  # keeps its probabilities (+ fp32 softmax input)
         per_layer += tokens * longest * shapes.heads * (b + 4)
     if ckpt:
         return shapes.layers * tokens * shapes.hidden * b + per_layer
@@ -104,18 +121,26 @@ def logits_bytes(shapes: Shapes, positions: int, fused_chunk: int | None = None,
 
 def estimate_memory(counts: ParamCounts, shapes: Shapes, *, tokens: int, longest: int,
                     logit_positions: int, ckpt: bool, file_mb: float, device: str,
-                    fused_chunk: int | None = None) -> MemoryEstimate:
-    """Every term in MiB, and the expected peak (RSS on CPU, allocated memory on a GPU)."""
+                    fused_chunk: int | None = None,
+                    compute_dtype: str | None = None) -> MemoryEstimate:
+    """Every term in MiB, and the expected peak (RSS on CPU, allocated memory on a GPU).
+
+    Args:
+        compute_dtype: the autocast dtype activations are kept in (default: the weights').
+    """
     cpu = device == "cpu"
-    frozen = counts.total - counts.trainable
-    weights = frozen * BYTES[counts.frozen_dtype] + counts.trainable * counts.trainable_bytes
+    frozen = counts.total - counts.trainable - counts.quantized
+    weights = (frozen * BYTES[counts.frozen_dtype] + counts.quantized * counts.quantized_bytes
+               + counts.trainable * counts.trainable_bytes)
     grads = counts.trainable * counts.trainable_bytes
     optim = 2 * counts.trainable * counts.trainable_bytes
     scale = ACT_RSS if cpu else 1.0
-    transient = attention_transient_bytes(shapes, tokens, longest)
-    act = scale * activation_bytes(shapes, tokens, longest, counts.frozen_dtype, ckpt) + transient
-    act_other = scale * activation_bytes(shapes, tokens, longest, counts.frozen_dtype,
-                                         not ckpt) + transient
+    # a GPU's fused attention kernels hold no T x T buffers (the CPU's math/sdpa paths do)
+    transient = attention_transient_bytes(shapes, tokens, longest) if cpu else 0.0
+    act_dtype = compute_dtype or counts.frozen_dtype  # autocast computes in 16 bits on a GPU
+    act = scale * activation_bytes(shapes, tokens, longest, act_dtype, ckpt, cpu) + transient
+    act_other = scale * activation_bytes(shapes, tokens, longest, act_dtype, not ckpt,
+                                         cpu) + transient
     logits = logits_bytes(shapes, logit_positions, fused_chunk,
                           CPU_LOGIT_COPIES if cpu else LOGIT_COPIES)
     overhead = RUNTIME_MB if cpu else CUDA_CONTEXT_MB

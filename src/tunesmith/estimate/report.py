@@ -19,6 +19,7 @@ def format_estimate(est, timing: dict | None = None) -> str:
         f"data       {d.rows} rows, {d.tokens:,} tokens ({d.label_tokens:,} labelled); "
         f"length p50 {d.p50} / p90 {d.p90} / max {d.p100}; largest batch {d.batch_tokens:,} tokens",
         f"steps      {est.steps}",
+        *([f"precision  {est.precision}"] if est.precision else []),
         "",
         f"memory ({where})",
         f"  weights        {_mb(m.weights_mb)}",
@@ -33,6 +34,8 @@ def format_estimate(est, timing: dict | None = None) -> str:
         f"  expected peak  {_mb(m.peak_mb)} (gradient checkpointing {'on' if ckpt_on else 'off'}; "
         f"{_mb(m.peak_if_ckpt_toggled_mb)} if {'off' if ckpt_on else 'on'})",
     ]
+    if est.checkpointing_choice:
+        lines.append(f"  gradient_checkpointing: auto -> {est.checkpointing_choice}")
     if est.gpu_mb:
         verdict = "fits" if m.peak_mb <= est.gpu_mb else "does NOT fit"
         lines.append(f"  {verdict} in {_mb(est.gpu_mb)}")

@@ -11,12 +11,16 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..data.collate import PadCollator
 from ..data.load import load_data
 from ..data.tokenize import IGNORE
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @torch.inference_mode()
@@ -39,7 +43,7 @@ def token_losses(model, examples, pad_id: int, batch_size: int) -> tuple[float, 
     return total, count
 
 
-def run_eval(cfg, engine=None) -> dict:
+def run_eval(cfg: RunConfig, engine=None) -> dict:
     """Evaluate per ``cfg``; writes ``eval_results.json`` into ``output_dir``.
 
     Uses ``eval_dataset``, else the validation split (``val_size``), else the whole dataset.

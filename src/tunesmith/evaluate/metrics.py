@@ -21,9 +21,10 @@ import re
 import string
 from typing import Callable
 
-from ..errors import ConfigError, require
+from ..errors import require
+from ..registry import Registry
 
-METRICS: dict[str, Callable[[str, str], dict[str, float]]] = {}
+METRICS: Registry[Callable[[str, str], dict[str, float]]] = Registry("metric", key="metrics")
 DESCRIPTION = ("BLEU-4 and ROUGE-1/2/L as LLaMA-Factory reports them: jieba word segmentation, "
                "ROUGE F-score from rouge-chinese, sentence BLEU-4 over characters with nltk "
                "smoothing method3; per-sample x100, averaged")
@@ -31,14 +32,7 @@ DESCRIPTION = ("BLEU-4 and ROUGE-1/2/L as LLaMA-Factory reports them: jieba word
 
 def register_metric(name: str):
     """Decorator registering a per-sample scorer ``(predict, label) -> {key: score}``."""
-
-    def wrap(fn):
-        if name in METRICS:
-            raise ValueError(f"metric '{name}' is already registered")
-        METRICS[name] = fn
-        return fn
-
-    return wrap
+    return METRICS.register(name)
 
 
 def _jieba():
@@ -91,12 +85,8 @@ def accuracy(predict: str, label: str) -> dict[str, float]:
 
 def check_metrics(names: list[str]) -> list[str]:
     """The metric names, validated; unknown -> ConfigError listing the known ones."""
-    from ..config import suggest
-
     for name in names:
-        if name not in METRICS:
-            raise ConfigError(f"key 'metrics': unknown metric '{name}'{suggest(name, METRICS)}; "
-                              f"known: {', '.join(METRICS)}")
+        METRICS.get(name)
     return list(names)
 
 
@@ -113,6 +103,6 @@ def compute_metrics(predicts: list[str], labels: list[str], names: list[str]) ->
     sums: dict[str, list[float]] = {}
     for predict, label in zip(predicts, labels, strict=True):
         for name in check_metrics(names):
-            for key, value in METRICS[name](predict, label).items():
+            for key, value in METRICS.get(name)(predict, label).items():
                 sums.setdefault(key, []).append(value)
     return {key: round(sum(values) / len(values), 4) for key, values in sums.items()}

@@ -11,20 +11,15 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import DataError
 from ..infer.engine import ContextLengthError, GenParams
 from .metrics import DESCRIPTION, check_metrics, compute_metrics
 from .samples import Sample, load_samples
 
-
-def batches_by_length(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Index batches of similar prompt length (less left padding), longest first.
-
-    Longest first makes an out-of-memory batch fail at once rather than at the end.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 def check_lengths(engine, samples: list[Sample], params: GenParams) -> list[int]:
@@ -39,20 +34,18 @@ def check_lengths(engine, samples: list[Sample], params: GenParams) -> list[int]
 
 def generate_all(engine, samples: list[Sample], params: GenParams, batch_size: int,
                  progress: bool = True) -> list[str]:
-    """Generated answers in sample order, ``batch_size`` prompts per left-padded batch."""
+    """Generated answers in sample order. The engine decodes ``batch_size`` rows at a time and
+    refills a finished row's slot at once (continuous batching), so a batch never waits for its
+    longest answer."""
     from tqdm import tqdm
 
-    lengths = check_lengths(engine, samples, params)
-    answers: list[str | None] = [None] * len(samples)
+    check_lengths(engine, samples, params)
     bar = tqdm(total=len(samples), desc="predict", unit="row", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
-    for batch in batches_by_length(lengths, batch_size):
-        outs = engine.batch_generate([samples[i].messages for i in batch], params)
-        for i, out in zip(batch, outs):
-            answers[i] = out.text.strip()
-        bar.update(len(batch))
+    outs = engine.batch_generate([s.messages for s in samples], params, max_batch=batch_size,
+                                 on_done=bar.update)
     bar.close()
-    return [a or "" for a in answers]
+    return [out.text.strip() for out in outs]
 
 
 def write_predictions(out: Path, engine, samples: list[Sample], predicts: list[str]) -> Path:
@@ -66,7 +59,7 @@ def write_predictions(out: Path, engine, samples: list[Sample], predicts: list[s
     return path
 
 
-def run_predict(cfg, engine=None, progress: bool = True) -> dict:
+def run_predict(cfg: RunConfig, engine=None, progress: bool = True) -> dict:
     """Generate on the configured dataset and write predictions and metrics.
 
     Args:

@@ -7,12 +7,17 @@ validation split here is the one training held out (same rows, same seed).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..data.conversation import Conversation, RowError
 from ..data.load import read_conversations, split
 from ..data.report import DataReport
 from ..data.tokenize import encode_batch
 from ..errors import DataError
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 # Drop reasons that mean "this row has no reference answer to compare with".
 NO_ANSWER = {"missing_key", "empty_field", "no_response", "empty_response"}
@@ -70,7 +75,7 @@ class _Row:
     conv: Conversation
 
 
-def load_samples(cfg, tokenizer, template) -> tuple[list[Sample], DataReport, str]:
+def load_samples(cfg: RunConfig, tokenizer, template) -> tuple[list[Sample], DataReport, str]:
     """The samples to predict on, the data report, and which split they are.
 
     ``eval_dataset`` when set; else the validation split when ``val_size`` is set; else the

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from ..errors import ConfigError
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -20,30 +23,21 @@ class Exporter:
     verify: Callable | None = None
 
 
-EXPORTERS: dict[str, Exporter] = {}
+# Discovery imports every module of the export package, so a new format (gguf.py) is one file
+# that calls register_exporter; its heavy dependency is imported only when it saves or loads.
+EXPORTERS: Registry[Exporter] = Registry("format", key="export_format", package=__package__)
 
 
 def register_exporter(name: str, load: Callable, check: Callable | None = None,
                       verify: Callable | None = None):
     """Decorator registering a save function (its loader, request check and verifier) under
     ``name``."""
-
-    def wrap(save):
-        if name in EXPORTERS:
-            raise ValueError(f"exporter '{name}' is already registered")
-        EXPORTERS[name] = Exporter(name, save, load, check, verify)
-        return save
-
-    return wrap
+    return EXPORTERS.register(name, lambda save: Exporter(name, save, load, check, verify))
 
 
 def get_exporter(name: str) -> Exporter:
     """The exporter for ``export_format``; unknown -> ConfigError listing the known names."""
-    if name == "gguf" and name not in EXPORTERS:
-        from . import gguf  # noqa: F401  (registers itself; imports the gguf package)
-    if name not in EXPORTERS:
-        raise ConfigError(f"key 'export_format': unknown format '{name}'; known: safetensors, gguf")
-    return EXPORTERS[name]
+    return EXPORTERS.get(name)
 
 
 def end_of_turn_ids(tokenizer, template) -> list[int]:
@@ -74,7 +68,7 @@ def load_safetensors(out_dir: Path, dtype: str, device):
 
 
 @register_exporter("safetensors", load_safetensors)
-def save_safetensors(model, tokenizer, template, out_dir: Path, cfg) -> list[str]:
+def save_safetensors(model, tokenizer, template, out_dir: Path, cfg: RunConfig) -> list[str]:
     """Safetensors shards of at most ``export_size`` GB (+ index), config, generation config,
     tokenizer."""
     eos = end_of_turn_ids(tokenizer, template)

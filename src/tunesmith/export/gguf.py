@@ -13,6 +13,7 @@ cannot be written.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def gguf_files(out_dir: Path) -> list[str]:
     return sorted(p.name for p in Path(out_dir).glob("*.gguf"))
 
 
-def check_gguf_request(cfg) -> None:
+def check_gguf_request(cfg: RunConfig) -> None:
     """Refuse an unknown or unavailable quantization, and an architecture or rope scaling we
     cannot write, before any weights are loaded (only the model's config.json is read)."""
     from transformers import AutoConfig
@@ -46,7 +47,7 @@ def check_gguf_request(cfg) -> None:
 
     dtype = "fp32" if cfg.infer.export_dtype == "auto" else resolve_dtype(cfg.infer.export_dtype)
     plan(cfg.infer.export_quantization, dtype)
-    path = resolve_model_path(cfg.model.model_name_or_path, quiet=True)
+    path = resolve_model_path(cfg.model.model_name_or_path, quiet=True, model_cfg=cfg.model)
     try:
         config = AutoConfig.from_pretrained(str(path))
     except (OSError, ValueError):
@@ -109,7 +110,7 @@ def verify_gguf_export(out_dir: Path, files: list[str], model, ids, merged_logit
 
 
 @register_exporter("gguf", load_gguf, check=check_gguf_request, verify=verify_gguf_export)
-def save_gguf(model, tokenizer, template, out_dir: Path, cfg) -> list[str]:
+def save_gguf(model, tokenizer, template, out_dir: Path, cfg: RunConfig) -> list[str]:
     """Write ``<export_dir name>.<quantization>.gguf`` for each ``export_quantization`` (default:
     one unquantized file in the export dtype) into ``out_dir``; returns the file names."""
     from ..hardware import resolve_dtype

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,12 +22,15 @@ from .check import build_report, compare_tensors, logits_of, probe_ids
 from .formats import get_exporter
 from .card import write_card
 
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def check_request(cfg) -> None:
+def check_request(cfg: RunConfig) -> None:
     """Refuse what cannot be exported before loading anything."""
     if not cfg.infer.export_dir:
         raise ConfigError("export needs export_dir: the directory to write the merged model to")
@@ -38,8 +42,8 @@ def check_request(cfg) -> None:
                          "export_dequantize: true to merge into the unquantized base (loaded in "
                          "fp32 from model_name_or_path), or remove quantization_bit")
     if cfg.infer.export_legacy_format:
-        log("note: export_legacy_format is ignored: tunesmith writes safetensors only "
-            "(pickle .bin files can run code when loaded)")
+        log("note: export_legacy_format is ignored: tunesmith never writes pickle .bin weights "
+            "(they can run code when loaded); export_format picks safetensors or gguf")
 
 
 def refuse_adapter_as_model(name: str) -> None:
@@ -55,7 +59,7 @@ def refuse_adapter_as_model(name: str) -> None:
                      + (f" (it was trained on '{base}')" if base else ""))
 
 
-def export_dtype(cfg, model_path: Path) -> str:
+def export_dtype(cfg: RunConfig, model_path: Path) -> str:
     """``export_dtype``, or for ``auto`` the dtype recorded in the base model's config.json."""
     if cfg.infer.export_dtype != "auto":
         return resolve_dtype(cfg.infer.export_dtype)
@@ -64,18 +68,21 @@ def export_dtype(cfg, model_path: Path) -> str:
     return {"bfloat16": "bf16", "float16": "fp16"}.get(name, "fp32")
 
 
-def load_parts(cfg):
+def load_parts(cfg: RunConfig):
     """Tokenizer, template, model path and the fp32 base on ``export_device``."""
     from ..data.templates import get_template
     from ..infer.load import resolve_template
     from ..model.load import load_model, load_tokenizer, resolve_model_path
+    from ..model.tokens import match_adapter_tokens
 
-    path = resolve_model_path(cfg.model.model_name_or_path)
+    path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
     name, system = resolve_template(cfg, cfg.model.adapter_name_or_path, path)
     template = get_template(name, tokenizer, system)
     # Never quantized here: merging needs real weights (export_dequantize loads them in fp32).
     model = load_model(cfg.model, dtype="fp32", path=path)
+    if cfg.model.adapter_name_or_path:  # a run that added tokens: the same tokenizer and rows
+        match_adapter_tokens(tokenizer, model, cfg.model.adapter_name_or_path)
     return tokenizer, template, path, model.to(_device(cfg.infer.export_device))
 
 
@@ -87,15 +94,24 @@ def _device(name: str) -> str:
     return name
 
 
+def check_mergeable(adapter: str) -> None:
+    """Refuse an adapter that cannot be merged (methods.adapter_merge_refusal decides), before
+    the (slow) model load."""
+    from ..infer.adapters import check_adapter_dir
+    from ..methods import adapter_merge_refusal
+
+    refusal = adapter_merge_refusal(check_adapter_dir(adapter))
+    if refusal:
+        raise ModelError(refusal)
+
+
 def merge_adapter(model, adapter: str, base_name: str, ids):
     """(merged model, adapter logits): probe with the adapter attached, then merge it in."""
     from ..infer.adapters import attach_adapter
 
     model = attach_adapter(model, adapter, base_name)
     reference = logits_of(model, ids)
-    if not hasattr(model, "merge_and_unload"):
-        raise ModelError(f"adapter {adapter} ({type(model).__name__}) cannot be merged into the base")
-    try:
+    try:  # peft's own failure for an adapter type our refusal does not know: still one line
         merged = model.merge_and_unload()
     except (AttributeError, NotImplementedError, ValueError) as exc:
         kind = getattr(model.peft_config.get("default"), "peft_type", "this adapter type")
@@ -113,7 +129,7 @@ def verify_saved(exporter, out_dir: Path, files: list[str], model, ids, merged, 
     return tensors, logits_of(loaded, ids), {}
 
 
-def run_export(cfg) -> dict:
+def run_export(cfg: RunConfig) -> dict:
     """Export per ``cfg``; returns the check report (also in ``export_dir/export_check.json``).
 
     Raises:
@@ -128,9 +144,7 @@ def run_export(cfg) -> dict:
         exporter.check(cfg)
     adapter = cfg.model.adapter_name_or_path
     if adapter:
-        from ..infer.adapters import check_adapter_dir
-
-        check_adapter_dir(adapter)
+        check_mergeable(adapter)
     tokenizer, template, path, model = load_parts(cfg)
     ids = probe_ids(tokenizer, template)
     if adapter:
@@ -142,7 +156,7 @@ def run_export(cfg) -> dict:
     dtype = export_dtype(cfg, path)
     model = model.to(torch_dtype(dtype))
     with disk_full_guard(dest), atomic_dir(dest) as tmp:
-        files = exporter.save(model, tokenizer, template, tmp, cfg)
+        files = exporter.save(model, tokenizer, template, tmp, cfg) + _copy_value_head(cfg, tmp)
         tensors, saved_logits, extra = verify_saved(exporter, tmp, files, model, ids, merged, dtype)
         report = {**build_report(reference, merged, tensors, saved_logits, dtype), **extra}
         _write_record(tmp, dest, cfg, report, files, dtype, template)
@@ -151,6 +165,19 @@ def run_export(cfg) -> dict:
                              f"{json.dumps({k: report[k] for k in ('merge', 'saved')})}); "
                              "nothing was written to export_dir")
     return {**report, "export_dir": str(dest), "files": files, "dtype": dtype}
+
+
+def _copy_value_head(cfg, tmp: Path) -> list[str]:
+    """A reward model's head (``value_head.safetensors`` of an rm run) goes with the export."""
+    import shutil
+
+    from ..train.reward_model import HEAD_FILE
+
+    for folder in (cfg.model.adapter_name_or_path, cfg.model.model_name_or_path):
+        if folder and (Path(folder) / HEAD_FILE).is_file():
+            shutil.copy2(Path(folder) / HEAD_FILE, tmp / HEAD_FILE)
+            return [HEAD_FILE]
+    return []
 
 
 def _write_record(tmp: Path, dest: Path, cfg, report: dict, files: list[str], dtype: str,

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import ModelError
+from ..model.signature import BASE_SIGNATURE_FILE, base_signature
 
 
 def check_adapter_dir(adapter_dir: str) -> Path:
@@ -35,14 +36,14 @@ def attach_adapter(model, adapter_dir: str, base_name: str = ""):
     try:
         return PeftModel.from_pretrained(model, str(path))
     except (RuntimeError, ValueError, KeyError) as exc:
-        # Shape mismatches surface here when no tunesmith_base.json was written.
+        # Shape mismatches surface here when no base signature was written.
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"adapter {path} does not fit base model '{base_name}': {first}") from None
 
 
 def check_adapter_base(path: Path, model) -> None:
     """Refuse an adapter whose recorded base shape differs from the model's."""
-    meta = path / "tunesmith_base.json"
+    meta = path / BASE_SIGNATURE_FILE
     if not meta.is_file():
         return
     try:
@@ -55,14 +56,6 @@ def check_adapter_base(path: Path, model) -> None:
     if diffs:
         raise ModelError(f"adapter {path} was trained on a different base model ("
                          + "; ".join(diffs) + ")")
-
-
-def base_signature(model) -> dict:
-    """Fields that identify a base model's architecture and size."""
-    c = model.config
-    return {"model_type": c.model_type, "hidden_size": getattr(c, "hidden_size", None),
-            "num_hidden_layers": getattr(c, "num_hidden_layers", None),
-            "vocab_size": getattr(c, "vocab_size", None)}
 
 
 def training_template(run_dir: str | Path | None) -> tuple[str, str | None] | None:

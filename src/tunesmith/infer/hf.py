@@ -1,182 +1,77 @@
-"""The transformers backend: the training template, stops at end-of-turn, streams, batches."""
+"""The transformers backend: the training template, stops at end-of-turn, continuous batching.
+
+Generation runs on :class:`~tunesmith.infer.slots.HFDecoder` (a slot KV cache refilled as rows
+finish) through :mod:`.batching`, for chat, predict and serve alike. Models whose adapters
+prepend virtual tokens (prefix/prompt tuning: PEFT prompt learning) run through
+``model.generate`` instead (:class:`GenerateDecoder`), a batch at a time.
+"""
 
 from __future__ import annotations
-
-import threading
-from typing import Iterator
 
 import torch
 
 from ..data.templates import Template
-from .engine import Completion, GenParams, check_context
-from .stops import StopFilter, cut_at_stop
+from .base import TemplateEngine
+from .engine import TokenChoice
 
 
-class HFEngine:
+class HFEngine(TemplateEngine):
     """Generation with a loaded model + tokenizer + the template used in training."""
 
     def __init__(self, model, tokenizer, template: Template):
+        super().__init__(tokenizer, template)
         self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.template = template
-        self.stop_strings = template.stop_strings(tokenizer)
-        self.eos_ids = self._eos_ids()
-
-    def _eos_ids(self) -> list[int]:
-        """EOS plus the template's end-of-turn tokens (``<|im_end|>``, ``<|eot_id|>``, ...)."""
-        ids = {self.tokenizer.eos_token_id}
-        for s in self.stop_strings:
-            tok = self.tokenizer.convert_tokens_to_ids(s.strip())
-            if isinstance(tok, int) and tok != self.tokenizer.unk_token_id:
-                ids.add(tok)
         gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
-        ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
-        return sorted(i for i in ids if i is not None)
+        extra = gen_eos if isinstance(gen_eos, list) else [gen_eos]
+        self.eos_ids = sorted(self.end_of_turn_ids() | {i for i in extra if i is not None})
 
     @property
     def context_length(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 2048))
 
-    def encode(self, messages: list[dict]) -> list[int]:
-        """Token ids of the rendered prompt, ending with the assistant header."""
-        text = self.template.generation_prompt(self.tokenizer, messages)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+    def decoder(self, capacity: int):
+        """A fresh decoder holding up to ``capacity`` rows."""
+        if getattr(getattr(self.model, "active_peft_config", None), "is_prompt_learning", False):
+            return GenerateDecoder(self.model, self.tokenizer, self.eos_ids)
+        from .json_mode import constraint_factory
+        from .slots import HFDecoder
 
-    def count_tokens(self, messages: list[dict]) -> int:
-        return len(self.encode(messages))
+        return HFDecoder(self.model, capacity, constraint_factory(self))
 
-    def _gen_kwargs(self, params: GenParams, budget: int) -> dict:
-        kwargs = dict(max_new_tokens=budget, eos_token_id=self.eos_ids,
-                      pad_token_id=self.tokenizer.pad_token_id,
-                      repetition_penalty=params.repetition_penalty)
-        if params.greedy:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p,
-                          top_k=params.top_k)
-        if params.stop:
-            kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
-        return kwargs
 
-    def _seed(self, params: GenParams) -> None:
-        if params.seed is not None:
-            torch.manual_seed(params.seed)
-            if torch.cuda.is_available():
-                torch.cuda.manual_seed_all(params.seed)
+class GenerateDecoder:
+    """A decoder over ``model.generate`` for models the slot cache cannot run (PEFT prompt
+    learning prepends virtual tokens inside ``generate``): every pending row is generated to its
+    end in one left-padded call, and its tokens are returned at once."""
 
-    def _finish(self, new_ids: list[int], params: GenParams, budget: int) -> tuple[str, str]:
-        stopped = bool(new_ids) and new_ids[-1] in self.eos_ids
-        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
-        text, cut = cut_at_stop(text, params.stop)
-        reason = "stop" if stopped or cut or len(new_ids) < budget else "length"
-        return text, reason
+    def __init__(self, model, tokenizer, eos_ids: list[int]):
+        self.model, self.tokenizer, self.eos_ids = model, tokenizer, eos_ids
+        self.capacity, self.pending = 1 << 30, []
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def add(self, jobs: list) -> None:
+        self.pending += jobs
+
+    def drop(self, job) -> None:
+        if job in self.pending:
+            self.pending.remove(job)
 
     @torch.inference_mode()
-    def generate(self, messages: list[dict], params: GenParams) -> Completion:
-        return self.batch_generate([messages], params)[0]
+    def step(self) -> list:
+        jobs, self.pending = self.pending, []
+        width = max(len(j.prompt_ids) for j in jobs)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+        ids = torch.tensor([[pad] * (width - len(j.prompt_ids)) + j.prompt_ids for j in jobs])
+        mask = (torch.arange(width)[None] >= torch.tensor([width - len(j.prompt_ids) for j in jobs])[:, None]).long()
+        p = jobs[0].params
+        sample = {"do_sample": False} if p.greedy else {"do_sample": True, "temperature": p.temperature,
+                                                         "top_p": p.top_p, "top_k": p.top_k}
+        out = self.model.generate(input_ids=ids.to(self.model.device),
+                                  attention_mask=mask.to(self.model.device),
+                                  max_new_tokens=max(j.params.max_new_tokens for j in jobs),
+                                  eos_token_id=self.eos_ids, pad_token_id=pad,
+                                  repetition_penalty=p.repetition_penalty, **sample)
+        return [(job, [TokenChoice(t) for t in row]) for job, row in zip(jobs, out[:, width:].tolist())]
 
-    @torch.inference_mode()
-    def batch_generate(self, conversations: list[list[dict]], params: GenParams) -> list[Completion]:
-        """Generate for several conversations at once, left-padded (same answers as one by one).
-
-        Raises:
-            ContextLengthError: a prompt does not fit in the context.
-        """
-        if not conversations:
-            return []
-        prompts = [self.encode(m) for m in conversations]
-        budget = min(check_context(len(p), params.max_new_tokens, self.context_length)
-                     for p in prompts)
-        width = max(len(p) for p in prompts)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])  # (B, T)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])  # (B, T)
-        device = self.model.device
-        self._seed(params)
-        out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                  **self._gen_kwargs(params, budget))
-        results = []
-        for prompt, row in zip(prompts, out[:, width:].tolist()):
-            new = _strip_after_eos(row, self.eos_ids, pad)
-            text, reason = self._finish(new, params, budget)
-            results.append(Completion(text, len(prompt), len(new), reason))
-        return results
-
-    def stream(self, messages: list[dict], params: GenParams) -> Iterator[str]:
-        """Yield text pieces as they are generated; closing the iterator stops generation.
-
-        Raises:
-            ContextLengthError: the prompt does not fit (raised before anything is yielded).
-        """
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
-
-        prompt = self.encode(messages)
-        budget = check_context(len(prompt), params.max_new_tokens, self.context_length)
-        ids = torch.tensor([prompt], device=self.model.device)  # (1, T)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        cancel = threading.Event()
-        kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
-                      stopping_criteria=StoppingCriteriaList([_Cancelled(cancel)]),
-                      **self._gen_kwargs(params, budget))
-        self._seed(params)
-        job = _GenerationThread(self.model, streamer, kwargs)
-        job.start()
-        stops = StopFilter(params.stop)
-        try:
-            for piece in streamer:
-                if text := stops.feed(piece):
-                    yield text
-            if text := stops.flush():
-                yield text
-        finally:
-            cancel.set()  # a closed iterator (client gone) ends generation at the next token
-            job.join()
-        job.raise_error()
-
-
-class _Cancelled:
-    """A stopping criterion that ends generation once ``event`` is set."""
-
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool,
-                          device=input_ids.device)
-
-
-class _GenerationThread(threading.Thread):
-    """Runs ``model.generate`` for a streamer; an exception ends the stream and is re-raised."""
-
-    def __init__(self, model, streamer, kwargs: dict):
-        super().__init__(daemon=True)
-        self.model, self.streamer, self.kwargs = model, streamer, kwargs
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            with torch.inference_mode():
-                self.model.generate(**self.kwargs)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
-            self.error = exc
-            self.streamer.end()  # unblock the consumer instead of hanging forever
-
-    def raise_error(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-
-def _strip_after_eos(row: list[int], eos_ids: list[int], pad: int) -> list[int]:
-    for i, tok in enumerate(row):
-        if tok in eos_ids:
-            return row[: i + 1]
-    while row and row[-1] == pad and pad not in eos_ids:
-        row = row[:-1]
-    return row
-
-
-def load_engine(cfg, adapter: str | None = None):
-    """The engine for the config's backend (``infer_backend``), model and adapter."""
-    from .load import load_engine as _load
-
-    return _load(cfg, adapter)

@@ -2,33 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from ..errors import ConfigError
+from ..registry import Registry
 
-ENGINES: dict[str, Callable] = {}
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
+
+ENGINES: Registry[Callable] = Registry("engine", key="infer_backend")
 
 
 def register_engine(name: str):
     """Decorator registering an engine loader under ``name``; a duplicate is an error."""
-
-    def wrap(loader):
-        if name in ENGINES:
-            raise ValueError(f"engine '{name}' is already registered")
-        ENGINES[name] = loader
-        return loader
-
-    return wrap
+    return ENGINES.register(name)
 
 
 def get_engine_loader(name: str) -> Callable:
     """The loader for backend ``name``; unknown -> ConfigError listing the known names."""
-    if name not in ENGINES:
-        raise ConfigError(f"unknown infer_backend '{name}'; known: {', '.join(sorted(ENGINES))}")
-    return ENGINES[name]
+    return ENGINES.get(name)
 
 
-def resolve_template(cfg, adapter: str | None, model_path) -> tuple[str, str | None]:
+def resolve_template(cfg: RunConfig, adapter: str | None, model_path) -> tuple[str, str | None]:
     """The template to chat with: the config's, or (for ``auto``) the one the run trained with."""
     from .adapters import training_template
 
@@ -42,7 +37,7 @@ def resolve_template(cfg, adapter: str | None, model_path) -> tuple[str, str | N
 
 
 @register_engine("hf")
-def load_hf_engine(cfg, adapter: str | None = None):
+def load_hf_engine(cfg: RunConfig, adapter: str | None = None):
     """An HFEngine for the config's model (+ adapter) with the training template.
 
     ``model_name_or_path`` may be a bundled name, a base model dir, or the output dir of a
@@ -50,6 +45,7 @@ def load_hf_engine(cfg, adapter: str | None = None):
     """
     from ..data.templates import get_template
     from ..model.load import load_model, load_tokenizer, resolve_model_path
+    from ..model.tokens import match_adapter_tokens
     from .adapters import attach_adapter, check_adapter_dir
     from .hf import HFEngine
 
@@ -65,20 +61,21 @@ def load_hf_engine(cfg, adapter: str | None = None):
         quant = quantization_config(cfg.model)
     model = load_model(cfg.model, path=path, quantization_config=quant)
     if adapter:
+        match_adapter_tokens(tokenizer, model, adapter)  # a run that added tokens
         model = attach_adapter(model, adapter, cfg.model.model_name_or_path)
     name, system = resolve_template(cfg, adapter, path)
     return HFEngine(model, tokenizer, get_template(name, tokenizer, system))
 
 
 @register_engine("vllm")
-def load_vllm_engine(cfg, adapter: str | None = None):
+def load_vllm_engine(cfg: RunConfig, adapter: str | None = None):
     """A vLLM engine (GPU); vllm is imported only here."""
     from .vllm import load_vllm
 
     return load_vllm(cfg, adapter)
 
 
-def load_engine(cfg, adapter: str | None = None):
+def load_engine(cfg: RunConfig, adapter: str | None = None):
     """The engine for ``cfg.infer.infer_backend`` with the config's model and adapter.
 
     Args:

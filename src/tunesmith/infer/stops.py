@@ -50,3 +50,21 @@ class StopFilter:
                     best = k
                     break
         return best
+
+
+def find_stop(text: str, stops: list[str]) -> int | None:
+    """Index of the earliest stop string in ``text``, or None."""
+    hits = [text.find(s) for s in stops if s and s in text]
+    return min(hits) if hits else None
+
+
+def safe_prefix(text: str, stops: list[str]) -> int:
+    """How much of ``text`` can be shown while generating: hold back a trailing partial stop
+    string and a half-decoded character (U+FFFD while a multi-byte character is incomplete)."""
+    end = len(text.rstrip("\ufffd"))
+    for s in stops:
+        for k in range(min(len(s) - 1, end), 0, -1):
+            if text[:end].endswith(s[:k]):
+                end = min(end, end - k)
+                break
+    return end

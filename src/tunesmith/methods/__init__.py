@@ -9,14 +9,18 @@ returning ``TrainerCallback`` objects for the Trainer.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
-import typing
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
+from ..config_parse import build_typed
 from ..errors import ConfigError
+from ..model.signature import write_base_signature
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -26,55 +30,33 @@ class Method:
     apply: Callable[..., Any]
     saves_adapter: bool = True  # False: a full HF model is saved (full, freeze, bitfit)
     quantize_base: bool = False  # True: the base is loaded in 4/8 bit (qlora)
-    mergeable: bool = True  # False: merge_and_unload does not apply (prompt, prefix, ...)
+    # False: merge_and_unload does not apply (prompt, prefix, ...). Export decides from the saved
+    # adapter (adapter_merge_refusal); the method catalogue test checks the two agree.
+    mergeable: bool = True
     gradient_checkpointing: bool = True  # False: the method cannot train with it (prefix)
     summary: str = ""
     # (model, params, cfg) -> list of TrainerCallback, for methods that act inside the loop
     callbacks: Callable[..., list] | None = None
     # (model, params, cfg, out_dir) run after the Trainer saved the adapter/model
     after_save: Callable[..., None] | None = None
-    # (params) -> reason this configuration cannot merge, or None (e.g. LoRA layer_replication)
-    merge_blocker: Callable[..., str | None] | None = None
 
 
-METHODS: dict[str, Method] = {}
-_MODULES = ("lora", "qlora", "full", "freeze", "bitfit", "prefix", "prompt", "ptuning", "ia3",
-            "adalora", "adapter", "lycoris", "vera", "oft")
-BASE_SIGNATURE_FILE = "tunesmith_base.json"
+METHODS: Registry[Method] = Registry("method", package=__name__)
 
 
 def register_method(name: str, params_cls: type, *, summary: str = "", **flags):
     """Decorator registering ``apply`` under ``name``; a duplicate name is an error."""
-
-    def wrap(apply):
-        if name in METHODS:
-            raise ValueError(f"method '{name}' is already registered")
-        METHODS[name] = Method(name, params_cls, apply, summary=summary, **flags)
-        return apply
-
-    return wrap
-
-
-def _load_all() -> None:
-    # Importing a module registers its methods; importlib caches, so this runs each once.
-    for mod in _MODULES:
-        importlib.import_module(f"{__name__}.{mod}")
+    return METHODS.register(name, lambda apply: Method(name, params_cls, apply, summary=summary,
+                                                       **flags))
 
 
 def get_method(name: str) -> Method:
     """The registered method ``name``; unknown -> ConfigError listing the known names."""
-    _load_all()
-    if name not in METHODS:
-        from ..config import suggest
-
-        raise ConfigError(f"unknown method '{name}'{suggest(name, METHODS)}; "
-                          f"known: {', '.join(sorted(METHODS))}")
-    return METHODS[name]
+    return METHODS.get(name)
 
 
 def method_param_keys() -> dict[str, list[str]]:
     """Map each method-parameter key to the methods that accept it."""
-    _load_all()
     keys: dict[str, list[str]] = {}
     for method in METHODS.values():
         for f in dataclasses.fields(method.params_cls):
@@ -84,31 +66,44 @@ def method_param_keys() -> dict[str, list[str]]:
 
 def build_params(method: Method, raw: dict, source: str = "config"):
     """Instantiate the method's parameter dataclass from raw values, type-checked."""
-    from ..config import coerce
-
-    hints = typing.get_type_hints(method.params_cls)
-    valid = [f.name for f in dataclasses.fields(method.params_cls)]
-    values = {}
-    for key, value in raw.items():
-        if key not in hints:
-            raise ConfigError(f"key '{key}' is not a parameter of method '{method.name}'; "
-                              f"its keys are: {', '.join(valid) or '(none)'}")
-        values[key] = coerce(value, hints[key], key)
-    params = method.params_cls(**values)
-    check = getattr(params, "check", None)
-    if check:
-        check()
-    return params
+    valid = ", ".join(f.name for f in dataclasses.fields(method.params_cls)) or "(none)"
+    return build_typed(method.params_cls, raw, lambda key: (
+        f"key '{key}' is not a parameter of method '{method.name}'; its keys are: {valid}"))
 
 
-def validate_method(cfg) -> None:
-    """Check the method exists and its parameters belong to it and are in range."""
+def drop_foreign_params(method: Method, raw: dict) -> dict:
+    """``raw`` without the keys that belong to other methods only, each with a one-line note.
+
+    LLaMA-Factory users switch ``finetuning_type`` on the command line (``method=ia3`` on a LoRA
+    file): the file's ``lora_*`` keys are then ignored, not an error. A key no method knows never
+    gets here (the config reports it as unknown, with the nearest valid key).
+    """
+    from ..notes import note_once
+
+    own = {f.name for f in dataclasses.fields(method.params_cls)}
+    owners = method_param_keys()
+    for key in [k for k in raw if k not in own and k in owners]:
+        raw = {k: v for k, v in raw.items() if k != key}
+        note_once(f"foreign:{method.name}:{key}",
+                  f"'{key}' is ignored: it is a parameter of {', '.join(owners[key])}, "
+                  f"not of method '{method.name}'")
+    return raw
+
+
+def validate_method(cfg: RunConfig) -> None:
+    """Check the method exists and its parameters belong to it and are in range.
+
+    Builds the typed parameters once (``cfg.method.typed``; ``cfg.method.params`` keeps the keys
+    as set, with typed values, for saving) and resolves a quantize-base method's default
+    ``quantization_bit`` (4) before the rules below read it.
+    """
     method = get_method(cfg.method.method)
-    params = build_params(method, cfg.method.params)
-    cfg.method.params = {k: getattr(params, k) for k in cfg.method.params}  # typed values
+    cfg.method.params = drop_foreign_params(method, cfg.method.params)
+    params = cfg.method.typed = build_params(method, cfg.method.params)
+    cfg.method.params = {k: getattr(params, k) for k in cfg.method.params}
     if method.quantize_base and cfg.model.quantization_bit is None:
         cfg.model.quantization_bit = 4
-    if cfg.train.gradient_checkpointing and not method.gradient_checkpointing:
+    if cfg.train.gradient_checkpointing is True and not method.gradient_checkpointing:
         raise ConfigError(f"method '{method.name}' does not work with gradient_checkpointing "
                           "(peft's limitation); set gradient_checkpointing: false")
     if cfg.model.quantization_bit and not method.quantize_base:
@@ -116,10 +111,13 @@ def validate_method(cfg) -> None:
                           f"(a quantized base cannot be trained with '{method.name}')")
 
 
-def method_params(cfg):
-    """The typed parameters of the configured method."""
+def method_params(cfg: RunConfig) -> tuple[Method, Any]:
+    """The configured method and its typed parameters (built by validation, or now for a
+    config that was never validated)."""
     method = get_method(cfg.method.method)
-    return method, build_params(method, cfg.method.params)
+    if type(cfg.method.typed) is not method.params_cls:
+        cfg.method.typed = build_params(method, cfg.method.params)
+    return method, cfg.method.typed
 
 
 def wrap_peft(model, peft_config, method: str):
@@ -133,18 +131,6 @@ def wrap_peft(model, peft_config, method: str):
         raise ConfigError(f"method '{method}': peft rejected the parameters: {first}") from exc
 
 
-def merge_refusal(cfg) -> str | None:
-    """Why ``merge_and_unload`` must not be used for this run's method/params, or None.
-
-    Export merges a ``mergeable`` method's adapter (qlora: onto a full-precision base).
-    """
-    method, params = method_params(cfg)
-    if not method.mergeable:
-        kind = "a full model is saved" if not method.saves_adapter else "it is not a weight delta"
-        return f"method '{method.name}' cannot be merged ({kind})"
-    return method.merge_blocker(params) if method.merge_blocker else None
-
-
 # peft types whose adapters are extra inputs (virtual tokens / prefixes), not a weight delta.
 UNMERGEABLE_PEFT_TYPES = {"PREFIX_TUNING": "prefix", "PROMPT_TUNING": "prompt",
                           "P_TUNING": "ptuning", "ADAPTION_PROMPT": "adaption prompt"}
@@ -153,7 +139,8 @@ UNMERGEABLE_PEFT_TYPES = {"PREFIX_TUNING": "prefix", "PROMPT_TUNING": "prompt",
 def adapter_merge_refusal(adapter_dir) -> str | None:
     """Why the saved adapter in ``adapter_dir`` cannot be merged into its base, or None.
 
-    For export/merge code that has an adapter directory rather than the training config.
+    The one place that decides mergeability: export calls it before loading anything (it has the
+    adapter directory, not the training config).
     """
     config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
     kind = UNMERGEABLE_PEFT_TYPES.get(str(config.get("peft_type")))
@@ -166,29 +153,15 @@ def adapter_merge_refusal(adapter_dir) -> str | None:
     return None
 
 
-def method_callbacks(cfg, model) -> list:
+def method_callbacks(cfg: RunConfig, model) -> list:
     """The TrainerCallbacks the configured method needs (empty for most methods)."""
     method, params = method_params(cfg)
     return list(method.callbacks(model, params, cfg)) if method.callbacks else []
 
 
-def finish_save(model, cfg, out_dir) -> None:
+def finish_save(model, cfg: RunConfig, out_dir) -> None:
     """Run after ``trainer.save_model(out_dir)``: method-specific conversion, base signature."""
     method, params = method_params(cfg)
     if method.after_save:
         method.after_save(model, params, cfg, out_dir)
     write_base_signature(model, out_dir)
-
-
-def write_base_signature(model, out_dir) -> Path:
-    """Record the base model's shape next to an adapter (``tunesmith_base.json``).
-
-    ``infer/adapters.check_adapter_base`` reads it to refuse loading the adapter on another base.
-    """
-    from ..infer.adapters import base_signature
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    path = Path(out_dir) / BASE_SIGNATURE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(base_signature(base), indent=2) + "\n", encoding="utf-8")
-    return path

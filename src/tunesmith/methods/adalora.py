@@ -10,10 +10,14 @@ Trainer's ``on_optimizer_step`` hook. ``adalora_total_step`` defaults to the run
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from . import register_method, wrap_peft
 from .lora import target_modules
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass
@@ -47,6 +51,11 @@ class AdaLoraParams:
         if self.adalora_total_step is not None:
             check_schedule(self, self.adalora_total_step)
 
+    @property
+    def alpha(self) -> float:
+        """``lora_alpha``, or peft's AdaLoRA default 8 when unset."""
+        return self.lora_alpha if self.lora_alpha is not None else 8
+
 
 def check_schedule(params: AdaLoraParams, total: int) -> None:
     """The budgeting phase must exist: tinit < total_step - tfinal."""
@@ -63,11 +72,11 @@ def build_adalora_config(params: AdaLoraParams, total_step: int):
         tinit=params.adalora_tinit, tfinal=params.adalora_tfinal, deltaT=params.adalora_delta_t,
         beta1=params.adalora_beta1, beta2=params.adalora_beta2,
         orth_reg_weight=params.adalora_orth_reg_weight, total_step=total_step,
-        lora_alpha=params.lora_alpha if params.lora_alpha is not None else 8,
+        lora_alpha=params.alpha,
         lora_dropout=params.lora_dropout, target_modules=target_modules(params.lora_target))
 
 
-def adalora_callbacks(model, params: AdaLoraParams, cfg) -> list:
+def adalora_callbacks(model, params: AdaLoraParams, cfg: RunConfig) -> list:
     from .adalora_budget import AdaLoraBudget  # imports the Trainer stack: only when training
 
     return [AdaLoraBudget(model, params)]
@@ -75,11 +84,11 @@ def adalora_callbacks(model, params: AdaLoraParams, cfg) -> list:
 
 @register_method("adalora", AdaLoraParams, callbacks=adalora_callbacks,
                  summary="LoRA with ranks re-allocated by importance during training (AdaLoRA)")
-def apply_adalora(model, params: AdaLoraParams, cfg):
+def apply_adalora(model, params: AdaLoraParams, cfg: RunConfig):
     """Wrap ``model`` with peft's ``AdaLoraConfig`` (the Trainer must use its callback)."""
     total = params.adalora_total_step or cfg.train.max_steps
     if total <= 0:  # provisional; AdaLoraBudget sets the real length at train begin
         total = params.adalora_tinit + params.adalora_tfinal + 1
-    if cfg.train.gradient_checkpointing:
+    if cfg.train.gradient_checkpointing is True:
         model.enable_input_require_grads()
     return wrap_peft(model, build_adalora_config(params, total), "adalora")

@@ -9,9 +9,14 @@ names the closest real options.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from . import register_method
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 MESSAGE = ("method 'adapter' (a bottleneck adapter) is not available: peft, which tunesmith "
            "wraps, has no bottleneck adapter. Closest real options: method: lora (a parallel "
@@ -28,6 +33,6 @@ class AdapterParams:
 
 @register_method("adapter", AdapterParams, mergeable=False,
                  summary="not available (peft has no bottleneck adapter): use lora, ia3 or prefix")
-def apply_adapter(model, params: AdapterParams, cfg):
+def apply_adapter(model, params: AdapterParams, cfg: RunConfig):
     """Always refuses; see the module docstring."""
     raise ConfigError(MESSAGE)

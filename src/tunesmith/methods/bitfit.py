@@ -7,9 +7,13 @@ nothing to train, and we say so instead of silently training something else.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from . import register_method
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass
@@ -24,7 +28,7 @@ def bias_names(model) -> list[str]:
 
 @register_method("bitfit", BitFitParams, saves_adapter=False, mergeable=False,
                  summary="train only bias terms (needs a model that has biases)")
-def apply_bitfit(model, params: BitFitParams, cfg):
+def apply_bitfit(model, params: BitFitParams, cfg: RunConfig):
     """Freeze everything but the biases; a model without biases is a ConfigError."""
     biases = set(bias_names(model))
     if not biases:
@@ -33,6 +37,6 @@ def apply_bitfit(model, params: BitFitParams, cfg):
                           "parameters) or lora, or a model with biases (e.g. Qwen2 attention)")
     for name, p in model.named_parameters():
         p.requires_grad_(name in biases)
-    if cfg.train.gradient_checkpointing:
+    if cfg.train.gradient_checkpointing is True:
         model.enable_input_require_grads()
     return model

@@ -9,9 +9,13 @@ layers too (``embed_tokens``, ``lm_head``, ``norm``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from . import register_method
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass
@@ -71,11 +75,11 @@ def trainable_prefixes(model, params: FreezeParams) -> list[str]:
 
 @register_method("freeze", FreezeParams, saves_adapter=False, mergeable=False,
                  summary="train only the last (or first) N layers and chosen modules; full model saved")
-def apply_freeze(model, params: FreezeParams, cfg):
+def apply_freeze(model, params: FreezeParams, cfg: RunConfig):
     """Set ``requires_grad`` on the chosen layers/modules only."""
     prefixes = trainable_prefixes(model, params)
     for name, p in model.named_parameters():
         p.requires_grad_(any(name.startswith(pre) for pre in prefixes))
-    if cfg.train.gradient_checkpointing:
+    if cfg.train.gradient_checkpointing is True:
         model.enable_input_require_grads()
     return model

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import register_method
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass
@@ -15,7 +19,7 @@ class FullParams:
 
 @register_method("full", FullParams, saves_adapter=False, mergeable=False,
                  summary="all parameters train (needs the most memory)")
-def apply_full(model, params: FullParams, cfg):
+def apply_full(model, params: FullParams, cfg: RunConfig):
     """Make every parameter trainable."""
     for p in model.parameters():
         p.requires_grad_(True)

@@ -8,10 +8,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from . import register_method, wrap_peft
 from .lora import target_modules
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass
@@ -41,8 +45,8 @@ def build_ia3_config(params: IA3Params):
 
 
 @register_method("ia3", IA3Params, summary="learned scaling vectors on keys, values and FFN (IA3)")
-def apply_ia3(model, params: IA3Params, cfg):
+def apply_ia3(model, params: IA3Params, cfg: RunConfig):
     """Wrap ``model`` with peft's ``IA3Config``."""
-    if cfg.train.gradient_checkpointing:
+    if cfg.train.gradient_checkpointing is True:
         model.enable_input_require_grads()
     return wrap_peft(model, build_ia3_config(params), "ia3")

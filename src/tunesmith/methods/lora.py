@@ -7,9 +7,14 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from . import register_method, wrap_peft
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 INIT_CHOICES = ("true", "false", "gaussian", "pissa", "pissa_niter_K", "olora", "loftq")
 # Inits that change the base weights (residual); their adapters are converted to plain LoRA
@@ -36,6 +41,9 @@ class LoraParams:
     layer_replication: list | None = None  # [[start, end), ...] layer ranges stacked in order
     rank_pattern: dict | None = None
     alpha_pattern: dict | None = None
+    trainable_token_indices: list[int] | None = None  # embedding rows trained in full (new tokens)
+    loraplus_lr_ratio: float | None = None  # LoRA+: B matrices learn this many times faster
+    loraplus_lr_embedding: float = 1e-6  # LoRA+: learning rate of LoRA on embedding layers
 
     def check(self) -> None:
         if self.lora_rank <= 0:
@@ -56,7 +64,14 @@ class LoraParams:
             raise ConfigError(f"key 'loftq_iter': must be >= 1, got {self.loftq_iter}")
         if self.layers_pattern and not self.layers_to_transform:
             raise ConfigError("key 'layers_pattern' needs 'layers_to_transform' (the layer indices)")
+        if self.loraplus_lr_ratio is not None and self.loraplus_lr_ratio <= 0:
+            raise ConfigError(f"key 'loraplus_lr_ratio': must be positive, got {self.loraplus_lr_ratio}")
         self.layer_replication = _layer_ranges(self.layer_replication)
+
+    @property
+    def alpha(self) -> float:
+        """``lora_alpha``, or LLaMA-Factory's default 2 x rank when unset."""
+        return self.lora_alpha if self.lora_alpha is not None else 2 * self.lora_rank
 
 
 def _layer_ranges(value):
@@ -123,7 +138,7 @@ def build_lora_config(params: LoraParams, model=None, task_type: str = "CAUSAL_L
     return LoraConfig(
         task_type=task_type,
         r=params.lora_rank,
-        lora_alpha=params.lora_alpha if params.lora_alpha is not None else 2 * params.lora_rank,
+        lora_alpha=params.alpha,
         lora_dropout=params.lora_dropout,
         target_modules=target_modules(params.lora_target, model,
                                       explicit=bool(params.layers_to_transform)),
@@ -133,6 +148,7 @@ def build_lora_config(params: LoraParams, model=None, task_type: str = "CAUSAL_L
         init_lora_weights=_init_weights(params.init_lora_weights),
         loftq_config=_loftq_config(params),
         modules_to_save=params.modules_to_save,
+        trainable_token_indices=params.trainable_token_indices,
         layers_to_transform=params.layers_to_transform,
         layers_pattern=params.layers_pattern,
         layer_replication=params.layer_replication,
@@ -146,27 +162,19 @@ def mutates_base(params: LoraParams) -> bool:
     return str(params.init_lora_weights).lower().split("_niter_")[0] in MUTATING_INITS
 
 
-def save_init_adapter(model, params: LoraParams, cfg) -> None:
+def save_init_adapter(model, params: LoraParams, cfg: RunConfig) -> None:
     """Keep the adapter as initialised, for the conversion to plain LoRA at save time."""
     if mutates_base(params):
         model.save_pretrained(str(Path(cfg.train.output_dir) / INIT_ADAPTER_DIR))
 
 
-def convert_saved_adapter(model, params: LoraParams, cfg, out_dir) -> None:
+def convert_saved_adapter(model, params: LoraParams, cfg: RunConfig, out_dir) -> None:
     """Re-save a PiSSA/OLoRA adapter as a plain LoRA delta that loads on the original base."""
     init_dir = Path(cfg.train.output_dir) / INIT_ADAPTER_DIR
     if not (mutates_base(params) and init_dir.is_dir()):
         return
     model.save_pretrained(str(out_dir), path_initial_model_for_weight_conversion=str(init_dir))
     shutil.rmtree(init_dir, ignore_errors=True)
-
-
-def lora_merge_blocker(params: LoraParams) -> str | None:
-    """Why this LoRA cannot be merged into the base weights, or None."""
-    if params.layer_replication:
-        return ("layer_replication: replicated layers share their base weights, so merging would "
-                "add every copy's delta to the same tensor")
-    return None
 
 
 def for_device(model, params: LoraParams) -> LoraParams:
@@ -176,12 +184,12 @@ def for_device(model, params: LoraParams) -> LoraParams:
     return dataclasses.replace(params, init_lora_weights="true") if on_meta else params
 
 
-@register_method("lora", LoraParams, after_save=convert_saved_adapter, merge_blocker=lora_merge_blocker,
+@register_method("lora", LoraParams, after_save=convert_saved_adapter,
                  summary="low-rank adapters on linear layers (peft LoRA)")
-def apply_lora(model, params: LoraParams, cfg):
+def apply_lora(model, params: LoraParams, cfg: RunConfig):
     """Wrap ``model`` with a LoRA adapter; returns the ``PeftModel``."""
     params = for_device(model, params)
-    if cfg.train.gradient_checkpointing:
+    if cfg.train.gradient_checkpointing is True:
         model.enable_input_require_grads()
     model = wrap_peft(model, build_lora_config(params, model), "lora")
     save_init_adapter(model, params, cfg)

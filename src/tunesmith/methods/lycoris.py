@@ -5,10 +5,14 @@ Mergeable."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from . import register_method, wrap_peft
 from .lora import target_modules
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass
@@ -36,14 +40,14 @@ def _build(config_cls, params: LycorisParams):
 
 
 @register_method("loha", LycorisParams, summary="low-rank Hadamard-product updates (LyCORIS LoHa)")
-def apply_loha(model, params: LycorisParams, cfg):
+def apply_loha(model, params: LycorisParams, cfg: RunConfig):
     from peft import LoHaConfig
 
     return wrap_peft(model, _build(LoHaConfig, params), "loha")
 
 
 @register_method("lokr", LycorisParams, summary="low-rank Kronecker-product updates (LyCORIS LoKr)")
-def apply_lokr(model, params: LycorisParams, cfg):
+def apply_lokr(model, params: LycorisParams, cfg: RunConfig):
     from peft import LoKrConfig
 
     return wrap_peft(model, _build(LoKrConfig, params), "lokr")

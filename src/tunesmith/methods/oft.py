@@ -4,10 +4,14 @@ It preserves the angles between neurons; mergeable."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from . import register_method, wrap_peft
 from .lora import target_modules
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass
@@ -25,7 +29,7 @@ class OftParams:
 
 
 @register_method("oft", OftParams, summary="learned block-diagonal rotations of the weights (OFT)")
-def apply_oft(model, params: OftParams, cfg):
+def apply_oft(model, params: OftParams, cfg: RunConfig):
     from peft import OFTConfig
 
     config = OFTConfig(task_type="CAUSAL_LM", r=0, oft_block_size=params.oft_block_size,

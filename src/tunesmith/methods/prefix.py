@@ -8,9 +8,13 @@ attention inputs, not a weight delta.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from . import register_method, wrap_peft
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass
@@ -33,7 +37,7 @@ def check_virtual_tokens(n: int) -> None:
 
 @register_method("prefix", PrefixParams, mergeable=False, gradient_checkpointing=False,
                  summary="trainable key/value prefixes in every layer (prefix tuning, P-tuning v2)")
-def apply_prefix(model, params: PrefixParams, cfg):
+def apply_prefix(model, params: PrefixParams, cfg: RunConfig):
     """Wrap ``model`` with peft's ``PrefixTuningConfig``."""
     from peft import PrefixTuningConfig
 

@@ -7,10 +7,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from . import register_method, wrap_peft
 from .prefix import check_virtual_tokens
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass
@@ -26,7 +30,7 @@ class PromptParams:
 
 @register_method("prompt", PromptParams, mergeable=False,
                  summary="trainable soft-prompt embeddings before the input (prompt tuning)")
-def apply_prompt(model, params: PromptParams, cfg):
+def apply_prompt(model, params: PromptParams, cfg: RunConfig):
     """Wrap ``model`` with peft's ``PromptTuningConfig``."""
     from peft import PromptTuningConfig
 
@@ -36,6 +40,7 @@ def apply_prompt(model, params: PromptParams, cfg):
     config = PromptTuningConfig(
         task_type="CAUSAL_LM", num_virtual_tokens=params.num_virtual_tokens,
         prompt_tuning_init="TEXT" if text else "RANDOM", prompt_tuning_init_text=text,
-        tokenizer_name_or_path=str(resolve_model_path(cfg.model.model_name_or_path, quiet=True))
+        tokenizer_name_or_path=str(resolve_model_path(cfg.model.model_name_or_path, quiet=True,
+                                                    model_cfg=cfg.model))
         if text else None)
     return wrap_peft(model, config, "prompt")

@@ -6,10 +6,14 @@ Not mergeable: the virtual tokens are extra inputs, not a weight delta.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from . import register_method, wrap_peft
 from .prefix import check_virtual_tokens
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass
@@ -37,7 +41,7 @@ class PTuningParams:
 
 @register_method("ptuning", PTuningParams, mergeable=False,
                  summary="soft prompts from a small MLP/LSTM prompt encoder (P-tuning)")
-def apply_ptuning(model, params: PTuningParams, cfg):
+def apply_ptuning(model, params: PTuningParams, cfg: RunConfig):
     """Wrap ``model`` with peft's ``PromptEncoderConfig``."""
     from peft import PromptEncoderConfig
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import register_method, wrap_peft
 from .lora import (LoraParams, build_lora_config, convert_saved_adapter, for_device,
-                   lora_merge_blocker, save_init_adapter)
+                   save_init_adapter)
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass
@@ -28,9 +32,8 @@ class QLoraParams(LoraParams):
 
 
 @register_method("qlora", QLoraParams, quantize_base=True, after_save=convert_saved_adapter,
-                 merge_blocker=lora_merge_blocker,
                  summary="LoRA on a 4/8-bit quantized base (bitsandbytes); merge after dequantize")
-def apply_qlora(model, params: QLoraParams, cfg):
+def apply_qlora(model, params: QLoraParams, cfg: RunConfig):
     """Prepare the k-bit base (casts norms to fp32, enables input grads) and add LoRA."""
     from peft import prepare_model_for_kbit_training
 
@@ -38,7 +41,7 @@ def apply_qlora(model, params: QLoraParams, cfg):
     # bitsandbytes' 8-bit matmul warns on every call that fp32 inputs are cast to fp16 (CPU).
     warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
     model = prepare_model_for_kbit_training(
-        model, use_gradient_checkpointing=cfg.train.gradient_checkpointing,
+        model, use_gradient_checkpointing=cfg.train.gradient_checkpointing is True,
         gradient_checkpointing_kwargs={"use_reentrant": False})
     model = wrap_peft(model, build_lora_config(params, model), "qlora")
     save_init_adapter(model, params, cfg)

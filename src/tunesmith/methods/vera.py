@@ -4,10 +4,14 @@ scaling vectors per layer (far fewer parameters than LoRA). Mergeable."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from . import register_method, wrap_peft
 from .lora import target_modules
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass
@@ -27,7 +31,7 @@ class VeraParams:
 
 
 @register_method("vera", VeraParams, summary="shared random projections + per-layer scaling (VeRA)")
-def apply_vera(model, params: VeraParams, cfg):
+def apply_vera(model, params: VeraParams, cfg: RunConfig):
     from peft import VeraConfig
 
     config = VeraConfig(task_type="CAUSAL_LM", r=params.vera_rank,

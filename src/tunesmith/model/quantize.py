@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import require
 from ..hardware import torch_dtype
 
+if TYPE_CHECKING:
+    from ..config import ModelConfig
 
-def quantization_config(model_cfg):
+
+def quantization_config(model_cfg: ModelConfig, compute_dtype: str | None = None):
     """A ``BitsAndBytesConfig`` for ``quantization_bit`` 4 (NF4/FP4, double quant) or 8.
 
-    The 4-bit compute dtype (what dequantized weights are multiplied in) is the model ``dtype``
-    (``auto``: bf16 where the hardware is fast at it, else fp32).
+    Args:
+        compute_dtype: what dequantized 4-bit weights are multiplied in: the run's training
+            dtype (train/arguments.py: bf16 or fp16 on a GPU); default the model ``dtype``
+            (``auto``: bf16 where the hardware is fast at it, else fp32 on a CPU).
     """
     require("bitsandbytes", "qlora", "quantization_bit (QLoRA)")
     from transformers import BitsAndBytesConfig
@@ -19,7 +26,7 @@ def quantization_config(model_cfg):
         return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=model_cfg.quantization_type,
                               bnb_4bit_use_double_quant=model_cfg.double_quantization,
-                              bnb_4bit_compute_dtype=torch_dtype(model_cfg.dtype),
+                              bnb_4bit_compute_dtype=torch_dtype(compute_dtype or model_cfg.dtype),
                               bnb_4bit_quant_storage="uint8")
 
 

@@ -16,13 +16,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from ..faults import fail_generation_after
 from ..infer.engine import GenParams
-from ..infer.scheduler import Job, Overloaded, Scheduler, ShuttingDown, test_fail_after
+from ..infer.scheduler import Job, Overloaded, Scheduler, ShuttingDown
+from . import fields as F
 from . import protocol as P
 from .auth import APIKeyMiddleware
 from .errors import APIError, install_handlers, retry_after
 from .limits import BodyLimitMiddleware
 from .stream import collect, sse_events
+from .tools import ToolCallStream, request_tools, shape_response, with_tools
 
 RETRY_AFTER_S = 1
 
@@ -41,10 +44,10 @@ class ServeState:
 
 def create_app(engine, settings, *, model_id: str | None = None,
                defaults: GenParams | None = None, scheduler: Scheduler | None = None) -> FastAPI:
-    """The OpenAI-compatible app over ``engine`` (an HFEngine-like object).
+    """The OpenAI-compatible app over ``engine``.
 
     Args:
-        engine: has ``encode(messages)``, ``tokenizer``, ``model``, ``eos_ids``, ``context_length``.
+        engine: any :class:`~tunesmith.infer.engine.Engine` (only its interface is used).
         settings: a ``ServeConfig`` (limits, api key, model name).
         model_id: the id clients must use (default: ``settings.model_name`` or ``"tunesmith"``).
         defaults: generation defaults for fields a request leaves out (temperature, top_p, ...).
@@ -64,6 +67,9 @@ def create_app(engine, settings, *, model_id: str | None = None,
     app.state.serve = state
     install_handlers(app)
     _routes(app, state)
+    from .rewards import add_reward_routes
+
+    add_reward_routes(app, state)  # reward models (stage: rm) only
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(APIKeyMiddleware, api_key=settings.api_key)
     return app
@@ -88,9 +94,10 @@ def _routes(app: FastAPI, state: ServeState) -> None:
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         req = P.parse(P.ChatCompletionRequest, await _json_body(request))
-        messages = req.conversation()
+        tools = request_tools(req)  # rendered by the template; replies parsed to tool_calls
+        messages = with_tools(req.conversation(), tools)
         text = " ".join(m["content"] for m in messages)
-        return await _generate(request, state, req, "chat", messages, text)
+        return await _generate(request, state, req, "chat", messages, text, tools=bool(tools))
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -129,10 +136,8 @@ async def _encode(state: ServeState, kind: str, prompt) -> list[int]:
 
     engine = state.engine
     try:
-        if kind == "chat":
-            ids = await run_in_threadpool(engine.encode, prompt)
-        else:
-            ids = (await run_in_threadpool(engine.tokenizer, prompt))["input_ids"]
+        encode = engine.encode if kind == "chat" else engine.encode_text
+        ids = await run_in_threadpool(encode, prompt)
     except Exception as exc:  # noqa: BLE001 - a template refusing the messages is the client's
         raise APIError(400, f"The messages cannot be rendered with the model's chat template: "
                             f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}",
@@ -158,23 +163,17 @@ def _budget(state: ServeState, req, prompt_tokens: int) -> int:
     return wanted
 
 
-def _params(state: ServeState, req, budget: int) -> GenParams:
-    d = state.defaults
-    return GenParams(max_new_tokens=budget,
-                     temperature=d.temperature if req.temperature is None else req.temperature,
-                     top_p=d.top_p if req.top_p is None else req.top_p, top_k=d.top_k,
-                     repetition_penalty=d.repetition_penalty, seed=req.seed, stop=req.stops())
-
-
-async def _generate(request: Request, state: ServeState, req, kind: str, prompt, text: str):
+async def _generate(request: Request, state: ServeState, req, kind: str, prompt, text: str,
+                    tools: bool = False):
     _check_model(state, req.model)
     _check_caps(state, req)
+    echo = _echo(req, kind, prompt)
     ids = await _encode(state, kind, prompt)
-    params = _params(state, req, _budget(state, req, len(ids)))
+    params = F.gen_params(req, kind, state.defaults, _budget(state, req, len(ids)))
     queue: asyncio.Queue = asyncio.Queue()
     loop = asyncio.get_running_loop()
-    jobs = [Job(ids, _choice_params(params, i), _emitter(loop, queue, i), index=i,
-                fail_after=test_fail_after(text)) for i in range(req.n)]
+    jobs = [Job(ids, F.with_seed(params, i), _emitter(loop, queue, i), index=i,
+                fail_after=fail_generation_after(text)) for i in range(req.n)]
     try:
         state.scheduler.submit(jobs)
     except Overloaded:
@@ -186,18 +185,23 @@ async def _generate(request: Request, state: ServeState, req, kind: str, prompt,
     rid = P.new_id("chatcmpl" if kind == "chat" else "cmpl")
     if req.stream:
         return StreamingResponse(sse_events(rid, state.model_id, kind, jobs, queue,
-                                            req.include_usage()),
+                                            req.include_usage(), echo,
+                                            ToolCallStream() if tools else None),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    return JSONResponse(await collect(request, rid, state.model_id, kind, jobs, queue))
+    body = await collect(request, rid, state.model_id, kind, jobs, queue, echo)
+    return JSONResponse(shape_response(body) if tools and body else body)
 
 
-def _choice_params(params: GenParams, index: int) -> GenParams:
-    """Choice ``index`` of a seeded request samples with seed + index: n distinct, reproducible."""
-    if params.seed is None or index == 0:
-        return params
-    seed = (params.seed + index) % 2**64  # stays inside torch.manual_seed's range
-    return dataclasses.replace(params, seed=seed)
+def _echo(req, kind: str, prompt) -> str | None:
+    """Completions' ``echo``: the prompt text starts every choice (not with logprobs, which
+    would then have to cover the prompt's tokens too)."""
+    if kind != "text" or not req.echo:
+        return None
+    if req.logprobs is not None:
+        raise APIError(400, "'echo' together with 'logprobs' is not supported by this server",
+                       param="echo", code="unsupported_parameter")
+    return prompt
 
 
 def _emitter(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, index: int):

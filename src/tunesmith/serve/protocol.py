@@ -2,8 +2,8 @@
 
 Requests are parsed from raw bytes with ``model_validate_json`` in strict mode: ``"max_tokens":
 "5"`` is an error, as with OpenAI. Unknown top-level fields are rejected (a typo such as
-``max_token`` would otherwise be silently ignored); the common OpenAI fields we do not implement
-are accepted and ignored so existing clients keep working.
+``max_token`` would otherwise be silently ignored). What each OpenAI field does here -- or the 400
+that names it when this server cannot do what it asks -- is in ``serve/fields.py``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ class ChatMessage(_Lenient):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list | None = None  # an assistant turn that called tools (serve/tools.py)
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -54,12 +56,10 @@ class _Sampling(_Strict):
     seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)  # torch.manual_seed's range
     stream: bool = False
     stream_options: StreamOptions | None = None
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
     logit_bias: dict | None = None
     user: str | None = None
-    logprobs: Any = None
-    top_logprobs: int | None = None
     response_format: dict | None = None
     tools: list | None = None
     tool_choice: Any = None
@@ -82,12 +82,15 @@ class _Sampling(_Strict):
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     system: str | None = None  # extension: a system prompt without editing `messages`
     max_completion_tokens: int | None = Field(None, ge=1)
 
     def conversation(self) -> list[dict]:
         """Messages as the template expects them (``developer`` is OpenAI's new ``system``)."""
-        msgs = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+        msgs = [{"role": "system" if m.role == "developer" else m.role, "content": m.text(),
+                 **({"tool_calls": m.tool_calls} if m.tool_calls else {})}
                 for m in self.messages]
         if self.system is not None and not (msgs and msgs[0]["role"] == "system"):
             msgs.insert(0, {"role": "system", "content": self.system})
@@ -99,6 +102,7 @@ class ChatCompletionRequest(_Sampling):
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str]
+    logprobs: int | None = Field(None, ge=0, le=5)
     echo: bool | None = None
     best_of: int | None = None
     suffix: str | None = None
@@ -150,9 +154,10 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
 
 
 def chat_response(rid: str, model: str, choices: list[dict], use: dict) -> dict:
-    """``choices``: ``{"index", "text", "finish_reason"}`` each."""
+    """``choices``: ``{"index", "text", "finish_reason"[, "logprobs"]}`` each."""
     return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": c["index"], "logprobs": None, "finish_reason": c["finish_reason"],
+            "choices": [{"index": c["index"], "logprobs": c.get("logprobs"),
+                         "finish_reason": c["finish_reason"],
                          "message": {"role": "assistant", "content": c["text"]}}
                         for c in choices],
             "usage": use}
@@ -160,15 +165,15 @@ def chat_response(rid: str, model: str, choices: list[dict], use: dict) -> dict:
 
 def completion_response(rid: str, model: str, choices: list[dict], use: dict) -> dict:
     return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": c["index"], "text": c["text"], "logprobs": None,
+            "choices": [{"index": c["index"], "text": c["text"], "logprobs": c.get("logprobs"),
                          "finish_reason": c["finish_reason"]} for c in choices],
             "usage": use}
 
 
 def chat_chunk(rid: str, model: str, index: int, delta: dict, finish: str | None,
-               with_usage: bool) -> dict:
+               with_usage: bool, logprobs: dict | None = None) -> dict:
     chunk = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()),
-             "model": model, "choices": [{"index": index, "delta": delta, "logprobs": None,
+             "model": model, "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
                                           "finish_reason": finish}]}
     if with_usage:
         chunk["usage"] = None
@@ -176,9 +181,10 @@ def chat_chunk(rid: str, model: str, index: int, delta: dict, finish: str | None
 
 
 def completion_chunk(rid: str, model: str, index: int, text: str, finish: str | None,
-                     with_usage: bool) -> dict:
+                     with_usage: bool, logprobs: dict | None = None) -> dict:
     chunk = {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
-             "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish}]}
+             "choices": [{"index": index, "text": text, "logprobs": logprobs,
+                          "finish_reason": finish}]}
     if with_usage:
         chunk["usage"] = None
     return chunk

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 
+from . import fields as F
 from . import protocol as P
 from .errors import APIError, error_body
 
@@ -28,29 +29,52 @@ def _generation_error(message: str) -> dict:
     return error_body(message, "server_error", None, "generation_failed")
 
 
-def _chunk(rid, model, kind, index, text, finish, with_usage, first=False):
+def _chunk(rid, model, kind, index, text, finish, with_usage, first=False, logprobs=None):
     if kind == "text":
-        return P.completion_chunk(rid, model, index, text, finish, with_usage)
+        return P.completion_chunk(rid, model, index, text, finish, with_usage, logprobs)
     delta = {"role": "assistant", "content": text} if first else ({"content": text} if finish is None else {})
-    return P.chat_chunk(rid, model, index, delta, finish, with_usage)
+    return P.chat_chunk(rid, model, index, delta, finish, with_usage, logprobs)
+
+
+def _logprobs(kind: str, entries: list[dict] | None, offset: int = 0) -> dict | None:
+    """Token log-probabilities in the endpoint's shape (completions: text offsets from
+    ``offset``)."""
+    if entries is None:
+        return None
+    return F.chat_logprobs(entries) if kind == "chat" else F.completion_logprobs(entries, offset)
 
 
 async def sse_events(rid: str, model: str, kind: str, jobs, queue: asyncio.Queue,
-                     include_usage: bool):
-    """``data: {...}`` chunks, then ``data: [DONE]``; an error becomes an error event + [DONE]."""
+                     include_usage: bool, echo: str | None = None, tools=None):
+    """``data: {...}`` chunks, then ``data: [DONE]``; an error becomes an error event + [DONE].
+    ``echo``: text sent first in every choice (completions' ``echo``). ``tools``: a
+    ``serve.tools.ToolCallStream`` turning tool calls into ``tool_calls`` deltas."""
     try:
-        if kind == "chat":
-            for job in jobs:
+        for job in jobs:
+            if kind == "chat":
                 yield _sse(_chunk(rid, model, kind, job.index, "", None, include_usage, first=True))
-        open_rows = len(jobs)
+            elif echo:
+                yield _sse(_chunk(rid, model, kind, job.index, echo, None, include_usage))
+        open_rows, offsets = len(jobs), {j.index: len(echo or "") for j in jobs}
         while open_rows:
             index, event = await queue.get()
-            if event[0] == "text":
-                yield _sse(_chunk(rid, model, kind, index, event[1], None, include_usage))
+            if event[0] == "text" and tools is not None:
+                for delta in tools.text(index, event[1]):
+                    yield _sse(P.chat_chunk(rid, model, index, delta, None, include_usage))
+            elif event[0] == "text":
+                lps = _logprobs(kind, event[2], offsets[index])
+                yield _sse(_chunk(rid, model, kind, index, event[1], None, include_usage,
+                                  logprobs=lps))
+                offsets[index] += len(event[1])
             elif event[0] == "done":
                 open_rows -= 1
+                reason = event[1]
+                if tools is not None:
+                    deltas, reason = tools.done(index, reason)
+                    for delta in deltas:
+                        yield _sse(P.chat_chunk(rid, model, index, delta, None, include_usage))
                 text = "" if kind == "text" else None
-                yield _sse(_chunk(rid, model, kind, index, text, event[1], include_usage))
+                yield _sse(_chunk(rid, model, kind, index, text, reason, include_usage))
             else:
                 yield _sse(_generation_error(event[1]))
                 break
@@ -74,9 +98,11 @@ def _usage(jobs) -> dict:
     return P.usage(jobs[0].prompt_tokens, sum(j.completion_tokens for j in jobs))
 
 
-async def collect(request, rid: str, model: str, kind: str, jobs, queue: asyncio.Queue) -> dict:
+async def collect(request, rid: str, model: str, kind: str, jobs, queue: asyncio.Queue,
+                  echo: str | None = None) -> dict:
     """Wait for every choice; a client that disconnects meanwhile cancels its jobs."""
-    texts = {j.index: [] for j in jobs}
+    texts = {j.index: [echo] if echo else [] for j in jobs}
+    logprobs: dict[int, list | None] = {j.index: None for j in jobs}
     finish: dict[int, str] = {}
     next_check = time.monotonic() + DISCONNECT_POLL_S
     try:
@@ -92,6 +118,8 @@ async def collect(request, rid: str, model: str, kind: str, jobs, queue: asyncio
                 continue
             if event[0] == "text":
                 texts[index].append(event[1])
+                if event[2] is not None:
+                    logprobs[index] = (logprobs[index] or []) + event[2]
             elif event[0] == "done":
                 finish[index] = event[1]
             else:
@@ -99,7 +127,9 @@ async def collect(request, rid: str, model: str, kind: str, jobs, queue: asyncio
     finally:
         for job in jobs:
             job.cancel()
-    choices = [{"index": i, "text": "".join(texts[i]), "finish_reason": finish[i]}
+    wants = any(j.params.logprobs for j in jobs)
+    choices = [{"index": i, "text": "".join(texts[i]), "finish_reason": finish[i],
+                "logprobs": _logprobs(kind, logprobs[i] or [], len(echo or "")) if wants else None}
                for i in sorted(texts)]
     build = P.chat_response if kind == "chat" else P.completion_response
     return build(rid, model, choices, _usage(jobs))

@@ -13,7 +13,7 @@ from pathlib import Path
 from .runner import RunResult
 
 METRIC_COLUMNS = ("train_loss", "final_loss", "eval_loss", "peak_mem_mb", "tokens_per_s",
-                  "train_runtime_s", "steps")
+                  "train_runtime_s", "steps", "loss_points")
 PREDICT_BOOKKEEPING = ("predict_samples", "predict_runtime", "predict_samples_per_second",
                       "predict_batch_size", "predict_split")
 
@@ -45,12 +45,21 @@ def result_row(result: RunResult) -> dict:
         "tokens_per_s": tokens_per_second(result),
         "train_runtime_s": m.get("train_runtime"),
         "steps": _last(log, "step"),
+        "loss_points": loss_points(result),
     })
     for key, value in m.items():  # predict scores, when the sweep ran predict
         if key.startswith("predict_") and key not in PREDICT_BOOKKEEPING:
             row[key] = value
     row["error"] = result.error
     return row
+
+
+MIN_POINTS = 3  # fewer logged losses than this is not a curve to compare
+
+
+def loss_points(result: RunResult) -> int:
+    """How many training-loss values the run logged."""
+    return sum(1 for r in result.log if "loss" in r)
 
 
 def _fmt(value) -> str:
@@ -104,9 +113,15 @@ def write_report(root: Path, results: list[RunResult], keys: list[str], command:
     best = best_run(rows)
     if best:
         lines += [f"Lowest {best[1]}: **{best[0]['run']}** ({_fmt(best[0][best[1]])}).", ""]
-    lines += ["Columns: train_loss is the Trainer's mean over the run; final_loss the last logged "
-              "step; peak_mem_mb the run's peak GPU memory (CUDA) or process RSS (CPU); "
+    lines += ["Columns: train_loss is the Trainer's mean over the run; final_loss the loss at the "
+              "last step (always logged); loss_points how many losses the run logged; peak_mem_mb the run's peak GPU memory (CUDA) or process RSS (CPU); "
               "tokens_per_s non-padding tokens fed per second of training.", ""]
+    sparse = [r for r in rows if r["status"] != "failed" and r["loss_points"] < MIN_POINTS]
+    if sparse:
+        lines += ["## Too few points to compare", ""] + [
+            f"- {r['run']}: {r['loss_points']} logged loss value(s) over {_fmt(r['steps'])} "
+            "steps; its curve and final_loss say little (rerun the sweep with a smaller "
+            "logging_steps, e.g. logging_steps=1)" for r in sparse] + [""]
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:
         lines += ["## Failed runs", ""] + [f"- {r['run']}: {r['error']} (log: sweep_logs/"

@@ -19,7 +19,8 @@ from typing import Callable
 
 import yaml
 
-from ..config import ALIASES, build_config, parse_overrides, read_yaml
+from ..config import ALIASES, build_config
+from ..config_parse import parse_overrides, read_yaml
 from ..errors import ConfigError
 from .grid import point_name, point_tags
 
@@ -28,6 +29,10 @@ LOG_DIR = "sweep_logs"
 DONE_FILE = "all_results.json"
 PREDICT_DIR = "predict"  # predict writes its own data_report.json: keep it apart
 PREDICT_FILE = "predict_results.json"
+# Unless the sweep itself sets logging_steps (command line or grid), every run logs each 5% of
+# its steps: the config's interval was chosen for one long run and may exceed a short sweep
+# run, leaving one point per curve (the last step is always logged too).
+LOG_FRACTION = 0.05
 
 
 @dataclass
@@ -69,6 +74,8 @@ def plan_runs(config: str | None, overrides: list[str], points: list[dict[str, s
         ConfigError: naming the grid point whose config is invalid.
     """
     base = base_mapping(config, overrides)
+    if not sweep_sets_logging(overrides, points):
+        base["logging_steps"] = LOG_FRACTION
     root = Path(str(build_config(dict(base), _source(config)).train.output_dir))
     plans, seen = [], set()
     for point in points:
@@ -86,6 +93,13 @@ def plan_runs(config: str | None, overrides: list[str], points: list[dict[str, s
         plans.append(RunPlan(name, point, root / name, raw, root / CONFIG_DIR / f"{name}.yaml",
                              root / LOG_DIR / f"{name}.log"))
     return root, plans
+
+
+def sweep_sets_logging(overrides: list[str], points: list[dict[str, str]]) -> bool:
+    """Whether the sweep's command line or grid chooses ``logging_steps`` itself."""
+    keys = {ALIASES.get(k, k) for k in parse_overrides(list(overrides))}
+    keys |= {ALIASES.get(k, k) for point in points for k in point}
+    return "logging_steps" in keys
 
 
 def _source(config: str | None) -> str:

@@ -75,6 +75,12 @@ class LogCallback(TrainerCallback):
                 "elapsed_s": round(elapsed, 2), "remaining_s": round(remaining, 2),
                 "peak_mem_mb": round(peak_memory_mb(), 1)}
 
+    def on_step_end(self, args, state, control, **kwargs):
+        # The last step is always logged, whatever logging_steps is: a run's final loss and a
+        # short run's curve would otherwise be missing (HF logs only multiples of the interval).
+        if state.global_step >= state.max_steps:
+            control.should_log = True
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return

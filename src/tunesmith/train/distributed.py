@@ -1,21 +1,20 @@
-"""More than one process: ``nproc_per_node`` relaunch, DeepSpeed and FSDP config pass-through.
+"""More than one process: who is a rank, the same-job check, DeepSpeed and FSDP configs.
 
-``tunesmith train ... nproc_per_node=N`` re-runs itself as ``python -m torch.distributed.run
---nproc_per_node N -m tunesmith.cli train ...`` (no shell). Started under ``torchrun`` or
+``tunesmith train ... nproc_per_node=N [nnodes=M node_rank=R master_addr=A]`` re-runs itself
+under ``torch.distributed.run`` (``launcher.py``, no shell). Started under ``torchrun`` or
 ``accelerate launch`` (``WORLD_SIZE`` set), it trains as one rank of that group; the HF Trainer
-sets up DDP (gloo on CPU, nccl on CUDA).
+sets up DDP (gloo on CPU, nccl on CUDA), or FSDP / DeepSpeed when configured.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 def world_size() -> int:
@@ -31,68 +30,49 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def check_same_run(cfg: RunConfig, fingerprint: dict) -> None:
+    """Every rank of the job runs the same config, data and base model (else ConfigError).
+
+    The ranks exchange their config (all keys but ``node_rank``) and the data and model hashes
+    of their run fingerprint before the model is loaded, so nodes started with different
+    configs or files stop at once with the difference named, instead of training apart.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    mine = {"node": cfg.train.node_rank,
+            "config": {k: v for k, v in cfg.to_flat().items() if k not in NODE_KEYS},
+            "data": fingerprint["data"]["hash"], "model": fingerprint["base_model"]["hash"]}
+    every: list = [None] * dist.get_world_size()
+    dist.all_gather_object(every, mine)
+    for rank, other in enumerate(every):
+        diff = _differences(every[0], other)
+        if diff:
+            raise ConfigError(f"rank {rank} (node {other['node']}) is not running the same job "
+                              f"as rank 0 (node {every[0]['node']}): {diff}; start every node "
+                              "with the same config, data and model (only node_rank differs)")
 
 
-def launch_command(nproc: int, argv: list[str]) -> list[str]:
-    """The torch.distributed.run command re-running this CLI in ``nproc`` processes."""
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-            "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-            "-m", "tunesmith.cli", "train", *argv]
+NODE_KEYS = ("node_rank",)  # the one key that differs between the nodes of a job
 
 
-def relaunch(nproc: int, argv: list[str]) -> int:
-    """Run the distributed job and return its exit code (the ranks' own output streams through)."""
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    proc = subprocess.Popen(launch_command(nproc, argv), env=env)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:  # torchrun forwards the signal to the ranks; wait for their save
-        return proc.wait()
-
-
-def check_deepspeed(path: str) -> str:
-    """The DeepSpeed JSON exists and parses, and deepspeed is installed (else one line)."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ConfigError(f"key 'deepspeed': config file '{path}' not found "
-                          "(ready ones: examples/deepspeed/ds_z2_config.json, ds_z3_offload_config.json)")
-    try:
-        json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} line {exc.lineno}: invalid JSON: {exc.msg}") from None
-    try:
-        import deepspeed  # noqa: F401
-    except ImportError:
-        raise ConfigError("key 'deepspeed' needs the DeepSpeed package: pip install deepspeed "
-                          "(Linux + a CUDA toolkit); or remove 'deepspeed' to train with DDP") from None
-    return str(p)
-
-
-def fsdp_kwargs(value: str) -> dict:
-    """``fsdp: path.json`` (an FSDP config, examples/fsdp/) or an options string
-    (``full_shard auto_wrap``) -> TrainingArguments keywords."""
-    if value.endswith((".json", ".yaml", ".yml")):
-        p = Path(value).expanduser()
-        if not p.is_file():
-            raise ConfigError(f"key 'fsdp': config file '{value}' not found")
-        try:
-            config = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{value} line {exc.lineno}: invalid JSON: {exc.msg}") from None
-        options = config.pop("fsdp", "full_shard auto_wrap")
-        return {"fsdp": options, "fsdp_config": config}
-    return {"fsdp": value}
+def _differences(ref: dict, other: dict) -> str:
+    keys = sorted(k for k in set(ref["config"]) | set(other["config"])
+                  if ref["config"].get(k) != other["config"].get(k))
+    parts = [f"{k}={other['config'].get(k)!r} vs {ref['config'].get(k)!r}" for k in keys[:3]]
+    parts += [f"{what} files differ" for what in ("data", "model") if ref[what] != other[what]]
+    return "; ".join(parts)
 
 
 def parallel_kwargs(t) -> dict:
     """DeepSpeed / FSDP keywords for TrainingArguments (validated)."""
     if t.deepspeed:
+        from .deepspeed import check_deepspeed
+
         return {"deepspeed": check_deepspeed(t.deepspeed)}
     if t.fsdp:
+        from .fsdp import fsdp_kwargs
+
         return fsdp_kwargs(t.fsdp)
     return {}

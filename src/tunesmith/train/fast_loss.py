@@ -53,37 +53,39 @@ def auto_chunk(vocab: int) -> int:
     return max(64, CHUNK_ELEMENTS // max(vocab, 1))
 
 
-class _FusedHeadCE(torch.autograd.Function):
-    """Sum of cross entropy of ``hidden @ weight.T`` against ``targets``, chunk by chunk.
+class FusedTokenLogps(torch.autograd.Function):
+    """``log_softmax(hidden @ weight.T)[targets]`` per row (N,), chunk by chunk.
 
-    The gradient with respect to ``hidden`` is computed in the forward pass (softmax minus one-hot,
-    times the weight), so no chunk's logits outlive its loop iteration and backward only scales
-    the stored (N, H) gradient: the head's logits never exist for more than ``chunk`` rows and are
-    never recomputed. Only for a frozen, bias-free head (LoRA and the other adapters); the numerics
-    follow the standard path (logits in the weight dtype, softmax in fp32, the logit gradient cast
-    back to the weight dtype before the matmul).
+    The gradient with respect to ``hidden``, (onehot(target) - softmax) @ weight, is computed in
+    the forward pass and stored as one (N, H) tensor, so no chunk's logits outlive its loop
+    iteration and backward only scales its rows by the incoming per-token gradient: the head's
+    logits never exist for more than ``chunk`` rows and are never recomputed. Only for a frozen,
+    bias-free head (LoRA and the other adapters); the numerics follow the standard path (logits in
+    the weight dtype, softmax in fp32, the logit gradient cast back to the weight dtype before the
+    matmul). SFT's loss is minus their sum; preference losses sum them per sequence
+    (``pref_logps.py``).
     """
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, chunk):
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
         grad = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
         for start in range(0, hidden.shape[0], chunk):
             h, t = hidden[start:start + chunk], targets[start:start + chunk]
             logits = F.linear(h, weight).float()
             lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            out[start:start + chunk] = logits.gather(1, t[:, None]).squeeze(1) - lse
             if grad is not None:
-                probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place
-                probs[torch.arange(t.shape[0], device=t.device), t] -= 1.0
+                probs = logits.sub_(lse[:, None]).exp_().neg_()  # -softmax, in place
+                probs[torch.arange(t.shape[0], device=t.device), t] += 1.0
                 grad[start:start + chunk] = probs.to(weight.dtype) @ weight
         ctx.save_for_backward(grad)
-        return total
+        return out
 
     @staticmethod
     def backward(ctx, grad_output):
         (grad,) = ctx.saved_tensors
-        return grad * grad_output.to(grad.dtype), None, None, None
+        return grad * grad_output.to(grad.dtype)[:, None], None, None, None
 
 
 def fusable_head(head) -> bool:
@@ -99,7 +101,7 @@ def head_loss_sum(head, hidden: torch.Tensor, targets: torch.Tensor,
     n = hidden.shape[0]
     if fusable_head(head):
         size = chunk or auto_chunk(head.weight.shape[0])
-        return _FusedHeadCE.apply(hidden, head.weight, targets, size)
+        return -FusedTokenLogps.apply(hidden, head.weight, targets, size).sum()
     if chunk and n > chunk:
         from torch.utils.checkpoint import checkpoint
 

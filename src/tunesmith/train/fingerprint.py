@@ -10,28 +10,23 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..digest import hash_file_sample
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 # Config keys that change what a resumed run would compute (not lr/max_steps: extending is fine).
 KEY_CONFIG = ("train.seed", "train.per_device_train_batch_size", "train.gradient_accumulation_steps",
-              "method.method", "method.params", "data.cutoff_len", "data.train_on", "model.template")
-_SAMPLE = 1 << 20  # bytes hashed from each end of every weight file
+              "method.stage", "method.stage_params", "method.method", "method.params",
+              "data.cutoff_len", "data.train_on", "model.template")
 
 
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _hash_weight_file(path: Path, h) -> None:
-    """Name, size, the safetensors header and the first/last MiB: cheap and identifying."""
-    size = path.stat().st_size
-    h.update(f"{path.name}:{size}".encode())
-    with path.open("rb") as fh:
-        h.update(fh.read(_SAMPLE))
-        if size > 2 * _SAMPLE:
-            fh.seek(size - _SAMPLE)
-            h.update(fh.read(_SAMPLE))
 
 
 def model_hash(path: str | Path) -> str:
@@ -42,7 +37,7 @@ def model_hash(path: str | Path) -> str:
     if config.is_file():
         h.update(json.dumps(json.loads(config.read_text(encoding="utf-8")), sort_keys=True).encode())
     for weights in sorted(root.glob("*.safetensors")) + sorted(root.glob("*.bin")):
-        _hash_weight_file(weights, h)
+        hash_file_sample(weights, h)
     return h.hexdigest()[:16]
 
 
@@ -64,13 +59,17 @@ def _get(cfg, dotted: str):
     return getattr(getattr(cfg, section), key)
 
 
-def run_fingerprint(cfg, model_path, data, world_size: int = 1) -> dict:
+def run_fingerprint(cfg: RunConfig, model_path, data, world_size: int = 1) -> dict:
     """The fingerprint of this run (JSON-able)."""
     key = {k: _get(cfg, k) for k in KEY_CONFIG}
     key["world_size"] = world_size
+    if hasattr(data.train, "identity"):  # a stream: its files and settings, never read whole
+        data_id = {"hash": data.train.identity(), "train_examples": None}
+    else:
+        data_id = {"hash": data_hash(list(data.train) + list(data.eval)),
+                   "train_examples": len(data.train)}
     return {"base_model": {"name": cfg.model.model_name_or_path, "hash": model_hash(model_path)},
-            "data": {"hash": data_hash(list(data.train) + list(data.eval)),
-                     "train_examples": len(data.train)},
+            "data": data_id,
             "config": key, "config_hash": _digest(key)}
 
 

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from ..model.load import load_model
 from .arguments import training_dtype
 
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
-def load_for_training(cfg, path):
+
+def load_for_training(cfg: RunConfig, path):
     """Load the base model for training in the dtype the hardware and config choose."""
-    quant = None
-    if cfg.model.quantization_bit:
+    quant, dtype = None, training_dtype(cfg)
+    if cfg.model.quantization_bit:  # the 4-bit compute dtype follows the training dtype
         from ..model.quantize import quantization_config
 
-        quant = quantization_config(cfg.model)
-    model = load_model(cfg.model, dtype=training_dtype(cfg), path=path, quantization_config=quant)
+        quant = quantization_config(cfg.model, compute_dtype=dtype)
+    model = load_model(cfg.model, dtype=dtype, path=path, quantization_config=quant)
     model.config.use_cache = False
-    if cfg.train.gradient_checkpointing:
+    if cfg.train.gradient_checkpointing is True:
         enable_checkpointing(model)
     if cfg.train.fast_loss:
         from .fast_loss import enable_fast_loss

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 def read_log(output_dir: str | Path) -> list[dict]:
@@ -37,7 +41,7 @@ def plot_loss(output_dir: str | Path, key: str = "loss") -> Path | None:
     return path
 
 
-def write_model_card(output_dir: str | Path, cfg, metrics: dict) -> Path:
+def write_model_card(output_dir: str | Path, cfg: RunConfig, metrics: dict) -> Path:
     """A README.md naming base model, data, method, hyperparameters and final metrics."""
     t, m = cfg.train, cfg.method
     lines = [
@@ -48,7 +52,7 @@ def write_model_card(output_dir: str | Path, cfg, metrics: dict) -> Path:
         f"| data | {', '.join(cfg.data.dataset or [])} (train_on: {cfg.data.train_on}, "
         f"cutoff_len: {cfg.data.cutoff_len}) |",
         f"| method | {m.method} {json.dumps(m.params) if m.params else ''} |",
-        f"| stage | {m.stage} |",
+        f"| stage | {m.stage} {json.dumps(m.stage_params) if m.stage_params else ''} |",
         f"| learning rate | {t.learning_rate} ({t.lr_scheduler_type}) |",
         f"| epochs / max steps | {t.num_train_epochs} / {t.max_steps} |",
         f"| batch | {t.per_device_train_batch_size} x accumulation {t.gradient_accumulation_steps} |",

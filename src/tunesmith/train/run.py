@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transformers import set_seed
 
@@ -23,17 +24,23 @@ from ..data.load import load_data
 from ..methods import method_params
 from ..model.load import load_tokenizer, resolve_model_path
 from .arguments import build_training_args, cpu_autocast
+from .auto import resolve_speed_keys
 from .callbacks import LogCallback, ProgressCallback, peak_memory_mb
 from .checkpoint import (clean_stale, disk_full_error, is_disk_full, latest_checkpoint,
                          read_marker, resolve_resume)
-from .distributed import is_main_process
+from .distributed import check_same_run, is_main_process
 from .fingerprint import check_resume, run_fingerprint
 from .model import adapter_inputs_as_is, describe_trainable, load_for_training
+from .new_tokens import add_run_tokens, record_tokens, train_new_rows
+from .optimizers import optimizer_factory
 from .records import plot_loss, write_model_card
 from .signals import StopOnSignal, StopRequest, interrupted, trap_signals
 from .stages import Stage, check_stage, stage_template
 from .trackers import setup_trackers, tracker_callbacks
 from .trainer import NonFiniteLoss, non_finite_params
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 def log(msg: str) -> None:
@@ -41,7 +48,7 @@ def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def run_training(cfg) -> dict:
+def run_training(cfg: RunConfig) -> dict:
     """Train per ``cfg`` and write the complete run record to ``cfg.train.output_dir``.
 
     Returns:
@@ -53,23 +60,38 @@ def run_training(cfg) -> dict:
     start = time.time()
     out = Path(cfg.train.output_dir)
     stage = check_stage(cfg)
+    if cfg.data.streaming:
+        from ..data.stream import check_streaming
+
+        check_streaming(cfg, stage.data_kind)
     setup_trackers(cfg)
     args = build_training_args(cfg)  # every argument error before anything is loaded
     if is_main_process():
         save_config(cfg, out)
         clean_stale(out)
-    path = resolve_model_path(cfg.model.model_name_or_path)
+    path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
+    add_run_tokens(cfg, tokenizer)  # new tokens tokenize as one id in the data
     template = stage_template(cfg, tokenizer, stage)
-    data = load_data(cfg, tokenizer, template, kind=stage.data_kind)
+    data = _load(cfg, tokenizer, template, stage.data_kind)
     if is_main_process():
         data.report.save(out)
-    log(data.report.summary())
+    log(_data_line(cfg, data))
     fingerprint = run_fingerprint(cfg, path, data, args.world_size)
+    check_same_run(cfg, fingerprint)  # every node the same job (before any per-node choice)
+    sample = data.train.sample(256) if cfg.data.streaming else data.train
+    if resolve_speed_keys(cfg, sample, log):
+        args = build_training_args(cfg)  # with the checkpointing choice
     resume = find_resume(cfg, out, fingerprint)
+    if resume and cfg.data.streaming:
+        _resume_stream(data.train, resume)
     method, params = method_params(cfg)
     set_seed(cfg.train.seed)  # adapter init (LoRA A, ...) draws from the global RNG
-    model = method.apply(load_for_training(cfg, path), params, cfg)
+    base = load_for_training(cfg, path)
+    params = train_new_rows(base, tokenizer, method, params, cfg)  # resize_vocab / new tokens
+    model = method.apply(base, params, cfg)
+    if stage.prepare_model is not None:
+        model = stage.prepare_model(cfg, model)
     log(describe_trainable(model))
     trainer = build_trainer(cfg, model, tokenizer, data, args=args, fingerprint=fingerprint,
                             stage=stage)
@@ -84,7 +106,33 @@ def run_training(cfg) -> dict:
     return metrics
 
 
-def find_resume(cfg, out: Path, fingerprint: dict) -> Path | None:
+def _load(cfg, tokenizer, template, kind: str):
+    """The run's data: in memory, or a stream (``streaming: true``, data/stream.py)."""
+    if cfg.data.streaming:
+        from ..data.stream import load_stream
+
+        return load_stream(cfg, tokenizer, template, kind=kind)
+    return load_data(cfg, tokenizer, template, kind=kind)
+
+
+def _data_line(cfg, data) -> str:
+    if not cfg.data.streaming:
+        return data.report.summary()
+    return (f"data: streaming {', '.join(data.report.sources)} (buffer {cfg.data.buffer_size} "
+            f"rows, {cfg.data.mix_strategy}); rows are counted in data_report.json as they are read")
+
+
+def _resume_stream(stream, checkpoint: Path) -> None:
+    from .stream_dataset import resume_stream
+
+    at = resume_stream(stream, checkpoint)
+    if at is None:
+        log(f"warning: {checkpoint.name} has no stream position: the stream starts from its first row")
+    else:
+        log(f"stream: rows up to {at[0]} were trained on; continuing after them")
+
+
+def find_resume(cfg: RunConfig, out: Path, fingerprint: dict) -> Path | None:
     """The checkpoint to resume from (checked against this run's fingerprint), or None."""
     value = cfg.train.resume_from_checkpoint
     resume = resolve_resume(value, out)
@@ -120,7 +168,7 @@ def train(trainer, resume: Path | None, out: Path, autocast_inputs: bool = False
     return result
 
 
-def build_trainer(cfg, model, tokenizer, data, args=None, fingerprint=None,
+def build_trainer(cfg: RunConfig, model, tokenizer, data, args=None, fingerprint=None,
                   stage: Stage | None = None):
     """The stage's Trainer with our callbacks (log, progress, the method's own), no dict printing."""
     from transformers.trainer_callback import PrinterCallback
@@ -130,17 +178,29 @@ def build_trainer(cfg, model, tokenizer, data, args=None, fingerprint=None,
     extra = stage.trainer_kwargs(cfg, model, tokenizer) if stage.trainer_kwargs else {}
     callbacks = [LogCallback(cfg.train.output_dir), ProgressCallback(), *tracker_callbacks(cfg)]
     callbacks += methods.method_callbacks(cfg, model)
+    if cfg.train.early_stopping_steps:
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_steps))
+    train_set, collator = None, stage.collator(cfg, tokenizer)
+    if cfg.data.streaming:
+        from .stream_dataset import stream_parts
+
+        train_set, collator, position = stream_parts(data, collator, cfg.train.output_dir)
+        callbacks.append(position)
     trainer = stage.trainer()(
-        model=model, args=args, train_dataset=stage.dataset(data.train),
-        eval_dataset=stage.dataset(data.eval) if data.eval else None,
-        data_collator=stage.collator(cfg, tokenizer),  # no processing_class: checkpoints skip the
+        model=model, args=args, train_dataset=train_set or stage.dataset(data.train, cfg),
+        eval_dataset=stage.dataset(data.eval, cfg) if data.eval else None,
+        data_collator=collator,  # no processing_class: checkpoints skip the
         # tokenizer (MBs each; resume never needs it; the final dir gets it in save_run)
         callbacks=callbacks, nan_policy=cfg.train.nan_policy, fingerprint=fingerprint, **extra)
     trainer.remove_callback(PrinterCallback)
+    trainer.optimizer_factory = optimizer_factory(cfg)
     return trainer
 
 
-def save_run(trainer, tokenizer, cfg, out: Path, metrics: dict, plots: tuple = ()) -> None:
+def save_run(trainer, tokenizer, cfg: RunConfig, out: Path, metrics: dict,
+             plots: tuple = ()) -> None:
     """Adapter or model, tokenizer, results JSON, loss plots and model card."""
     bad = non_finite_params(trainer.model)
     if bad:
@@ -158,6 +218,7 @@ def save_run(trainer, tokenizer, cfg, out: Path, metrics: dict, plots: tuple = (
 
 def _save_records(trainer, tokenizer, cfg, out: Path, metrics: dict, plots: tuple) -> None:
     methods.finish_save(trainer.model, cfg, out)
+    record_tokens(cfg, trainer.model, out)
     tokenizer.save_pretrained(str(out))
     trainer.save_metrics("train", {k: v for k, v in metrics.items() if not k.startswith("eval_")})
     if any(k.startswith("eval_") for k in metrics):

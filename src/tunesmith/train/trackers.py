@@ -9,10 +9,15 @@ so ``report_to: wandb`` never asks for a login.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..config import suggest
+from ..config_parse import suggest
 from ..errors import ConfigError, require
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 def _tensorboard(out: Path, cfg) -> None:
@@ -35,13 +40,45 @@ def _wandb(out: Path, cfg) -> None:
 
 def _swanlab(out: Path, cfg) -> None:
     require("swanlab", "track", "report_to: swanlab")
-    if not os.environ.get("SWANLAB_API_KEY") and os.environ.get("SWANLAB_MODE") != "disabled":
-        os.environ["SWANLAB_MODE"] = "offline"
-    os.environ["SWANLAB_LOG_DIR"] = str(out / "swanlog")
-    # swanlab 0.10 reads nested settings from SWANLAB_<FIELD>_<SUB>: the project name is
-    # SWANLAB_PROJECT_NAME (a plain SWANLAB_PROJECT would be parsed as the whole project object).
-    os.environ.pop("SWANLAB_PROJECT", None)
-    os.environ["SWANLAB_PROJECT_NAME"] = cfg.train.tracker_project or "tunesmith"
+    if cfg.swanlab.swanlab_api_key:  # read by swanlab.init (login); never saved to the run record
+        os.environ["SWANLAB_API_KEY"] = cfg.swanlab.swanlab_api_key
+
+
+def swanlab_init_args(cfg, out: Path) -> dict:
+    """``swanlab.init`` arguments from the config (LLaMA-Factory's ``swanlab_*`` keys) and the
+    environment. The project: ``swanlab_project``, else ``tracker_project``, else the
+    ``SWANLAB_PROJECT`` variable, else "tunesmith". Without an API key the run is offline (its
+    files under ``output_dir/swanlog``), so ``report_to: swanlab`` never asks for a login."""
+    s = cfg.swanlab
+    mode = {"cloud": "online"}.get(s.swanlab_mode, s.swanlab_mode)
+    if mode is None and not os.environ.get("SWANLAB_API_KEY") and not os.environ.get("SWANLAB_MODE"):
+        mode = "offline"
+    args = {"project": s.swanlab_project or cfg.train.tracker_project
+            or os.environ.get("SWANLAB_PROJECT") or "tunesmith",
+            "workspace": s.swanlab_workspace,
+            "experiment_name": s.swanlab_run_name or cfg.train.run_name,
+            "mode": mode, "logdir": s.swanlab_logdir or str(out / "swanlog"),
+            "tags": list(cfg.train.tracker_tags) or None}
+    if s.swanlab_lark_webhook_url:
+        from swanlab.plugin.notification import LarkCallback
+
+        args["callbacks"] = [LarkCallback(webhook_url=s.swanlab_lark_webhook_url,
+                                          secret=s.swanlab_lark_secret)]
+    return {k: v for k, v in args.items() if v is not None}
+
+
+@contextmanager
+def _plain_project_hidden():
+    """swanlab 0.10 reads nested settings from ``SWANLAB_<FIELD>_<SUB>`` variables and fails on
+    a plain ``SWANLAB_PROJECT=name`` (it parses it as the whole project object). The name is
+    passed to ``swanlab.init`` instead (swanlab_init_args); the variable is set aside only while
+    swanlab reads its settings and restored right after, so the user's environment is kept."""
+    value = os.environ.pop("SWANLAB_PROJECT", None)
+    try:
+        yield
+    finally:
+        if value is not None:
+            os.environ["SWANLAB_PROJECT"] = value
 
 
 TRACKERS = {"tensorboard": _tensorboard, "wandb": _wandb, "swanlab": _swanlab, "none": None}
@@ -66,15 +103,22 @@ class _SwanLabShim:
             return None
 
 
-def swanlab_callback():
-    """transformers' SwanLabCallback over the shim; finishes its run at train end so a second
-    run in the same process (web UI, sweep) starts a new one."""
+def swanlab_callback(init_args: dict | None = None):
+    """transformers' SwanLabCallback over the shim, starting the run with ``init_args``
+    (:func:`swanlab_init_args`); finishes its run at train end so a second run in the same
+    process (web UI, sweep) starts a new one."""
     from transformers.integrations import SwanLabCallback
 
     class Callback(SwanLabCallback):
         def __init__(self):
             super().__init__()
             self._swanlab = _SwanLabShim(self._swanlab)
+
+        def setup(self, args, state, model, **kwargs):
+            if state.is_world_process_zero and self._swanlab.get_run() is None:
+                with _plain_project_hidden():
+                    self._swanlab.init(**(init_args or {}))
+            super().setup(args, state, model, **kwargs)  # config, parameter counts
 
         def on_train_end(self, args, state, control, **kwargs):
             super().on_train_end(args, state, control, **kwargs)
@@ -84,9 +128,11 @@ def swanlab_callback():
     return Callback()
 
 
-def tracker_callbacks(cfg) -> list:
+def tracker_callbacks(cfg: RunConfig) -> list:
     """Callbacks for the trackers in OWN_CALLBACK that ``report_to`` names."""
-    return [swanlab_callback()] if "swanlab" in cfg.train.report_to else []
+    if "swanlab" not in cfg.train.report_to:
+        return []
+    return [swanlab_callback(swanlab_init_args(cfg, Path(cfg.train.output_dir).resolve()))]
 
 
 def check_report_to(names: list[str]) -> None:
@@ -97,7 +143,7 @@ def check_report_to(names: list[str]) -> None:
                               f"known: {', '.join(TRACKERS)}")
 
 
-def setup_trackers(cfg) -> list[str]:
+def setup_trackers(cfg: RunConfig) -> list[str]:
     """Prepare every tracker in ``report_to``; returns the names handed to the Trainer."""
     names = [n for n in cfg.train.report_to if n != "none"]
     check_report_to(names)

@@ -7,15 +7,13 @@
    update and counts it.
 3. Nothing non-finite is ever saved (checked before every checkpoint and the final save).
 
-Test hooks (environment, used only by tests/faults): ``TUNESMITH_TEST_NAN_AT_STEP=k`` makes the
-loss of step k NaN; ``TUNESMITH_TEST_SLOW_SAVE=[step:]s`` sleeps s seconds inside a checkpoint
-write (after the files, before the marker and the rename).
+Fault injection for the fault tests (NaN at a step, a rank killed, a slow checkpoint write) is
+read from ``tunesmith.faults``.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import sys
 import time
@@ -25,17 +23,9 @@ import torch
 from transformers import Trainer
 from transformers.trainer_utils import rotate_checkpoints
 
+from .. import faults
 from ..errors import ConfigError, TunesmithError
 from .checkpoint import (disk_full_error, is_disk_full, publish, staging_root, write_marker)
-
-
-def _slow_save(step: int) -> float:
-    """Test hook: ``TUNESMITH_TEST_SLOW_SAVE=seconds`` (every save) or ``step:seconds``."""
-    value = os.environ.get("TUNESMITH_TEST_SLOW_SAVE", "")
-    if not value:
-        return 0.0
-    at, _, seconds = value.rpartition(":")
-    return float(seconds) if not at or int(at) == step else 0.0
 
 
 class NonFiniteLoss(TunesmithError):
@@ -77,10 +67,33 @@ class TunesmithTrainer(Trainer):
         self.skipped_steps = 0
         self._bad_loss_step: int | None = None
         self._staging: Path | None = None
-        self._nan_at = int(os.environ.get("TUNESMITH_TEST_NAN_AT_STEP", "0") or 0)
+        self._nan_at = faults.nan_at_step()
+
+    def create_accelerator_and_postprocess(self) -> None:
+        """FSDP on CPU (gloo): see ``fsdp.py`` (accelerate drops the plugin on CPU)."""
+        if self.args.fsdp_plugin_args is None or not self.args.use_cpu:
+            return super().create_accelerator_and_postprocess()
+        from .fsdp import fsdp_on_cpu
+
+        with fsdp_on_cpu():
+            return super().create_accelerator_and_postprocess()
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """A sharded FSDP model is gathered and saved whole (fsdp.py): in the run folder, and in
+        checkpoints when it is an adapter (small); else the Trainer's save."""
+        from .fsdp import save_full
+
+        adapter = hasattr(self.model, "peft_config")
+        if (_internal_call and not adapter) or not save_full(self, output_dir or self.args.output_dir):
+            super().save_model(output_dir, _internal_call)
+
+    # (model, args) -> optimizer, set by build_trainer for LoRA+ (train/optimizers.py)
+    optimizer_factory = None
 
     def create_optimizer(self, *args, **kwargs):
         """An optimizer whose package is missing -> one line naming it (not a traceback)."""
+        if self.optimizer is None and self.optimizer_factory is not None:
+            self.optimizer = self.optimizer_factory(self.model, self.args)
         try:
             return super().create_optimizer(*args, **kwargs)
         except ImportError as exc:
@@ -90,13 +103,19 @@ class TunesmithTrainer(Trainer):
     # --- per-step NaN guard ---------------------------------------------------------------
     def compute_loss(self, model, inputs, *args, **kwargs):
         out = super().compute_loss(model, inputs, *args, **kwargs)
+        if isinstance(out, tuple):
+            return (self.inject_test_nan(model, out[0]), *out[1:])
+        return self.inject_test_nan(model, out)
+
+    def inject_test_nan(self, model, loss):
+        """Fault injection (``faults.nan_at_step``): that step's loss becomes NaN (stages with
+        their own ``compute_loss`` call this too)."""
         if self._nan_at and self.state.global_step + 1 == self._nan_at and model.training:
-            if isinstance(out, tuple):
-                return (out[0] * float("nan"), *out[1:])
-            return out * float("nan")
-        return out
+            return loss * float("nan")
+        return loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        faults.die_if_due(self.state.global_step + 1)
         loss = super().training_step(model, inputs, num_items_in_batch)
         if not torch.isfinite(loss).all():
             self._bad_loss_step = self.state.global_step + 1
@@ -166,9 +185,10 @@ class TunesmithTrainer(Trainer):
         if best and Path(best).parent == self._staging:
             self.state.best_model_checkpoint = str(run_dir / Path(best).name)
             self.state.save_to_json(str(staged / "trainer_state.json"))
-        if _slow_save(self.state.global_step):
-            print(f"TUNESMITH_TEST: writing {final.name}", file=sys.stderr, flush=True)
-            time.sleep(_slow_save(self.state.global_step))
+        pause = faults.slow_save_seconds(self.state.global_step)
+        if pause:
+            faults.announce(f"writing {final.name}")
+            time.sleep(pause)
         write_marker(staged, self.state.global_step, self.fingerprint)
         publish(staged, final)
         shutil.rmtree(self._staging, ignore_errors=True)

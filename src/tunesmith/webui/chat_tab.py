@@ -9,7 +9,7 @@ import gradio as gr
 
 from ..config import build_config
 from ..infer.engine import GenParams
-from . import sources
+from . import picker, sources
 from .i18n import t
 
 MODES = "base,adapter,compare"
@@ -22,7 +22,7 @@ class EngineCache:
         self.size, self.engines, self.lock = size, {}, threading.Lock()
 
     def get(self, model: str, adapter: str | None, trust: bool):
-        from ..infer.hf import load_engine
+        from ..infer.load import load_engine
 
         key = (model, adapter or "", trust)
         with self.lock:
@@ -37,17 +37,12 @@ class EngineCache:
 
 
 def build(ui) -> None:
-    L, roots = ui.labels, ui.roots
+    L = ui.labels
     with gr.Row():
         mode = L(gr.Radio([(t(ui.lang, f"mode_{m}"), m) for m in MODES.split(",")], value="base",
                           label="", elem_id="chat_mode"), "mode")
         L(mode, MODES, "choices")
-        model = L(gr.Dropdown(sources.model_choices(roots), value="smollm2-135m",
-                              allow_custom_value=True, label="", elem_id="chat_model"), "model")
-        adapters = sources.adapter_choices(roots)
-        adapter = L(gr.Dropdown(adapters, value=adapters[0] if adapters else None,
-                                allow_custom_value=True, label="", elem_id="chat_adapter"), "adapter")
-        refresh = L(gr.Button("", elem_id="chat_refresh", scale=0), "refresh", "value")
+        model, adapter = picker.model_and_adapter(ui, "chat")
     trust = L(gr.Checkbox(False, label="", elem_id="chat_trust"), "trust_remote_code")
     system = L(gr.Textbox("", label="", elem_id="chat_system"), "system")
     with L(gr.Accordion("", open=True), "sampling"):
@@ -77,8 +72,6 @@ def build(ui) -> None:
     message.submit(respond, inputs, [left, right, message, error])
     clear.click(lambda: ([], [], ""), None, [left, right, error])
     mode.change(lambda m: gr.update(visible=m == "compare"), mode, right)
-    refresh.click(lambda: (gr.update(choices=sources.model_choices(roots)),
-                           sources.adapter_update(roots)), None, [model, adapter])
 
 
 def _respond(ui, msg, hist_l, hist_r, mode, model, adapter, trust, system, params):

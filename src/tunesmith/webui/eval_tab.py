@@ -7,32 +7,33 @@ import json
 
 import gradio as gr
 
-from . import forms, sources
+from . import forms, picker, sources
 from .i18n import t
 from .jobs import Job, follow, verb_available
 from .runs import read_json
 
 TABLE_COLUMNS = ["prompt", "predict", "label"]
+# The tab's own starting values where the config's defaults (every row, 512 new tokens) would
+# make a first evaluation take minutes on a CPU; both stay editable. Others are the config's.
+QUICK = {"max_samples": 16, "max_new_tokens": 64}
 
 
 def build(ui) -> None:
     L, roots = ui.labels, ui.roots
     L(gr.Markdown("", elem_id="eval_help"), "eval_help", "value")
     with gr.Row():
-        model = L(gr.Dropdown(sources.model_choices(roots), value="smollm2-135m",
-                              allow_custom_value=True, label="", elem_id="eval_model"), "model")
-        adapters = sources.adapter_choices(roots)
-        adapter = L(gr.Dropdown(adapters, value=adapters[0] if adapters else None,
-                                allow_custom_value=True, label="", elem_id="eval_adapter"), "adapter")
-        refresh = L(gr.Button("", elem_id="eval_refresh", scale=0), "refresh", "value")
+        model, adapter = picker.model_and_adapter(ui, "eval")
     names = sources.dataset_choices(roots)
     dataset = L(gr.Dropdown(names, value=names[:1], multiselect=True, allow_custom_value=True,
                             label="", elem_id="eval_dataset"), "dataset")
     with gr.Row():
-        max_samples = gr.Number(16, precision=0, label="max_samples", elem_id="eval_max_samples")
-        max_new = gr.Number(64, precision=0, label="max_new_tokens", elem_id="eval_max_new")
-        batch = gr.Number(8, precision=0, label="per_device_eval_batch_size")
-        cutoff = gr.Number(1024, precision=0, label="cutoff_len")
+        max_samples = gr.Number(QUICK["max_samples"], precision=0, label="max_samples",
+                                elem_id="eval_max_samples")
+        max_new = gr.Number(QUICK["max_new_tokens"], precision=0, label="max_new_tokens",
+                            elem_id="eval_max_new")
+        batch = gr.Number(forms.config_default("per_device_eval_batch_size"), precision=0,
+                          label="per_device_eval_batch_size")
+        cutoff = gr.Number(forms.config_default("cutoff_len"), precision=0, label="cutoff_len")
     run_btn = L(gr.Button("", variant="primary", elem_id="eval_run"), "eval_run", "value")
     log = L(gr.Textbox("", lines=6, max_lines=6, label="", elem_id="eval_log"), "job_log")
     metrics = L(gr.JSON(label="", elem_id="eval_metrics"), "metrics")
@@ -44,7 +45,6 @@ def build(ui) -> None:
 
     run_btn.click(run, [model, adapter, dataset, max_samples, max_new, batch, cutoff],
                   [log, metrics, table])
-    refresh.click(lambda: sources.adapter_update(roots), None, adapter)
 
 
 def _run(ui, model, adapter, dataset, max_samples, max_new, batch, cutoff):

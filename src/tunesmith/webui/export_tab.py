@@ -5,26 +5,23 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import forms, sources
+from . import forms, picker, sources
 from .i18n import t
 from .jobs import Job, follow, verb_available
 from .runs import read_json
 
 
 def build(ui) -> None:
-    L, roots = ui.labels, ui.roots
+    L = ui.labels
     L(gr.Markdown("", elem_id="export_help"), "export_help", "value")
     with gr.Row():
-        model = L(gr.Dropdown(sources.model_choices(roots), value="smollm2-135m",
-                              allow_custom_value=True, label="", elem_id="export_model"), "model")
-        adapters = sources.adapter_choices(roots)
-        adapter = L(gr.Dropdown(adapters, value=adapters[0] if adapters else None,
-                                allow_custom_value=True, label="", elem_id="export_adapter"), "adapter")
-        refresh = L(gr.Button("", elem_id="export_refresh", scale=0), "refresh", "value")
+        model, adapter = picker.model_and_adapter(ui, "export")
     with gr.Row():
         name = L(gr.Textbox("merged", label="", elem_id="export_name"), "export_name")
-        size = gr.Number(5.0, label="export_size (GB per shard)", elem_id="export_size")
-        dtype = gr.Dropdown(["auto", "fp32", "bf16", "fp16"], value="auto", label="export_dtype",
+        size = gr.Number(forms.config_default("export_size"), label="export_size (GB per shard)",
+                         elem_id="export_size")
+        dtype = gr.Dropdown(forms.config_choices("export_dtype"),
+                            value=forms.config_default("export_dtype"), label="export_dtype",
                             elem_id="export_dtype")
     run_btn = L(gr.Button("", variant="primary", elem_id="export_run"), "export_run", "value")
     log = L(gr.Textbox("", lines=6, max_lines=6, label="", elem_id="export_log"), "job_log")
@@ -34,7 +31,6 @@ def build(ui) -> None:
         yield from _run(ui, *values)
 
     run_btn.click(run, [model, adapter, name, size, dtype], [log, check])
-    refresh.click(lambda: sources.adapter_update(roots), None, adapter)
 
 
 def _run(ui, model, adapter, name, size, dtype):

@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
-from ..config import build_config
-from ..methods import METHODS, get_method, method_param_keys
+from ..config import CHOICES, SECTIONS, build_config
+from ..hardware import DTYPE_CHOICES
+from ..methods import METHODS, get_method
 
 
 @dataclass(frozen=True)
@@ -37,15 +38,49 @@ def _kind(tp) -> tuple[str, bool]:
     return "text", optional
 
 
+def config_default(key: str) -> Any:
+    """The config's default for a section key: what the CLI uses when the key is not set."""
+    for cls in SECTIONS.values():
+        for f in dataclasses.fields(cls):
+            if f.name == key:
+                return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    raise KeyError(key)
+
+
+def config_kind(key: str) -> str:
+    """The control kind (bool, int, float, text) of a section key, from its annotation."""
+    for cls in SECTIONS.values():
+        hints = typing.get_type_hints(cls)
+        if key in hints:
+            return _kind(hints[key])[0]
+    raise KeyError(key)
+
+
+def _scheduler_names() -> list[str]:
+    from ..train.arguments import scheduler_names
+
+    return scheduler_names()
+
+
+# Choice keys checked outside config.CHOICES: the values come from where they are checked.
+_CHOICE_SOURCES = {"dtype": lambda: list(DTYPE_CHOICES), "export_dtype": lambda: list(DTYPE_CHOICES),
+                   "lr_scheduler_type": _scheduler_names}
+
+
+def config_choices(key: str) -> list[str]:
+    """The values a choice key accepts, as the config checks them."""
+    if key in CHOICES:
+        return list(CHOICES[key])
+    return _CHOICE_SOURCES[key]()
+
+
 def method_names() -> list[str]:
-    """Every registered method (importing the registry's modules first)."""
-    method_param_keys()
+    """Every registered method (the registry imports its modules on first use)."""
     return sorted(METHODS)
 
 
 def method_fields() -> dict[str, ParamField]:
     """Every method parameter key (union over methods) with the control kind it needs."""
-    method_param_keys()
     out: dict[str, ParamField] = {}
     for method in METHODS.values():
         hints = typing.get_type_hints(method.params_cls)
@@ -55,10 +90,48 @@ def method_fields() -> dict[str, ParamField]:
     return out
 
 
+def _defaults(params_cls) -> dict[str, Any]:
+    if params_cls is None:
+        return {}
+    return {f.name: getattr(params_cls(), f.name) for f in dataclasses.fields(params_cls)}
+
+
 def method_defaults(name: str) -> dict[str, Any]:
     """The method's parameter defaults, shown in its controls."""
-    params_cls = get_method(name).params_cls
-    return {f.name: getattr(params_cls(), f.name) for f in dataclasses.fields(params_cls)}
+    return _defaults(get_method(name).params_cls)
+
+
+def stage_names() -> list[str]:
+    """Every registered stage (``train/stages``), in registration order."""
+    from ..train.stages import STAGES
+
+    return STAGES.names()
+
+
+def stage_fields() -> dict[str, ParamField]:
+    """Every stage parameter key (union over stages) with the control kind it needs."""
+    from ..train.stages import STAGES
+
+    out: dict[str, ParamField] = {}
+    for stage in STAGES.values():
+        if stage.params is None:
+            continue
+        hints = typing.get_type_hints(stage.params)
+        for f in dataclasses.fields(stage.params):
+            out.setdefault(f.name, ParamField(f.name, *_kind(hints[f.name])))
+    return out
+
+
+def stage_defaults(name: str) -> dict[str, Any]:
+    """The stage's parameter defaults (dpo's pref_beta, ...); empty for sft/pt."""
+    from ..train.stages import get_stage
+
+    return _defaults(get_stage(name).params)
+
+
+def stage_params_from_controls(stage: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Only the stage's own keys whose value differs from its default."""
+    return _changed(stage_fields(), stage_defaults(stage), values)
 
 
 def to_control(value: Any, field: ParamField) -> Any:
@@ -77,7 +150,10 @@ def to_control(value: Any, field: ParamField) -> Any:
 
 def method_params_from_controls(method: str, values: dict[str, Any]) -> dict[str, Any]:
     """Only the method's own keys whose value differs from its default (a tidy YAML)."""
-    fields, defaults = method_fields(), method_defaults(method)
+    return _changed(method_fields(), method_defaults(method), values)
+
+
+def _changed(fields: dict, defaults: dict, values: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, default in defaults.items():
         value = values.get(key)

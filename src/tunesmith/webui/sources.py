@@ -7,28 +7,37 @@ Choices come from the same places the CLI looks (bundled models, the model cache
 from __future__ import annotations
 
 import html
+from typing import TYPE_CHECKING
 
 from ..data.registry import INFO_FILE, load_registry
+from ..hub import cached_hf_models, is_hub_id
 from ..model.bundled import BUNDLED
 from ..paths import models_dir
 from .roots import Roots, inside, inside_any
 from .runs import is_adapter, is_model, list_runs, run_name
 
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
+
 DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".txt", ".arrow")
 
 
 def model_choices(roots: Roots) -> list[str]:
-    """Bundled names, converted models in the cache, and full models saved under the output root."""
+    """Bundled names, converted models in the cache, full models saved under the output root,
+    and hub IDs in the Hugging Face cache."""
     cached = [str(p) for p in sorted(models_dir().iterdir())
               if p.is_dir() and p.name not in BUNDLED and (p / "config.json").is_file()]
     saved = [str(r) for r in list_runs(roots.output) if is_model(r)]
-    return list(BUNDLED) + cached + saved
+    hub = list(dict.fromkeys(m.repo_id for m in cached_hf_models()))
+    return list(BUNDLED) + cached + saved + hub
 
 
 def check_model(roots: Roots, name: str) -> str:
-    """A bundled name, or a path inside the data root, output root or model cache."""
+    """A bundled name, a hub ID (org/name: fetched into the HF cache, never a path), or a path
+    inside the data root, output root or model cache."""
     name = (name or "").strip()
-    if name in BUNDLED:
+    if name in BUNDLED or is_hub_id(name):
         return name
     return str(inside_any([roots.data, roots.output, models_dir()], name, "model"))
 
@@ -61,14 +70,15 @@ def check_datasets(roots: Roots, names: list[str]) -> list[str]:
     return out
 
 
-def preview(cfg, count: int = 3) -> str:
+def preview(cfg: RunConfig, count: int = 3) -> str:
     """HTML of the first ``count`` examples as the model sees them: ``data.preview`` (the code
     behind ``tunesmith data preview``), so the UI shows exactly what training gets."""
     from ..data.preview import preview as data_preview
-    from ..train.stages import tokenizer_and_template
+    from ..train.stages import get_stage, tokenizer_and_template
 
     tokenizer, template = tokenizer_and_template(cfg, quiet=True)
-    text, _ = data_preview(cfg, tokenizer, template, n=count)
+    kind = get_stage(cfg.method.stage).data_kind
+    text, _ = data_preview(cfg, tokenizer, template, n=count, kind=kind)
     return f"<pre style='white-space:pre-wrap;max-height:480px;overflow:auto'>{html.escape(text)}</pre>"
 
 

@@ -13,17 +13,12 @@ from .i18n import t
 from .jobs import Job
 from .runs import loss_figure, safe_log
 
-# Hyperparameter controls: (key, control kind, default shown). Labels are the config keys.
-HYPER = [("learning_rate", "float", 1e-4), ("num_train_epochs", "float", 3.0),
-         ("max_steps", "int", -1), ("per_device_train_batch_size", "int", 4),
-         ("gradient_accumulation_steps", "int", 1), ("cutoff_len", "int", 1024),
-         ("max_samples", "int", None), ("warmup_ratio", "float", 0.0),
-         ("logging_steps", "int", 5), ("save_steps", "int", 500), ("val_size", "float", 0.0),
-         ("seed", "int", 42)]
-CHOICE_HYPER = [("lr_scheduler_type", ["cosine", "linear", "constant", "constant_with_warmup"]),
-                ("train_on", ["all_assistant", "last_turn", "split_turns", "everything"]),
-                ("dtype", ["auto", "fp32", "bf16", "fp16"]),
-                ("save_strategy", ["steps", "epoch", "no"])]
+# Hyperparameter controls, labelled with their config keys; kinds and defaults come from the
+# config dataclasses, choices from where the config checks them (forms.config_choices).
+HYPER = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+         "gradient_accumulation_steps", "cutoff_len", "max_samples", "warmup_ratio",
+         "logging_steps", "save_steps", "val_size", "seed")
+CHOICE_HYPER = ("lr_scheduler_type", "train_on", "dtype", "save_strategy")
 # Keys that name files: only settable through their own (containment-checked) controls.
 PATH_KEYS = {"output_dir", "dataset_dir", "model_name_or_path", "adapter_name_or_path",
              "export_dir", "deepspeed", "fsdp", "resume_from_checkpoint", "eval_dataset"}
@@ -51,9 +46,11 @@ def build(ui) -> None:
     L, roots = ui.labels, ui.roots
     with gr.Row():
         run_name = L(gr.Textbox(value="webui-run", label="", elem_id="train_run"), "run_name")
-        model = L(gr.Dropdown(sources.model_choices(roots), value="smollm2-135m", label="",
+        model = L(gr.Dropdown(sources.model_choices(roots),
+                              value=forms.config_default("model_name_or_path"), label="",
                               allow_custom_value=True, elem_id="train_model"), "model")
-        template = gr.Textbox(value="auto", label="template", elem_id="train_template")
+        template = gr.Textbox(value=forms.config_default("template"), label="template",
+                              elem_id="train_template")
     trust = L(gr.Checkbox(False, label="", elem_id="train_trust"), "trust_remote_code")
     with gr.Row():
         names = sources.dataset_choices(roots)
@@ -61,7 +58,18 @@ def build(ui) -> None:
                                 label="", elem_id="train_dataset"), "dataset")
         preview_btn = L(gr.Button("", elem_id="train_preview_btn"), "preview", "value")
     preview = gr.HTML(elem_id="train_preview")
-    method = L(gr.Dropdown(forms.method_names(), value="lora", label="", elem_id="train_method"), "method")
+    with gr.Row():
+        stage = L(gr.Dropdown(forms.stage_names(), value="sft", label="", elem_id="train_stage"),
+                  "stage")
+        method = L(gr.Dropdown(forms.method_names(), value="lora", label="", elem_id="train_method"),
+                   "method")
+    stage_fields = forms.stage_fields()
+    with L(gr.Accordion("", open=True, visible=False, elem_id="train_stage_params"),
+           "stage_params") as stage_box:
+        with gr.Row(equal_height=False):
+            stage_controls = {k: _control(f.key, f.kind, None, visible=False,
+                                          elem_id=f"train_stage_{f.key}")
+                              for k, f in stage_fields.items()}
     fields = forms.method_fields()
     defaults = forms.method_defaults("lora")
     with L(gr.Accordion("", open=False, elem_id="train_method_params"), "method_params"):
@@ -69,10 +77,10 @@ def build(ui) -> None:
             param_controls = {k: _method_control(f, defaults) for k, f in fields.items()}
     with L(gr.Accordion("", open=True), "hyper"):
         with gr.Row():
-            hyper = {k: _control(k, kind, v) for k, kind, v in HYPER}
+            hyper = {k: _control(k, forms.config_kind(k), forms.config_default(k)) for k in HYPER}
         with gr.Row():
-            hyper.update({k: gr.Dropdown(c, value=c[0], label=k, elem_id=f"train_{k}")
-                          for k, c in CHOICE_HYPER})
+            hyper.update({k: gr.Dropdown(forms.config_choices(k), value=forms.config_default(k),
+                                         label=k, elem_id=f"train_{k}") for k in CHOICE_HYPER})
     extra = L(gr.Code("", language="yaml", label="", elem_id="train_extra", interactive=True), "extra")
     with gr.Row():
         show_btn = L(gr.Button("", elem_id="train_show"), "show_config", "value")
@@ -88,8 +96,8 @@ def build(ui) -> None:
     log = L(gr.Textbox("", lines=10, max_lines=10, label="", elem_id="train_log"), "log")
 
     inputs = [run_name, model, template, trust, dataset, method, extra, *hyper.values(),
-              *param_controls.values()]
-    keys = list(hyper), list(param_controls)
+              *param_controls.values(), stage, *stage_controls.values()]
+    keys = list(hyper), list(param_controls), list(stage_controls)
 
     def flat_config(*values):
         return _flat(ui, keys, values)
@@ -120,6 +128,8 @@ def build(ui) -> None:
     resume_btn.click(lambda *v: start(True, *v), inputs, [yaml_box, cli_box, status])
     stop_btn.click(lambda: _stop(ui), None, status)
     method.change(lambda m: _method_updates(m, fields), method, list(param_controls.values()))
+    stage.change(lambda st: _stage_updates(st, stage_fields), stage,
+                 [stage_box, *stage_controls.values()])
     shown = gr.State(None)
     timer = gr.Timer(2.0)
     timer.tick(lambda seen: _watch(ui, seen), shown, [status, plot, log, shown])
@@ -140,14 +150,26 @@ def _method_updates(method: str, fields) -> list:
             for k, f in fields.items()]
 
 
+def _stage_updates(stage: str, fields) -> list:
+    """Show the chosen stage's parameters (dpo: pref_beta, pref_loss, ...), hide the others."""
+    defaults = forms.stage_defaults(stage)
+    return [gr.update(visible=bool(defaults)),
+            *[gr.update(visible=k in defaults,
+                        value=forms.to_control(defaults[k], f) if k in defaults else None)
+              for k, f in fields.items()]]
+
+
 def _flat(ui, keys, values) -> tuple[dict, Path]:
     """The flat config the form describes, every path checked against the roots."""
     from .roots import run_dir
 
-    hyper_keys, param_keys = keys
+    hyper_keys, param_keys, stage_keys = keys
     run_name, model, template, trust, dataset, method, extra = values[:7]
     hyper = dict(zip(hyper_keys, values[7:7 + len(hyper_keys)]))
-    params = dict(zip(param_keys, values[7 + len(hyper_keys):]))
+    rest = values[7 + len(hyper_keys):]
+    params = dict(zip(param_keys, rest[:len(param_keys)]))
+    stage = rest[len(param_keys)]
+    stage_values = dict(zip(stage_keys, rest[len(param_keys) + 1:]))
     more = forms.parse_extra(extra)
     bad = sorted(PATH_KEYS & set(more))
     if bad:
@@ -155,8 +177,9 @@ def _flat(ui, keys, values) -> tuple[dict, Path]:
     out = run_dir(ui.roots, run_name)
     flat = {"model_name_or_path": sources.check_model(ui.roots, model), "template": template,
             "dataset": sources.check_datasets(ui.roots, dataset), "dataset_dir": str(ui.roots.data),
-            "method": method, **forms.drop_empty(hyper),
-            **forms.method_params_from_controls(method, params), **more,
+            "stage": stage, "method": method, **forms.drop_empty(hyper),
+            **forms.method_params_from_controls(method, params),
+            **forms.stage_params_from_controls(stage, stage_values), **more,
             "output_dir": str(out), "do_train": True}
     if trust:
         flat["trust_remote_code"] = True  # only when the user ticked it

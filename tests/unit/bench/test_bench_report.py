@@ -68,7 +68,7 @@ def test_report_medians_ratios_and_equal_work_check():
     assert "Test CPU (AVX512, 2 cores); dtype bf16" in text
     assert "| tunesmith | 110.0 (min 100.0) | 55.0 (min 50.0) |" in text
     assert "(2.44x per CPU-second)" in text
-    assert "**2.44x** tokens/s" in text and "equal work" in text
+    assert "tunesmith vs trl: **2.44x** tokens/s" in text and "equal work" in text
     assert "| llamafactory | failed: exit 1: boom" in text
     bad = fake_result([fake_run("tunesmith", 1, 1), fake_run("trl", 1, 1, loss=1.1)])
     assert "NOT equal" in format_report(bad)
@@ -135,12 +135,13 @@ def test_gradient_checkpointing_setting_reaches_every_tool(tmp_path, bundled_dir
 
     from tunesmith.bench.run import OURS, ours_command
     from tunesmith.bench.train import bench_train
+    from tunesmith.bench.variants import VARIANTS, settings
 
     seen = {}
 
     def fake(spec, run_dir, result):
         seen["spec"] = spec
-        cmd, _ = ours_command(spec, run_dir, result, OURS)
+        cmd, _ = ours_command(spec, run_dir, result, {**OURS, **settings(VARIANTS["tunesmith"], spec)})
         seen["config"] = yaml.safe_load((run_dir / "tunesmith.yaml").read_text())
         return [sys.executable, "-c", FAKE_CHILD, str(result)], {}
 
@@ -148,9 +149,43 @@ def test_gradient_checkpointing_setting_reaches_every_tool(tmp_path, bundled_dir
                 grad_ckpt=False)
     assert seen["spec"]["gradient_checkpointing"] is False
     assert seen["config"]["gradient_checkpointing"] is False  # tunesmith gets the spec's setting
-    assert seen["config"]["packing"] is True and seen["config"]["fast_loss"] is True
+    assert "packing" not in seen["config"] and "fast_loss" not in seen["config"]  # its defaults
     assert (tmp_path / "W1-no-ckpt" / "report.md").read_text().count(
         "gradient checkpointing off for every tool") == 1
+
+
+def test_variants_as_they_come_and_at_their_best():
+    from tunesmith.bench.variants import VARIANTS, settings, variants_for
+
+    names = [v.name for v in variants_for(["llamafactory", "trl"], ["defaults", "best"])]
+    assert names == ["tunesmith", "llamafactory", "trl", "tunesmith-best", "llamafactory-neat",
+                     "trl-padding-free"]
+    assert settings(VARIANTS["tunesmith"], {"gradient_checkpointing": None}) == {}
+    assert settings(VARIANTS["llamafactory-neat"], {"gradient_checkpointing": None}) == {
+        "gradient_checkpointing": True, "neat_packing": True}
+    assert settings(VARIANTS["trl-padding-free"], {"gradient_checkpointing": False})[
+        "gradient_checkpointing"] is False
+    with pytest.raises(ConfigError, match="modes"):
+        variants_for([], ["fastest"])
+    runs = [fake_run("tunesmith", 100, 1000), fake_run("llamafactory", 50, 2000),
+            fake_run("tunesmith-best", 90, 800), fake_run("llamafactory-neat", 60, 1600)]
+    r = ratios(aggregate(runs))
+    assert r["llamafactory"]["speed"] == 2.0 and r["llamafactory"]["against"] == "tunesmith"
+    assert r["llamafactory-neat"]["speed"] == 1.5
+    assert r["llamafactory-neat"]["against"] == "tunesmith-best"
+
+
+def test_llamafactory_packed_steps_count_their_own_tokens():
+    from tunesmith.bench.peers import SCRIPTS
+
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from lf_child import trained_packed_tokens
+    finally:
+        sys.path.pop(0)
+    masks = [[1, 1, 2, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
+    assert trained_packed_tokens(masks, {"batch": 2, "max_steps": 1, "epochs": 1}) == 7
+    assert trained_packed_tokens(masks, {"batch": 2, "max_steps": -1, "epochs": 1}) == 8 + 3
 
 
 def test_llamafactory_gets_the_same_tokens_and_label_masks(tmp_path):
@@ -172,3 +207,22 @@ def test_llamafactory_gets_the_same_tokens_and_label_masks(tmp_path):
     assert train["input_ids"] == [r["input_ids"] for r in rows]
     assert train["labels"] == [r["labels"] for r in rows]
     assert train["attention_mask"] == [[1, 1, 1, 1], [1, 1]]
+
+
+def test_serve_and_decode_reports():
+    from tunesmith.bench.decode import step_bytes
+    from tunesmith.bench.serve import format_serve_bench
+
+    level = {"concurrency": 8, "requests": 16, "errors": 0, "req_per_s": 1.0, "tok_per_s": 40.0,
+             "ttft_p50_s": 0.1, "ttft_p95_s": 0.2, "latency_p50_s": 1.0}
+    text = format_serve_bench({"server": "s", "max_tokens": 32, "levels": [level],
+                               "peers": {"llamafactory": [dict(level, tok_per_s=10.0)]},
+                               "ratios": {"llamafactory": [4.0]}})
+    assert "(8 clients: tunesmith 4.0x its tok/s)" in text
+    from transformers import LlamaConfig
+
+    cfg = LlamaConfig(vocab_size=100, hidden_size=8, intermediate_size=16, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1)
+    size = step_bytes(cfg, 4, batch=3, context=10)
+    weights = (2 * (8 * 8 * 2 + 8 * 4 * 2 + 3 * 8 * 16 + 2 * 8) + 100 * 8 + 8) * 4
+    assert size["weights"] == weights and size["kv"] == 3 * 10 * 2 * 2 * 1 * 4 * 4

@@ -29,7 +29,8 @@ def _load(tmp_path, tok, **over):
 
 def test_sharegpt_tags_and_columns(tmp_path, chatml_tok):
     row = {"dialog": [{"speaker": "me", "text": "Weather?"}, {"speaker": "bot", "text": "Sunny."},
-                      {"speaker": "me", "text": "Rain?"}, {"speaker": "call", "text": "{\"f\": 1}"},
+                      {"speaker": "me", "text": "Rain?"}, {"speaker": "call",
+                      "text": "{\"name\": \"f\", \"arguments\": {}}"},
                       {"speaker": "obs", "text": "none"}, {"speaker": "bot", "text": "No rain."}],
            "sys": "Be helpful."}
     write_rows(tmp_path / "d.json", [row])
@@ -40,7 +41,9 @@ def test_sharegpt_tags_and_columns(tmp_path, chatml_tok):
                                           "function_tag": "call", "observation_tag": "obs"}}})
     data = _load(tmp_path, chatml_tok, dataset="chat")
     text = chatml_tok.decode(data.train[0].input_ids)
-    assert "Be helpful." in text and "<|im_start|>tool\nnone" in text and "No rain." in text
+    assert "Be helpful." in text and "No rain." in text
+    assert '<tool_call>\n{"name": "f", "arguments": {}}' in text  # ChatML: the <tool_call> fallback
+    assert "<tool_response>\nnone\n</tool_response>" in text
     assert data.report.kept == 1
 
 
@@ -68,11 +71,13 @@ def test_directory_and_path_datasets(tmp_path, chatml_tok):
     assert data.report.total == 5
 
 
-def test_ranking_dataset_is_refused_clearly(tmp_path):
+def test_ranking_dataset_outside_a_preference_stage_names_the_stages(tmp_path, chatml_tok):
     write_rows(tmp_path / "p.json", [{"instruction": "q", "chosen": "a", "rejected": "b"}])
     registry(tmp_path, {"pref": {"file_name": "p.json", "ranking": True}})
-    with pytest.raises(DataError, match="entry 'pref'.*preference.*not support"):
-        resolve_dataset("pref", str(tmp_path))
+    assert resolve_dataset("pref", str(tmp_path)).ranking
+    with pytest.raises(DataError, match="'pref' is a preference \\(ranking\\) dataset.*stage: dpo or rm"):
+        load_data(make_cfg(dataset="pref", dataset_dir=str(tmp_path)), chatml_tok,
+                  get_template("auto", chatml_tok))
 
 
 @pytest.mark.parametrize("entry,match", [
@@ -80,7 +85,8 @@ def test_ranking_dataset_is_refused_clearly(tmp_path):
     ({"file_name": "a.json", "formatting": "xml"}, "formatting 'xml'"),
     ({"file_name": "a.json", "num_samples": -1}, "num_samples"),
     ({"file_name": "a.json", "columns": ["x"]}, "columns must be an object"),
-    ({"hf_hub_url": "org/data"}, "no file_name .*offline"),
+    ({"script_url": "org/data"}, "no file_name .*not supported"),
+    ({"hf_hub_url": ["org/data"]}, "hf_hub_url must be a string"),
     ("a.json", "must be an object"),
 ])
 def test_bad_entries_name_the_entry(tmp_path, entry, match):

@@ -10,10 +10,12 @@ from safetensors import safe_open
 from tunesmith.cli import main
 from tunesmith.config import load_config
 from tunesmith.errors import ConfigError, ModelError
-from tunesmith.export import formats
+from tunesmith.export import formats, merge
 from tunesmith.export.merge import run_export
 from tunesmith.infer.engine import GenParams
 from tunesmith.infer.load import load_engine
+
+from ...conftest import random_lora
 
 PROMPTS = [[{"role": "user", "content": "Hi"}], [{"role": "user", "content": "Who are you?"}],
            [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]]
@@ -22,19 +24,8 @@ PROMPTS = [[{"role": "user", "content": "Hi"}], [{"role": "user", "content": "Wh
 @pytest.fixture(scope="module")
 def adapter_dir(tiny_model_dir, tmp_path_factory):
     """A LoRA adapter on every linear layer with non-zero B, so it really changes the model."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
-    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
-                                            task_type="CAUSAL_LM"))
-    torch.manual_seed(1)
-    for name, p in peft.named_parameters():
-        if "lora_B" in name:
-            p.data.normal_(0, 0.5)
-    out = tmp_path_factory.mktemp("adapter")
-    peft.save_pretrained(out)
-    return out
+    return random_lora(tiny_model_dir, tmp_path_factory.mktemp("adapter"), r=4, alpha=8,
+                       targets="all-linear", std=0.5, seed=1)
 
 
 def _cfg(tiny_model_dir, adapter_dir, export_dir, **extra):
@@ -97,13 +88,13 @@ def test_bf16_export_reports_the_dtype_drift(tiny_model_dir, adapter_dir, tmp_pa
 
 def test_interrupted_export_leaves_nothing_that_looks_valid(tiny_model_dir, adapter_dir, tmp_path,
                                                             monkeypatch):
-    real = formats.EXPORTERS["safetensors"]
+    real = formats.get_exporter("safetensors")
 
     def save_then_die(model, tokenizer, template, out_dir, cfg):
         real.save(model, tokenizer, template, out_dir, cfg)  # every file written...
         raise KeyboardInterrupt  # ...then killed before the rename
 
-    monkeypatch.setitem(formats.EXPORTERS, "safetensors", replace(real, save=save_then_die))
+    monkeypatch.setattr(merge, "get_exporter", lambda name: replace(real, save=save_then_die))
     out = tmp_path / "merged"
     with pytest.raises(KeyboardInterrupt):
         run_export(_cfg(tiny_model_dir, adapter_dir, out))
@@ -154,3 +145,16 @@ def test_llamafactory_flags_and_missing_adapter(tiny_model_dir, adapter_dir, tmp
     code = main(["export", f"model_name_or_path={tiny_model_dir}",
                  f"adapter_name_or_path={tmp_path / 'missing'}", f"export_dir={tmp_path / 'x'}"])
     assert code == 2 and "not found" in capsys.readouterr().err
+
+
+def test_unmergeable_adapter_is_refused_before_loading(tmp_path, monkeypatch):
+    """Mergeability is decided once (methods.adapter_merge_refusal), before the model load."""
+    adapter = tmp_path / "prefix"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "PREFIX_TUNING"}))
+    monkeypatch.setattr(merge, "load_parts", lambda cfg: pytest.fail("loaded the model"))
+    cfg = load_config(None, {"adapter_name_or_path": str(adapter),
+                             "export_dir": str(tmp_path / "out")})
+    with pytest.raises(ModelError, match="prefix adapter .*cannot be merged"):
+        run_export(cfg)
+    assert not (tmp_path / "out").exists()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tunesmith.errors import ConfigError
-from tunesmith.methods import merge_refusal
+from tunesmith.methods import adapter_merge_refusal
 
 from .checks import assert_method_works
 from .conftest import train_method
@@ -44,7 +44,7 @@ CASES = {
 def test_lora_option(case, tiny_overrides, tiny_model_dir):
     extra, intended = CASES[case]
     run = train_method({**tiny_overrides, **extra})
-    blocker = merge_refusal(run.cfg)
+    blocker = adapter_merge_refusal(run.out)
     assert (blocker is None) == (case != "layer_replication"), blocker
     assert_method_works(run, tiny_model_dir, intended, mergeable=blocker is None)
     if case in ("pissa", "olora"):  # saved as a plain-LoRA delta (rank 2r) for the original base

@@ -108,3 +108,25 @@ def test_tiny_2x2_sweep_writes_report_and_skips_finished_runs(tiny_overrides, tm
     second = capsys.readouterr().out
     assert second.count(" skipped ") == 4 and " done " not in second
     assert adapter.stat().st_mtime_ns == stamp
+
+
+def test_sweep_chooses_the_logging_interval_unless_the_sweep_sets_it(tmp_path):
+    from tunesmith.sweep.runner import LOG_FRACTION
+
+    config = _config(tmp_path, {"dataset": "x.jsonl", "logging_steps": 5})
+    points = grid_points(parse_grid("lora_rank=8,16"))
+    _, plans = plan_runs(config, [], points)
+    assert all(p.raw["logging_steps"] == LOG_FRACTION for p in plans)  # not the YAML's 5
+    _, plans = plan_runs(config, ["logging_steps=2"], points)
+    assert all(p.raw["logging_steps"] == "2" for p in plans)
+    _, plans = plan_runs(config, [], grid_points(parse_grid("logging_steps=1,3")))
+    assert [p.raw["logging_steps"] for p in plans] == ["1", "3"]
+
+
+def test_report_names_runs_with_too_few_points(tmp_path):
+    results = [_fake_result(tmp_path, "1e-4", "8", [3.0, 2.5, 2.0]),
+               _fake_result(tmp_path, "2e-4", "8", [3.49])]
+    text = write_report(tmp_path, results, ["learning_rate"], "tunesmith sweep x").read_text()
+    section = text.split("## Too few points to compare")[1].split("##")[0]
+    assert "learning_rate=2e-4,lora_rank=8: 1 logged loss value(s) over 1 steps" in section
+    assert "learning_rate=1e-4" not in section

@@ -79,7 +79,8 @@ def test_config_rules(over, needle):
         load_config(None, over)
 
 
-def test_deepspeed_configs_shipped_and_checked(tmp_path):
+def test_deepspeed_configs_shipped_and_checked(tmp_path, monkeypatch):
+    import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[3] / "examples"
@@ -88,7 +89,8 @@ def test_deepspeed_configs_shipped_and_checked(tmp_path):
                                     "ds_z2_offload_config.json", "ds_z3_offload_config.json"}
     for p in ds + sorted((root / "fsdp").glob("*.json")):
         json.loads(p.read_text())
-    with pytest.raises(ConfigError, match="pip install deepspeed"):  # not installed here
+    monkeypatch.setitem(sys.modules, "deepspeed", None)  # as where it is not installed
+    with pytest.raises(ConfigError, match=r"needs the DeepSpeed package: pip install 'tunesmith\[deepspeed\]'"):
         _args(tmp_path, deepspeed=str(ds[0]))
     with pytest.raises(ConfigError, match="not found"):
         _args(tmp_path, deepspeed=str(tmp_path / "nope.json"))
@@ -104,3 +106,19 @@ def test_fsdp_config_passes_through(tmp_path):
     cfg = Path(__file__).resolve().parents[3] / "examples" / "fsdp" / "fsdp_config.json"
     args = _args(tmp_path, fsdp=str(cfg))
     assert args.fsdp and args.fsdp_config.get("auto_wrap_policy") == "TRANSFORMER_BASED_WRAP"
+
+
+def test_fsdp_options_and_files_become_fsdp2_settings(tmp_path):
+    from tunesmith.errors import ConfigError
+    from tunesmith.train.fsdp import fsdp_kwargs
+
+    assert fsdp_kwargs("full_shard auto_wrap offload") == {"fsdp": True, "fsdp_config": {
+        "version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "reshard_after_forward": True,
+        "cpu_offload": True}}
+    assert fsdp_kwargs("shard_grad_op")["fsdp_config"]["reshard_after_forward"] is False
+    legacy = tmp_path / "f.json"
+    legacy.write_text('{"fsdp": "full_shard offload", "fsdp_state_dict_type": "FULL_STATE_DICT"}')
+    config = fsdp_kwargs(str(legacy))["fsdp_config"]
+    assert config["cpu_offload"] is True and config["state_dict_type"] == "FULL_STATE_DICT"
+    with pytest.raises(ConfigError, match="unknown FSDP option 'ful_shard'"):
+        fsdp_kwargs("ful_shard")

@@ -2,7 +2,12 @@
 
 LLaMA-Factory gets tunesmith's tokenized rows through its own ``tokenized_path`` mechanism (a
 ``datasets`` dir with input_ids, attention_mask and labels, written here inside the measured run),
-so the token sequences and label masks are the same as every other tool's. Its ``smollm2``
+so the token sequences and label masks are the same as every other tool's. With
+``neat_packing`` (the bench's ``best`` mode) the rows are packed by LLaMA-Factory's own packing
+code (``PackedSupervisedDatasetProcessor``: greedy knapsack to ``cutoff_len``, segment ids as the
+attention mask, positions restarting per row), fed tunesmith's token ids instead of its own
+tokenization; a packed step then holds more rows than a padded one, so the trained tokens are
+counted from the packed sequences the run consumes. Its ``smollm2``
 template renders the same input ids but also labels the newline after each ``<|im_end|>`` (one
 extra, easily predicted target per turn): with its own tokenization the first-step loss is lower
 and the work is not equal. ``torchaudio`` is a stand-in module on PYTHONPATH (set by the bench):
@@ -31,6 +36,49 @@ def tokenized_dir(spec):
     return path
 
 
+def packed_dir(spec):
+    """tunesmith's rows packed the way LLaMA-Factory packs for ``neat_packing``, and the real
+    tokens in the packed sequences that ``max_steps`` (or the epochs) will train."""
+    import shutil
+    from types import SimpleNamespace
+
+    from datasets import Dataset, DatasetDict
+    from llamafactory.data.processor.supervised import PackedSupervisedDatasetProcessor
+
+    rows = [json.loads(line) for line in open(spec["rows"], encoding="utf-8")]
+    feed = iter(rows)
+
+    class Packer(PackedSupervisedDatasetProcessor):
+        def _encode_data_example(self, **kwargs):  # tunesmith's ids instead of a re-tokenization
+            row = next(feed)
+            return row["input_ids"], row["labels"]
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(spec["model"])
+    packer = Packer(template=None, tokenizer=tokenizer, processor=None,
+                    data_args=SimpleNamespace(cutoff_len=spec["cutoff_len"], neat_packing=True))
+    n = len(rows)
+    packed = packer.preprocess_dataset({"_prompt": [[{}]] * n, "_response": [[{}]] * n,
+                                        "_system": [""] * n, "_tools": [""] * n,
+                                        "_images": [None] * n, "_videos": [None] * n,
+                                        "_audios": [None] * n})
+    path = os.path.join(os.path.dirname(spec["output_dir"]), "lf_packed")
+    shutil.rmtree(path, ignore_errors=True)
+    DatasetDict({"train": Dataset.from_dict(dict(packed))}).save_to_disk(path)
+    return path, trained_packed_tokens(packed["attention_mask"], spec)
+
+
+def trained_packed_tokens(masks, spec) -> int:
+    """Real tokens in the packed sequences the run trains (in order: shuffling is off)."""
+    import math
+
+    per_step = spec["batch"]
+    steps = spec["max_steps"] if spec["max_steps"] > 0 else math.ceil(len(masks) / per_step) * spec["epochs"]
+    seqs = [masks[i % len(masks)] for i in range(int(steps) * per_step)]
+    return sum(sum(1 for x in m if x) for m in seqs)
+
+
 def main(spec_path):
     spec = json.load(open(spec_path, encoding="utf-8"))
     from llamafactory.train.tuner import run_exp
@@ -41,7 +89,7 @@ def main(spec_path):
         "lora_alpha": spec["lora_alpha"], "lora_dropout": 0.0, "lora_target": "all",
         "dataset": "bench", "dataset_dir": spec["lf_dataset_dir"], "template": "smollm2",
         "default_system": spec["default_system"], "cutoff_len": spec["cutoff_len"],
-        "tokenized_path": tokenized_dir(spec),
+        "tokenized_path": None,  # set below
         "overwrite_cache": True, "output_dir": spec["output_dir"], "overwrite_output_dir": True,
         "logging_steps": 1, "save_strategy": "no", "plot_loss": False, "report_to": "none",
         "per_device_train_batch_size": spec["batch"], "gradient_accumulation_steps": 1,
@@ -49,14 +97,20 @@ def main(spec_path):
         "max_steps": spec["max_steps"], "lr_scheduler_type": spec["lr_scheduler_type"],
         "seed": spec["seed"], "disable_shuffling": True, "disable_tqdm": True,
         "bf16": spec["dtype"] == "bf16",  # pure_bf16 is refused on CPU
-        "disable_gradient_checkpointing": not spec["gradient_checkpointing"],
+        "disable_gradient_checkpointing": spec.get("gradient_checkpointing") is False,
         "logging_first_step": True,
     }
+    extra = {}
+    if spec.get("neat_packing"):
+        args["tokenized_path"], extra["tokens"] = packed_dir(spec)
+        args["neat_packing"] = True
+    else:
+        args["tokenized_path"] = tokenized_dir(spec)
     import torch
 
     if not torch.cuda.is_available():
         args["use_cpu"] = True  # LLaMA-Factory refuses bf16 without a GPU unless told
-    run_exp(args=args, callbacks=[BenchTiming(spec["result"])])
+    run_exp(args=args, callbacks=[BenchTiming(spec["result"], **extra)])
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 Input: a spec JSON (see tunesmith/bench/prepare.py). TRL gets the pre-tokenized rows
 (input_ids + completion_mask from tunesmith's labels), so tokens and masks are identical.
+``padding_free`` (the bench's ``best`` mode) flattens each batch into one sequence with
+position ids; checkpointing is TRL's default (on) unless the spec sets it.
 """
 
 import json
@@ -30,7 +32,9 @@ def main(spec_path):
                      max_steps=spec["max_steps"], lr_scheduler_type=spec["lr_scheduler_type"],
                      seed=spec["seed"], logging_steps=1, logging_first_step=True,
                      save_strategy="no", report_to="none", disable_tqdm=True,
-                     gradient_checkpointing=spec["gradient_checkpointing"],
+                     **({} if spec.get("gradient_checkpointing") is None else
+                        {"gradient_checkpointing": spec["gradient_checkpointing"]}),
+                     padding_free=bool(spec.get("padding_free")),
                      max_length=spec["cutoff_len"], completion_only_loss=True,
                      train_sampling_strategy="sequential", bf16=False, use_cpu=True)
     peft = LoraConfig(r=spec["lora_rank"], lora_alpha=spec["lora_alpha"], lora_dropout=0.0,

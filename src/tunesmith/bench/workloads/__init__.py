@@ -23,6 +23,9 @@ class Workload:
     epochs: float
     cutoff_len: int
     placeholders: dict = field(default_factory=dict)
+    stage: str = "sft"  # dpo: rows are chosen/rejected pairs (bench/prepare_pairs.py)
+    batch: int = SHARED["batch"]  # rows (pairs for dpo) per step
+    stage_keys: dict = field(default_factory=dict)  # e.g. pref_beta, pref_loss
 
     @property
     def path(self) -> Path:
@@ -36,6 +39,9 @@ WORKLOADS = {
                    "w2.json", 1.0, 1024),
     "W3": Workload("W3", "multi-turn conversations, 200 rows of 2-5 exchanges (seeded)",
                    "w3.json", 1.0, 1024),
+    "W4": Workload("W4", "sigmoid DPO (beta 0.1) on 32 preference pairs like LLaMA-Factory's "
+                   "dpo_en_demo, 4 pairs per step (seeded)", "w4.json", 1.0, 1024, stage="dpo",
+                   batch=4, stage_keys={"pref_beta": 0.1, "pref_loss": "sigmoid"}),
 }
 
 
@@ -52,10 +58,11 @@ def train_overrides(w: Workload, output_dir: Path, steps: int = 0, dtype: str = 
     """tunesmith config keys that train workload ``w`` (the same settings the peers get)."""
     keys = {"model_name_or_path": "smollm2-135m", "dataset": str(w.path),
             "cutoff_len": w.cutoff_len, "num_train_epochs": w.epochs,
-            "max_steps": steps if steps > 0 else -1, "method": "lora",
+            "max_steps": steps if steps > 0 else -1, "method": "lora", "stage": w.stage,
+            **w.stage_keys,
             "lora_rank": SHARED["lora_rank"], "lora_alpha": SHARED["lora_alpha"],
             "lora_dropout": SHARED["lora_dropout"], "lora_target": "all",
-            "per_device_train_batch_size": SHARED["batch"],
+            "per_device_train_batch_size": w.batch,
             "learning_rate": SHARED["learning_rate"],
             "lr_scheduler_type": SHARED["lr_scheduler_type"], "seed": SHARED["seed"],
             "output_dir": str(output_dir), "logging_steps": 1, "save_strategy": "no",
