@@ -78,7 +78,7 @@ def disk_full_guard(dest: str | Path) -> Iterator[None]:
     try:
         yield
     except (OSError, RuntimeError, ModelError) as exc:
-        if not is_disk_full(exc, where=dest.parent):
+        if not (_short_write(exc) or is_disk_full(exc, where=dest.parent)):
             raise
         raise ExportDiskFull(f"no space left on device while writing the export to {dest}: the "
                              "partial files were removed and nothing was written there; free "
@@ -86,3 +86,10 @@ def disk_full_guard(dest: str | Path) -> Iterator[None]:
     finally:
         if main:
             signal.signal(signal.SIGXFSZ, previous)
+
+
+def _short_write(exc: BaseException) -> bool:
+    """numpy's ``tofile`` reports a short write without an errno ("N requested and M written");
+    on a regular file that only happens when the disk or a file-size limit is full."""
+    text = str(exc)
+    return isinstance(exc, OSError) and "requested and" in text and "written" in text

@@ -95,9 +95,12 @@ def write_gguf(path: Path, quant: Quant, model, tokenizer, template, name: str) 
     writer.close()
 
 
-def _source_for_llama_cpp(done: dict[str, Path]) -> str | None:
-    """An unquantized file already written, most precise first (llama.cpp quantizes from it)."""
-    return next((q for q in ("f32", "bf16", "f16") if q in done), None)
+def _source_for_llama_cpp(done: dict[str, Path], dtype: str) -> str | None:
+    """An unquantized file already written for llama.cpp to quantize from: f32, else the
+    model's own dtype, else f16 (more mantissa than bf16 for weights in its range)."""
+    from .gguf_quant import DTYPE_QUANT
+
+    return next((q for q in ("f32", DTYPE_QUANT[dtype], "f16", "bf16") if q in done), None)
 
 
 def verify_gguf_export(out_dir: Path, files: list[str], model, ids, merged_logits):
@@ -135,7 +138,7 @@ def _quantize_all(quants, done, model, tokenizer, template, out_dir: Path, stem:
     """K-quants by llama.cpp, from an unquantized file of this export or a temporary one."""
     from .gguf_quant import DTYPE_QUANT, QUANTS
 
-    source_name = _source_for_llama_cpp(done)
+    source_name = _source_for_llama_cpp(done, dtype)
     temporary = source_name is None
     if temporary:  # a hidden file in the temp export dir, removed below (or with the dir)
         source = out_dir / f".source.{DTYPE_QUANT[dtype]}.gguf"
