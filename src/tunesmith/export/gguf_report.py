@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-# A held-out text: plain English prose that no tunesmith example trains on.
+# A held-out text: plain English prose that no tunesmith example trains on (~900 tokens, so a
+# perplexity difference of a few percent is not noise from a handful of tokens).
 HELD_OUT = (
     "The lighthouse stood on a low island of black rock, a mile from the harbour mouth. For most "
     "of the year its keeper lived there alone, rowing to the town once a week for bread, oil and "
@@ -33,12 +34,37 @@ HELD_OUT = (
     "that a single hand could turn it. When the harbour board finally replaced the lamp with an "
     "automatic beacon, the keeper moved to a small house near the quay. He still rose before the "
     "sun, still wrote the wind and the weather in his book, and still looked out each night to "
-    "make sure that the light was burning.")
+    "make sure that the light was burning.\n\n"
+    "Bread is one of the oldest prepared foods. Flour and water are mixed into a dough, which is "
+    "kneaded until it becomes smooth and elastic; the kneading develops gluten, a network of "
+    "proteins that traps the gas released by yeast. The dough is then left in a warm place to "
+    "rise, shaped into loaves and baked. A hot oven sets the crust quickly, while steam keeps the "
+    "surface soft long enough for the loaf to expand. Bakers have argued for centuries about the "
+    "best flour, the right amount of salt and the ideal temperature, but most agree that time is "
+    "the most important ingredient. A slow rise in a cool kitchen gives the yeast and the bacteria "
+    "in the dough a chance to produce the acids and aromas that make good bread taste of more than "
+    "flour.\n\n"
+    "Rivers shape the land they cross. Over thousands of years, a river cuts its bed deeper, "
+    "carries sand and gravel downstream and drops them where the current slows, building "
+    "sandbanks, islands and wide deltas at the sea. In spring, melting snow in the mountains can "
+    "raise the water by several metres in a few days, and towns along the banks have built walls, "
+    "dams and channels to keep the floods away. Yet the same floods once made the valleys fertile, "
+    "spreading fresh soil over the fields every year. Engineers today try to balance both needs, "
+    "leaving room for the river to spread out in meadows and wetlands upstream so that the towns "
+    "further down stay dry.\n\n"
+    "The old railway station had been closed for twenty years when a group of volunteers decided "
+    "to open it again as a small museum. They cleared the weeds from the platforms, repaired the "
+    "roof and painted the ticket office in its original green and cream. A retired driver lent "
+    "them his collection of timetables, lamps and uniforms, and a local school built a model of "
+    "the line as it had looked in its busiest years, with tiny signal boxes and a goods yard full "
+    "of wagons. On the first open day more than a thousand people came, many of them to find the "
+    "bench where they had once waited for a train to the city, to a new job, or to someone they "
+    "loved.")
 
 PRECISION = ("f32", "bf16", "f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0")
 
 
-def load(path: Path, n_ctx: int = 1024, threads: int | None = None):
+def load(path: Path, n_ctx: int = 2048, threads: int | None = None):
     """A llama.cpp model over ``path`` keeping logits for every position."""
     import logging
 
