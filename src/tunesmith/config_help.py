@@ -166,7 +166,7 @@ KEY_HELP = {
     "deepspeed": "path to a DeepSpeed JSON config (examples/deepspeed/; pip install "
                  "'tunesmith[deepspeed]')",
     "fsdp": "FSDP: a JSON config (examples/fsdp/) or options such as 'full_shard auto_wrap'",
-    "torch_compile": "compile the model with torch.compile",
+    "torch_compile": "compile every decoder layer with torch.compile (inductor, dynamic shapes): pays with bf16 weights on CPU, costs tens of seconds before the first step (docs/performance.md)",
     "group_by_length": "batch rows of similar length together",
     "fast_loss": "LM head and loss only at labelled positions (same loss, less time and memory)",
     "trainer_args": "any other transformers TrainingArguments, as a mapping",

@@ -115,6 +115,10 @@ def test_repeat_sampler_repeats_each_window():
     assert order[:4] == order[4:8] and order[8:12] == order[12:16]
     assert len(set(order)) == 8
     assert len(list(RepeatSampler(n=9, batch=2, window=2, repeats=1, seed=0))) == 9
+    sampler = RepeatSampler(n=9, batch=2, window=4, repeats=1, seed=0)
+    first = list(sampler)
+    sampler.set_epoch(1)
+    assert list(sampler) != first and sorted(sampler) == sorted(first)
 
 
 def test_prompts_data_kind(tiny_model_dir, tmp_path):
