@@ -143,6 +143,32 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
     return out
 
 
+# Range rules for parameter dataclasses: rule -> (test, what the one-line error says).
+_RANGES = {"positive_int": (lambda v: v > 0, "must be a positive integer"),
+           "positive": (lambda v: v > 0, "must be positive"),
+           "at_least_one": (lambda v: v >= 1, "must be >= 1"),
+           "non_negative": (lambda v: v >= 0, "must be >= 0"),
+           "fraction": (lambda v: 0 <= v < 1, "must be in [0, 1)")}
+
+
+def check_ranges(params, **rules: tuple[str, ...]) -> None:
+    """Check the named fields of ``params`` against range rules (unset, None, values pass).
+
+    Args:
+        params: a parameters dataclass instance.
+        rules: rule name (``positive_int``, ``positive``, ``at_least_one``, ``non_negative``,
+            ``fraction``) -> the field names it applies to, checked in the order given.
+    Raises:
+        ConfigError: ``key 'x': must be ..., got v`` for the first value out of range.
+    """
+    for rule, keys in rules.items():
+        test, expected = _RANGES[rule]
+        for key in keys:
+            value = getattr(params, key)
+            if value is not None and not test(value):
+                raise ConfigError(f"key '{key}': {expected}, got {value}")
+
+
 def build_typed(cls: type, raw: dict, unknown: Callable[[str], str]):
     """``cls(**raw)`` with every value coerced to its annotation and the dataclass's ``check()``
     run: a method's or a stage's parameters.

@@ -19,7 +19,7 @@ from ..conftest import REPO
 
 SNAPSHOT = REPO / "tests" / "data" / "llamafactory_examples"
 EXAMPLES = sorted(SNAPSHOT.glob("*.yaml"))
-SMOKE = ["max_steps=1", "max_samples=2"]
+SMOKE = ["max_steps=1", "max_samples=1"]
 
 
 def _hardware_overrides(config: dict) -> list[str]:
