@@ -7,6 +7,11 @@ Takes LLaMA-Factory's flags as they are: ``--model_name_or_path --adapter_name_o
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--ollama", metavar="NAME",
@@ -14,7 +19,7 @@ def add_arguments(parser) -> None:
                              "<export_dir>/Modelfile` line that installs the export in Ollama")
 
 
-def check_ollama_name(name: str | None, cfg) -> None:
+def check_ollama_name(name: str | None, cfg: RunConfig) -> None:
     """Refuse ``--ollama`` without GGUF, or a name Ollama would reject, before any work."""
     from ..errors import ConfigError
     from ..export.ollama import OLLAMA_NAME

@@ -13,8 +13,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ def stop_tokens(tokenizer, template) -> list[str]:
     return list(dict.fromkeys(stops))
 
 
-def modelfile(gguf_file: str, tokenizer, template, cfg) -> str:
+def modelfile(gguf_file: str, tokenizer, template, cfg: RunConfig) -> str:
     """The Modelfile text for ``gguf_file`` (a path relative to the Modelfile)."""
     fmt = detect_format(tokenizer, template)
     lines = ["# Ollama Modelfile written by tunesmith export: ollama create NAME -f Modelfile",
@@ -107,7 +111,7 @@ def modelfile(gguf_file: str, tokenizer, template, cfg) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parameters(cfg) -> dict:
+def parameters(cfg: RunConfig) -> dict:
     """tunesmith chat's sampling defaults in Ollama's names (greedy unless do_sample)."""
     infer = cfg.infer
     greedy = not infer.do_sample or infer.temperature <= 0
@@ -120,7 +124,7 @@ def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def write_modelfile(out_dir: Path, gguf_file: str, tokenizer, template, cfg) -> Path:
+def write_modelfile(out_dir: Path, gguf_file: str, tokenizer, template, cfg: RunConfig) -> Path:
     """Write ``Modelfile`` into ``out_dir`` (FROM the given GGUF file)."""
     path = Path(out_dir) / "Modelfile"
     path.write_text(modelfile(gguf_file, tokenizer, template, cfg), encoding="utf-8")
