@@ -4,14 +4,13 @@ through the rendered prompt and through the chat template stored in the file; th
 q4_k_m files stay close to it on a held-out text.
 
 Top-1 agreement is counted where the f16 file's choice is decided (its top token leads the
-runner-up by at least ``DECIDED`` logits): SmolLM2-135M is unsure on ~40% of the positions of
-plain prose (top-two gap under 0.5), where any rounding flips the choice; over all positions the
-agreement is reported (docs/export.md), not asserted.
+runner-up by ``gguf_report.DECIDED`` = 1 logit or more): SmolLM2-135M is unsure on ~40% of the
+positions of plain prose (top-two gap under 0.5), where any rounding flips the choice; over all
+positions the agreement is reported (docs/export.md), not asserted.
 """
 
 import json
 
-import numpy as np
 import pytest
 
 from tunesmith.config import load_config
@@ -23,7 +22,6 @@ from tunesmith.infer.load import load_engine
 from ..conftest import REPO
 
 IDENTITY_PROMPTS = ["Who are you?", "What is your name?", "你是谁？", "Tell me about yourself."]
-DECIDED = 1.0  # logits between the f16 file's top two tokens
 LIMITS = {"q8_0": (0.99, 0.02), "q4_k_m": (0.95, 0.08)}  # (top-1 agreement, perplexity change)
 
 
@@ -78,26 +76,19 @@ def _scored(path, ids):
         llm.close()
 
 
-def _decided_agreement(top, reference) -> float:
-    ranked = np.sort(reference, -1)
-    decided = ranked[:, -1] - ranked[:, -2] >= DECIDED
-    return float((top[decided] == reference.argmax(-1)[decided]).mean())
-
-
 @pytest.mark.slow
 def test_quantized_files_stay_close_to_f16_on_a_held_out_text(nova):
     _, out, result = nova
     llm = gguf_report.load(out / "nova.f16.gguf")
     ids = llm.tokenize(gguf_report.HELD_OUT.encode(), add_bos=True)
-    _, f16_ppl = gguf_report.score(llm, ids)
-    llm.reset()
-    llm.eval(ids)
-    reference = np.array(llm.scores[: len(ids) - 1], dtype=np.float64)
     llm.close()
+    f16_top, f16_ppl, lead = _scored(out / "nova.f16.gguf", ids)
+    decided = lead >= gguf_report.DECIDED
+    assert decided.mean() > 0.2  # enough decided positions to count on
     for quant, (agreement, ppl_change) in LIMITS.items():
-        top, ppl = _scored(out / f"nova.{quant}.gguf", ids)
+        top, ppl, _ = _scored(out / f"nova.{quant}.gguf", ids)
         assert abs(ppl / f16_ppl - 1) <= ppl_change, (quant, ppl, f16_ppl)
-        assert _decided_agreement(top, reference) >= agreement, quant
+        assert (top == f16_top)[decided].mean() >= agreement, quant
     sizes = {q: (out / f"nova.{q}.gguf").stat().st_size for q in ("f16", "q8_0", "q4_k_m")}
     assert sizes["f16"] > sizes["q8_0"] > sizes["q4_k_m"]
     check = json.loads((out / "export_check.json").read_text())

@@ -35,6 +35,9 @@ def check_request(cfg: RunConfig) -> None:
     if not cfg.infer.export_dir:
         raise ConfigError("export needs export_dir: the directory to write the merged model to")
     refuse_adapter_as_model(cfg.model.model_name_or_path)
+    if cfg.infer.export_quantization and cfg.infer.export_format != "gguf":
+        raise ConfigError("export_quantization applies to export_format: gguf (got "
+                          f"'{cfg.infer.export_format}'); safetensors keeps export_dtype")
     bits = cfg.model.quantization_bit
     if bits and not cfg.infer.export_dequantize:
         raise ModelError(f"cannot merge an adapter into a {bits}-bit quantized base "

@@ -73,6 +73,13 @@ def test_quantizations_it_cannot_make_are_refused_in_one_line(tiny_model_dir, tm
     assert not (tmp_path / "out").exists()
 
 
+def test_quantization_without_gguf_is_refused(tiny_model_dir, tmp_path, capsys):
+    assert main(["export", f"model_name_or_path={tiny_model_dir}", f"export_dir={tmp_path / 'out'}",
+                 "export_quantization=q8_0"]) == 2
+    assert "export_quantization applies to export_format: gguf" in _one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
 def test_lora_folder_without_its_base_is_one_line(tmp_path, capsys):
     adapter = tmp_path / "lora"
     adapter.mkdir()
