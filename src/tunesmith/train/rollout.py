@@ -8,6 +8,7 @@ added to copies of the base weights), as TRL's colocate mode does.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -101,6 +102,19 @@ def vllm_weights(model):
     yield from merged.items()
 
 
+def _distributed_env() -> None:
+    """The rank variables vLLM's in-process launcher reads (set by torchrun when distributed)."""
+    import socket
+
+    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
+                       ("MASTER_ADDR", "127.0.0.1")):
+        os.environ.setdefault(key, value)
+    if "MASTER_PORT" not in os.environ:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(sock.getsockname()[1])
+
+
 def vllm_sampler(cfg: RunConfig, model, tokenizer, template) -> PolicySampler:
     """A colocated vLLM engine over the base checkpoint, refreshed from the policy each step."""
     from ..infer.vllm import VLLMEngine, import_vllm
@@ -108,9 +122,11 @@ def vllm_sampler(cfg: RunConfig, model, tokenizer, template) -> PolicySampler:
 
     vllm = import_vllm()
     path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
-    llm = vllm.LLM(model=str(path),
-                   dtype="auto", gpu_memory_utilization=0.3, enable_prefix_caching=True,
-                   trust_remote_code=cfg.model.trust_remote_code)
+    _distributed_env()
+    llm = vllm.LLM(model=str(path), dtype="auto", gpu_memory_utilization=0.3,
+                   enable_prefix_caching=True, trust_remote_code=cfg.model.trust_remote_code,
+                   # the engine lives in this process, so its model takes the policy's weights
+                   distributed_executor_backend="external_launcher")
 
     def sync(policy) -> None:
         runner = llm.llm_engine.model_executor.driver_worker.model_runner.model

@@ -106,12 +106,15 @@ def test_vllm_sampler_syncs_weights_before_generating(lora_model, tiny_model_dir
     fake.SamplingParams = lambda **kw: kw
     fake.RequestOutputKind = types.SimpleNamespace(DELTA=1)
     monkeypatch.setitem(sys.modules, "vllm", fake)
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.setenv(key, "0" if key != "MASTER_ADDR" else "127.0.0.1")  # restored after
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
     cfg = _cfg("vllm")
     cfg.model.model_name_or_path = str(tiny_model_dir)
     sampler = build_sampler(cfg, lora_model, tokenizer, get_template("auto", tokenizer))
     rollout = sampler.sample([[{"role": "user", "content": "hi"}]], 2,
                              GenParams(max_new_tokens=4, temperature=1.0))
+    assert sampler.engine.llm.kwargs["distributed_executor_backend"] == "external_launcher"
     loads = [c for c in calls if c[0] == "load"]
     assert loads and calls.index(("reset",)) < calls.index(("generate", 2))
     assert calls.index(loads[-1]) < calls.index(("generate", 2))
