@@ -85,9 +85,12 @@ fi
 
 if [[ -x "$HERE/gpu_check_multi.sh" || -f "$HERE/gpu_check_multi.sh" ]]; then
   step "multi-GPU part (scripts/gpu_check_multi.sh)"
-  OUT="$OUT" MODEL="$MODEL" STEPS="$STEPS" PY="$PY" bash "$HERE/gpu_check_multi.sh" "$OUT/multi" || \
+  MODEL="$MODEL" STEPS="$STEPS" PYTHON="$PY" bash "$HERE/gpu_check_multi.sh" "$OUT/multi" || \
     echo "gpu_check_multi.sh failed (exit $?)" >&2
 fi
 
 step "results"
 "$PY" "$HERE/gpu_check.py" table "$OUT" | tee "$OUT/table.md"
+if [[ -f "$OUT/multi/table.md" ]]; then
+  echo; cat "$OUT/multi/table.md"
+fi
