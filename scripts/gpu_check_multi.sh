@@ -7,14 +7,14 @@
 # table and writes it to OUT/table.md; each run's log and record stay in OUT/<config>/.
 #
 # usage: scripts/gpu_check_multi.sh [OUT]          (scripts/gpu_check.sh calls it when present)
-# env:   MODEL (a local dir or hub id, default Qwen/Qwen2.5-0.5B-Instruct), NGPU (default: all),
-#        STEPS (30), BATCH (per GPU, 4), CUTOFF (1024), PYTHON (python), CONFIGS ("ddp fsdp zero3_offload")
+# env:   MULTI_MODEL or MODEL (a local dir or hub id, default Qwen/Qwen2.5-0.5B-Instruct), NGPU (default: all),
+#        STEPS (30), BATCH (per GPU, 4), CUTOFF (1024), PYTHON or PY (python), CONFIGS ("ddp fsdp zero3_offload")
 # needs: pip install 'tunesmith[deepspeed]' for zero3_offload (else that row says why it was skipped)
 set -uo pipefail
 
 OUT=${1:-gpu_check_multi}
-MODEL=${MODEL:-Qwen/Qwen2.5-0.5B-Instruct}
-PYTHON=${PYTHON:-python}
+MODEL=${MULTI_MODEL:-${MODEL:-Qwen/Qwen2.5-0.5B-Instruct}}
+PYTHON=${PYTHON:-${PY:-python}}
 STEPS=${STEPS:-30}
 BATCH=${BATCH:-4}
 CUTOFF=${CUTOFF:-1024}

@@ -53,7 +53,8 @@ KEY_HELP = {
     "data_seed": "seed for the train/validation split (default: seed)",
     # method
     "stage": "sft (chat), pt (plain text), dpo (chosen/rejected pairs), kto (labelled answers), "
-             "rm (reward model on pairs), grpo (online RL with reward functions)",
+             "rm (reward model on pairs), grpo (online RL with reward functions), "
+             "ppo (online RL against a reward model)",
     "method": "fine-tuning method (alias finetuning_type): lora, qlora, full, freeze, bitfit, "
               "prefix, prompt, ptuning, ia3, adalora, loha, lokr, vera, oft",
     # method parameters (methods/*.py; each method accepts only its own)
@@ -165,7 +166,7 @@ KEY_HELP = {
     "deepspeed": "path to a DeepSpeed JSON config (examples/deepspeed/; pip install "
                  "'tunesmith[deepspeed]')",
     "fsdp": "FSDP: a JSON config (examples/fsdp/) or options such as 'full_shard auto_wrap'",
-    "torch_compile": "compile the model with torch.compile",
+    "torch_compile": "compile every decoder layer with torch.compile (inductor, dynamic shapes): pays with bf16 weights on CPU, costs tens of seconds before the first step (docs/performance.md)",
     "group_by_length": "batch rows of similar length together",
     "fast_loss": "LM head and loss only at labelled positions (same loss, less time and memory)",
     "trainer_args": "any other transformers TrainingArguments, as a mapping",
@@ -190,8 +191,15 @@ KEY_HELP = {
     "reward_regex": "grpo: the pattern the 'regex' reward looks for (re.search, 1 when found)",
     "reward_contains": "grpo: strings the 'contains' reward looks for (the fraction found)",
     "length_penalty_cache": "grpo: 'length_penalty' falls from 0 to -1 over this many tokens before max_completion_length (default a quarter of it)",
-    "reward_error_limit": "grpo: steps skipped for a failing reward function (raises, wrong length, NaN) before training stops",
-    "log_completions_steps": "grpo: write the step's completions with their rewards to completions.jsonl every N steps (0: never)",
+    "reward_error_limit": "grpo/ppo: steps skipped for a failing reward function (raises, wrong length, NaN) before training stops",
+    "log_completions_steps": "grpo/ppo: write the step's completions with their rewards to completions.jsonl every N steps (0: never)",
+    # stage: ppo (LLaMA-Factory's keys)
+    "reward_model_type": "ppo: lora (reward_model is an rm adapter dir) or full (a merged rm model dir); api is not supported",
+    "ppo_epochs": "ppo: optimizer passes over each batch of completions",
+    "ppo_buffer_size": "ppo: micro-batch windows (x gradient_accumulation_steps) generated before the ppo_epochs passes",
+    "ppo_target": "ppo: target KL the adaptive KL coefficient steers towards",
+    "ppo_score_norm": "ppo: normalize reward-model scores by their running mean and std",
+    "ppo_whiten_rewards": "ppo: whiten per-token rewards before GAE",
     # infer / export
     "infer_backend": "hf (transformers) or vllm (GPU)",
     "max_new_tokens": "maximum tokens to generate",
@@ -209,7 +217,10 @@ KEY_HELP = {
     "export_dtype": "dtype of the exported weights (auto keeps the training dtype)",
     "export_legacy_format": "accepted for LLaMA-Factory compatibility (never pickle .bin weights: export_format decides)",
     "export_dequantize": "merge onto a dequantized copy of a quantized base",
-    "export_format": "safetensors (shards + index) or gguf (one file for llama.cpp, Llama models)",
+    "export_format": "safetensors (shards + index) or gguf (llama.cpp/Ollama/LM Studio files + "
+                     "an Ollama Modelfile; llama, mistral, qwen2, qwen3 models)",
+    "export_quantization": "gguf weight types, one file each: f32 f16 bf16 q8_0 q4_0 q4_k_m "
+                           "q5_k_m q6_k (K-quants need llama-cpp-python; empty: export_dtype)",
     # serve
     "host": "address to bind (127.0.0.1 by default; 0.0.0.0 is public)",
     "port": "port to bind",

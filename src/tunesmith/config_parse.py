@@ -16,6 +16,8 @@ import yaml
 
 from .errors import ConfigError
 
+DTYPE_CHOICES = ("auto", "fp32", "bf16", "fp16")  # what ``dtype``/``export_dtype`` accept
+
 
 def suggest(key: str, choices) -> str:
     """`` (did you mean 'x'?)`` for the nearest choice, or an empty string."""
@@ -141,6 +143,32 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
         out[key.replace("-", "_")] = value
         i += 1
     return out
+
+
+# Range rules for parameter dataclasses: rule -> (test, what the one-line error says).
+_RANGES = {"positive_int": (lambda v: v > 0, "must be a positive integer"),
+           "positive": (lambda v: v > 0, "must be positive"),
+           "at_least_one": (lambda v: v >= 1, "must be >= 1"),
+           "non_negative": (lambda v: v >= 0, "must be >= 0"),
+           "fraction": (lambda v: 0 <= v < 1, "must be in [0, 1)")}
+
+
+def check_ranges(params, **rules: tuple[str, ...]) -> None:
+    """Check the named fields of ``params`` against range rules (unset, None, values pass).
+
+    Args:
+        params: a parameters dataclass instance.
+        rules: rule name (``positive_int``, ``positive``, ``at_least_one``, ``non_negative``,
+            ``fraction``) -> the field names it applies to, checked in the order given.
+    Raises:
+        ConfigError: ``key 'x': must be ..., got v`` for the first value out of range.
+    """
+    for rule, keys in rules.items():
+        test, expected = _RANGES[rule]
+        for key in keys:
+            value = getattr(params, key)
+            if value is not None and not test(value):
+                raise ConfigError(f"key '{key}': {expected}, got {value}")
 
 
 def build_typed(cls: type, raw: dict, unknown: Callable[[str], str]):

@@ -2,7 +2,8 @@
 each train exactly what one process does; nodes with different configs are refused before
 training; a rank that dies stops the job with one line, and the last complete checkpoint resumes;
 FSDP (2 ranks, gloo) trains, checkpoints sharded, resumes and exports the same adapter; DeepSpeed
-ZeRO-2 runs on DeepSpeed's CPU accelerator and learns the same adapter.
+ZeRO-2 runs on DeepSpeed's CPU accelerator and learns the same adapter; a streaming run on two
+ranks resumes like one process.
 
 Reference: one process, batch 2, 3 steps, constant LR. Two ranks of batch 1 see the same global
 batch (DDP averages their gradients), so losses and adapters match within fp32 rounding.
@@ -149,3 +150,21 @@ def test_deepspeed_zero2_on_two_cpu_ranks_equals_one_process(nodes):
     got, ref = losses(out), losses(nodes.ref)
     assert got.keys() == ref.keys() and max(abs(got[s] - ref[s]) for s in ref) < TOL
     assert max_abs_diff(adapter(out), adapter(nodes.ref)) < TOL
+
+
+@pytest.mark.slow
+def test_streaming_on_two_ranks_resumes_like_one_process(nodes):
+    """Each rank reads the stream and takes its slice of every global batch; the position saved
+    is the furthest over the ranks, so a resumed 2-rank run continues where both left off."""
+    stream = {"streaming": True, "buffer_size": 4, "max_steps": 4, "save_steps": 2}
+    one, two = nodes.root / "stream1", nodes.root / "stream2"
+    assert run_cli(nodes.over(one, **stream), nodes.root / "stream1.log", nodes.env) == 0
+    over = nodes.over(two, nproc_per_node=2, per_device_train_batch_size=1, **stream)
+    assert run_cli({**over, "max_steps": 2}, nodes.root / "stream2.log", nodes.env) == 0
+    assert run_cli({**over, "resume_from_checkpoint": "auto"}, nodes.root / "stream2.log",
+                   nodes.env) == 0, nodes.log("stream2.log")[-3000:]
+    assert "stream: rows up to 3 were trained on" in nodes.log("stream2.log")
+    got, ref = losses(two), losses(one)
+    assert got.keys() == ref.keys() == {1, 2, 3, 4}
+    assert max(abs(got[s] - ref[s]) for s in ref) < TOL
+    assert max_abs_diff(adapter(two), adapter(one)) < TOL

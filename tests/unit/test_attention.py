@@ -84,3 +84,25 @@ def test_overflowing_scores_fall_back_to_sdpa_with_grouped_heads():
     ref, _ = sdpa_attention_forward(module, q, k, v, None, scaling=0.35)
     assert out.shape == (1, 5, 4, 8)
     torch.testing.assert_close(out, ref, equal_nan=True)
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "bool", "additive"])
+def test_decode_path_reads_grouped_heads_as_sdpa_does(mask_kind):
+    """One query per row, grouped-query heads (9 on 3): the same output as sdpa with the keys
+    and values repeated per head."""
+    from transformers.integrations.sdpa_attention import repeat_kv
+
+    from tunesmith.model.attention import decode_attention
+
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(2, 9, 1, 8, generator=g, dtype=torch.float64)
+    k = torch.randn(2, 3, 11, 8, generator=g, dtype=torch.float64)
+    v = torch.randn(2, 3, 11, 8, generator=g, dtype=torch.float64)
+    keep = torch.rand(2, 1, 1, 11, generator=g) > 0.3
+    keep[..., -1] = True
+    mask = {"none": None, "bool": keep,
+            "additive": torch.zeros(keep.shape, dtype=torch.float64).masked_fill(~keep, -1e30)}[mask_kind]
+    want = torch.nn.functional.scaled_dot_product_attention(
+        q, repeat_kv(k, 3), repeat_kv(v, 3), attn_mask=None if mask is None else mask, scale=0.3)
+    got = decode_attention(q, k, v, mask, 0.3)
+    torch.testing.assert_close(got, want.transpose(1, 2))

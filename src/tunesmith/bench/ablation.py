@@ -23,6 +23,7 @@ class Variant:
     checkpointing: bool
     attn: str = "sdpa"
     autocast: bool = False  # bf16 autocast, adapters fed bf16 inputs (only with bf16 weights)
+    compile: bool = False  # torch_compile: decoder layers compiled (train/compile.py)
 
 
 # Each variant adds one technique to the one before it (the last two: without checkpointing, and
@@ -35,7 +36,17 @@ VARIANTS = {
     "autocast": Variant("+ bf16 autocast adapters", "auto", True, True, True, "hybrid", True),
     "no-ckpt": Variant("all of it, no ckpt", "auto", True, True, False, "hybrid", True),
     "fp32": Variant("padded, full logits, ckpt, fp32 weights", "fp32", False, False, True),
+    # the dtype question on its own: everything above, in each weight dtype (not in the default
+    # list: the automatic dtype already shows in the rows above)
+    "all-fp32": Variant("all of it with ckpt, fp32 weights", "fp32", True, True, True, "hybrid"),
+    "all-bf16": Variant("all of it with ckpt, bf16 weights + autocast", "bf16", True, True, True,
+                        "hybrid", True),
+    "all-bf16-compiled": Variant("all of it with ckpt, bf16 + autocast, layers compiled", "bf16",
+                                 True, True, True, "hybrid", True, True),
+    "all-fp32-compiled": Variant("all of it with ckpt, fp32, layers compiled", "fp32", True,
+                                 True, True, "hybrid", False, True),
 }
+DEFAULT = ("padded", "pack", "pack+fast", "hybrid", "autocast", "no-ckpt", "fp32")
 
 
 def workload_examples(workload: str, n_rows: int):
@@ -73,6 +84,10 @@ def _model(path, variant: Variant):
     torch.manual_seed(0)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
     model.train()
+    if variant.compile:
+        from ..train.compile import compile_layers
+
+        compile_layers(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4)
     return model, opt
 
@@ -108,7 +123,7 @@ def run_ablation(workload: str = "W2", steps: int = 3, batch_size: int = 8, roun
     examples, tokenizer, path = workload_examples(workload, steps * batch_size)
     feats = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
     chunks = [feats[i:i + batch_size] for i in range(0, len(feats), batch_size)]
-    chosen = {k: VARIANTS[k] for k in (names or VARIANTS)}
+    chosen = {k: VARIANTS[k] for k in (names or DEFAULT)}
     times: dict[str, list[float]] = {k: [] for k in chosen}
     for _ in range(rounds):
         for key, v in chosen.items():

@@ -10,6 +10,7 @@ end-of-turn), per dtype and batch size, interleaved.
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 READ_MIB = 512  # the bandwidth probe's buffer: far larger than any cache
@@ -84,6 +85,7 @@ def bench_decode(dtypes=("fp32", "bf16"), batches=(8, 32), rows: int = 32,
             results.append({**r, "step_mib": round(size["total"] / 2**20, 1),
                             "limit_tokens_per_s": round(limit, 1),
                             "share_of_limit": round(r["tokens_per_s"] / limit, 3)})
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     return {"bandwidth_gb_s": round(bandwidth / 1e9, 2), "rows": rows, "new_tokens": new_tokens,
             "runs": results}
 

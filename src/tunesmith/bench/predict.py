@@ -40,7 +40,7 @@ def ours(spec: dict, run_dir: Path) -> tuple[list[str], dict]:
 
 def llamafactory(spec: dict, run_dir: Path, out: Path) -> tuple[list[str], dict]:
     from .peers import PEERS, command, install
-    from .train import say
+    from .run import say
 
     peer = PEERS["llamafactory"]
     python = install(peer, out, say)

@@ -26,6 +26,34 @@ from .workloads import get_workload, train_overrides
 OURS: dict = {}
 
 
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def interleaved(tools: dict, base: Path, repeats: int, run) -> list[dict]:
+    """Every tool ``repeats`` times, interleaved (A, B, A, B: drift on a shared machine hits every
+    tool alike), each run in ``base/<tool>/run<N>`` with its timing record ``timing.json``.
+
+    Args:
+        tools: name -> ``(run_dir, result_path) -> (argument list, environment)``.
+        run: ``(name, cmd, env, run_dir, result_path) -> metrics`` (runs and measures one).
+    Returns:
+        The metrics of every run, in the order run.
+    """
+    runs = []
+    for rep in range(repeats):
+        for name, make in tools.items():
+            run_dir = base / name / f"run{rep + 1}"
+            run_dir.mkdir(parents=True, exist_ok=True)
+            result = run_dir / "timing.json"
+            result.unlink(missing_ok=True)
+            cmd, env = make(run_dir, result)
+            say(f"[{time.strftime('%H:%M:%S')}] {name} run {rep + 1}/{repeats} ...")
+            runs.append(run(name, cmd, env, run_dir, result))
+            say(f"  -> {json.dumps(runs[-1])}")
+    return runs
+
+
 def ours_command(spec: dict, run_dir: Path, result: Path, extra: dict) -> tuple[list[str], dict]:
     """Write the run's tunesmith config (the shared keys + ``extra``) and return the command."""
     w = get_workload(spec["workload"])
@@ -70,8 +98,13 @@ def summarize(tool: str, spec: dict, outer: dict, inner: dict, flops_per_token: 
             "peak_rss_mb": round(outer["peak_rss_mb"], 1),
             "peak_gpu_mb": inner.get("peak_gpu_mb"),
             "first_loss": losses.get(min(losses)) if losses else None,
+            "first_grad_norm": _first(inner.get("grad_norms", {})),
             "final_loss": losses.get(max(losses)) if losses else None,
             "achieved_flops": flops_per_token * tokens / train_s}
+
+
+def _first(by_step: dict):
+    return by_step[min(by_step, key=int)] if by_step else None
 
 
 def run_tool(tool: str, cmd: list[str], env: dict, spec: dict, run_dir: Path, result: Path,

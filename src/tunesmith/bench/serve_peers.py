@@ -22,7 +22,7 @@ def llamafactory_server(out: Path, dtype: str = "auto", startup_s: float = 600):
     from ..serve.launch import free_port
     from .peers import PEERS, command, install
     from .prepare import SMOLLM2_SYSTEM
-    from .train import say
+    from .run import say
 
     peer = PEERS["llamafactory"]
     python = install(peer, Path(out), say)

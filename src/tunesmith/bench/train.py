@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 from .prepare import prepare
 from .report import aggregate, format_report, ratios
-from .run import OURS, ours_command, run_tool
+from .run import OURS, interleaved, ours_command, run_tool, say
 from .workloads import get_workload
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def machine(peak_seconds: float = 1.0) -> dict:
@@ -109,17 +104,10 @@ def bench_train(workload: str = "W1", peers: list[str] | None = None, steps: int
     fpt = flops_per_token(spec["model"])
     checked = (equal_work(w, base, tools, fpt, timeout_s, grad_ckpt)
                if check and spec["dtype"] != "fp32" else None)
-    runs = []
-    for rep in range(repeats):
-        for name, make in tools.items():
-            run_dir = base / name / f"run{rep + 1}"
-            run_dir.mkdir(parents=True, exist_ok=True)
-            result = run_dir / "timing.json"
-            result.unlink(missing_ok=True)
-            cmd, env = make(spec, run_dir, result)
-            say(f"[{time.strftime('%H:%M:%S')}] {name} run {rep + 1}/{repeats} ...")
-            runs.append(run_tool(name, cmd, env, spec, run_dir, result, fpt, timeout_s))
-            say(f"  -> {json.dumps(runs[-1])}")
+    runs = interleaved(
+        {name: (lambda make: lambda d, r: make(spec, d, r))(make) for name, make in tools.items()},
+        base, repeats, lambda name, cmd, env, d, r: run_tool(name, cmd, env, spec, d, r, fpt,
+                                                             timeout_s))
     aggregated = aggregate(runs)
     result = {"dir": str(base), "spec": spec, "hardware": hw, "repeats": repeats, "runs": runs,
               "tools": aggregated, "equal_work": checked, "ratios": ratios(aggregated, checked)}

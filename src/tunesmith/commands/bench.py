@@ -10,8 +10,9 @@ from pathlib import Path
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="what", metavar="<what>")
     t = sub.add_parser("train", help="train a workload with tunesmith and the peers, side by side")
-    t.add_argument("--workload", default="W1", help="W1 (identity), W2 (instructions), W3 (multi-turn), "
-                   "W4 (sigmoid DPO on preference pairs)")
+    t.add_argument("--workload", default="W1",
+                   help="W1 (identity), W2 (instructions), W3 (multi-turn), W4 (sigmoid DPO on "
+                        "preference pairs), W5 (GRPO, against TRL's GRPOTrainer)")
     t.add_argument("--peers", default="", help="comma list: llamafactory,trl (installed into "
                                                "<out>/venvs on first use)")
     t.add_argument("--steps", type=int, default=0, help="partial mode: only the first N steps")
@@ -82,6 +83,13 @@ def _train(args) -> int:
     from ..bench.train import bench_train
 
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    if args.workload.upper() == "W5":  # GRPO: its own runner (bench/grpo.py)
+        from ..bench.grpo import bench_grpo, format_report as grpo_report
+
+        result = bench_grpo(peers, args.steps, args.repeats, Path(args.out), args.timeout,
+                            args.dtype)
+        print(grpo_report(result) + f"(report: {Path(result['dir']) / 'report.md'})")
+        return 0
     result = bench_train(args.workload, peers, args.steps, args.repeats, Path(args.out),
                          args.timeout,
                          grad_ckpt={"each": None, "on": True, "off": False}[

@@ -3,6 +3,11 @@ preference stage, pair accuracy (dpo, kto) or reward accuracy (rm)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 def run(args) -> int:
     from . import load_run_config
@@ -10,7 +15,7 @@ def run(args) -> int:
     return run_eval_config(load_run_config(args))
 
 
-def run_eval_config(cfg) -> int:
+def run_eval_config(cfg: RunConfig) -> int:
     """Evaluate per ``cfg`` and print the metrics (also ``train --do_eval`` without do_train)."""
     from ..evaluate import run_evaluator
 

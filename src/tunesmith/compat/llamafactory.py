@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import functools
 import typing
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ConfigError
 from ..notes import note_once
 from .llamafactory_keys import NO_EFFECT, REFUSED, is_harmless
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 _TRUTHY = ("true", "1", "yes", "on")
 
@@ -203,7 +207,7 @@ def translate(raw: dict[str, Any], known: set[str] | None = None,
 SWANLAB_MODES = ("cloud", "online", "local", "offline", "disabled")  # cloud: LF's word for online
 
 
-def validate_features(cfg) -> None:
+def validate_features(cfg: RunConfig) -> None:
     """Rules for the LLaMA-Factory feature keys, one per ``if`` (LLaMA-Factory's own rules)."""
     m, d, t = cfg.model, cfg.data, cfg.train
     if t.do_eval and not (d.val_size or d.eval_dataset):

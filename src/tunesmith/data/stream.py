@@ -179,7 +179,8 @@ class TokenStream:
         """Pass ``n``: ``(source, origin, row)`` mixed, without the held-out rows, shuffled."""
         d = self.cfg.data
         sources = open_sources(d, d.dataset, DataReport(), _think(self.template), self.kind)
-        rows = islice(mixed_rows(sources, d, _mix_seed(self.cfg) + n), self.holdout, None)
+        # the same mix every pass (so the held-out first rows are the same rows); a new shuffle
+        rows = islice(mixed_rows(sources, d, _mix_seed(self.cfg)), self.holdout, None)
         seed = _mix_seed(self.cfg) + n
         return ((sources[i], origin, row) for i, (origin, row) in
                 shuffled(rows, d.buffer_size, random.Random(seed)))
@@ -282,17 +283,6 @@ class TokenStream:
         h.update(repr((d.mix_strategy, d.interleave_probs, d.buffer_size, d.val_size, d.format,
                        d.columns, d.placeholders, d.max_samples, self.kind)).encode())
         return h.hexdigest()[:16]
-
-
-def _sample_digest(path, h, sample: int = 1 << 20) -> None:
-    """Name, size and the first and last MiB of a file (a 2 GB file is not read whole)."""
-    size = path.stat().st_size
-    h.update(f"{path.name}:{size}".encode())
-    with open(path, "rb") as fh:
-        h.update(fh.read(sample))
-        if size > 2 * sample:
-            fh.seek(size - sample)
-            h.update(fh.read(sample))
 
 
 def load_stream(cfg: RunConfig, tokenizer, template: Template | None,

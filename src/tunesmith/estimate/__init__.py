@@ -115,6 +115,10 @@ def data_shape(cfg: RunConfig, tokenizer=None, template=None, examples=None) -> 
     from ..train.stages import get_stage
 
     kind = get_stage(cfg.method.stage).data_kind
+    if examples is None and cfg.data.streaming:  # a stream may not fit in memory: a sample of it
+        from ..data.stream import TokenStream
+
+        examples = TokenStream(cfg, tokenizer, template, kind).sample(2048)
     if examples is None:
         from ..data.load import load_data
 

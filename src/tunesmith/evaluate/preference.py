@@ -34,7 +34,8 @@ def pair_values(model, examples, pad_id: int, batch_size: int, reward: bool = Fa
     from ..train.pref_logps import sequence_logps
     from ..train.reward_model import reward_scores
 
-    dataset, collate = PairDataset(examples), PairCollator(pad_id)
+    share = getattr(model.config, "_attn_implementation", "") in ("sdpa", "hybrid")
+    dataset, collate = PairDataset(examples), PairCollator(pad_id, share=share)
     values, counts = [], []
     for start in range(0, len(dataset), batch_size):
         batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])

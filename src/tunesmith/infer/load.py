@@ -63,8 +63,25 @@ def load_hf_engine(cfg: RunConfig, adapter: str | None = None):
     if adapter:
         match_adapter_tokens(tokenizer, model, adapter)  # a run that added tokens
         model = attach_adapter(model, adapter, cfg.model.model_name_or_path)
+        if not quant:
+            model = merged_for_inference(model, adapter)
     name, system = resolve_template(cfg, adapter, path)
     return HFEngine(model, tokenizer, get_template(name, tokenizer, system))
+
+
+def merged_for_inference(model, adapter: str):
+    """The adapter merged into the (not quantized) base weights where it can be: the same
+    outputs as the attached adapter (within rounding; ``export`` checks merges the same way),
+    without its extra matmuls and adds in every layer at every generated token. Adapters that
+    cannot merge (prompt learning, LoRA layer replication, ...) stay attached."""
+    from ..methods import adapter_merge_refusal
+
+    if adapter_merge_refusal(adapter):
+        return model
+    try:
+        return model.merge_and_unload()
+    except (AttributeError, NotImplementedError, ValueError):
+        return model
 
 
 @register_engine("vllm")

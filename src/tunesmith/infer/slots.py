@@ -24,6 +24,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 from .sampling import RowSampler, choose_tokens
 
 MIN_COLUMNS = 256
+COMPACT_AT = 0.75  # compact when the longest row uses at most this share of the columns
 
 
 class SlotLayer(DynamicLayer):
@@ -217,14 +218,15 @@ class HFDecoder:
         return [(job, [choice]) for job, choice in zip(jobs, choices)]
 
     def _make_room(self, extra: int) -> None:
-        """Columns for ``col + extra``: compact the rows' gaps away if that frees half the
-        buffer, else grow it (doubling)."""
+        """Columns for ``col + extra``: compact the rows' gaps away if that frees a quarter of
+        the buffer (a compaction copies the cache once, as growing does), else grow it
+        (doubling)."""
         need = self.col + extra
         if need <= self.cache.columns:
             return
         n = len(self.rows)
         used = int(self.valid[:n].sum(1).max()) if n else 0
-        if n and used + extra <= self.cache.columns // 2 and need - extra <= self.cache.columns:
+        if n and used + extra <= COMPACT_AT * self.cache.columns and need - extra <= self.cache.columns:
             self._compact(n, used)
             need = self.col + extra
         if need > self.cache.columns:

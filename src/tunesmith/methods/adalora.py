@@ -3,7 +3,7 @@
 The rank budget shrinks from ``adalora_init_r`` to ``adalora_target_r`` per layer on average
 between step ``adalora_tinit`` and ``total_step - adalora_tfinal``, updating every
 ``adalora_delta_t`` steps. peft needs ``update_and_allocate(step)`` after every optimizer step
-and before the gradients are cleared: ``adalora_budget.AdaLoraBudget`` does it from the
+and before the gradients are cleared: ``_adalora_budget.AdaLoraBudget`` does it from the
 Trainer's ``on_optimizer_step`` hook. ``adalora_total_step`` defaults to the run's total optimizer steps.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..config_parse import check_ranges
 from ..errors import ConfigError
 from . import register_method, wrap_peft
 from .lora import target_modules
@@ -36,18 +37,13 @@ class AdaLoraParams:
     lora_target: list[str] | None = None
 
     def check(self) -> None:
-        for key in ("adalora_init_r", "adalora_target_r", "adalora_delta_t"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"key '{key}': must be >= 1, got {getattr(self, key)}")
+        check_ranges(self, at_least_one=("adalora_init_r", "adalora_target_r", "adalora_delta_t"))
         if self.adalora_target_r > self.adalora_init_r:
             raise ConfigError(f"key 'adalora_target_r': {self.adalora_target_r} exceeds "
                               f"adalora_init_r {self.adalora_init_r} (the budget only shrinks)")
-        for key in ("adalora_tinit", "adalora_tfinal", "adalora_orth_reg_weight"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"key '{key}': must be >= 0, got {getattr(self, key)}")
-        for key in ("adalora_beta1", "adalora_beta2", "lora_dropout"):
-            if not 0 <= getattr(self, key) < 1:
-                raise ConfigError(f"key '{key}': must be in [0, 1), got {getattr(self, key)}")
+        check_ranges(self,
+                     non_negative=("adalora_tinit", "adalora_tfinal", "adalora_orth_reg_weight"),
+                     fraction=("adalora_beta1", "adalora_beta2", "lora_dropout"))
         if self.adalora_total_step is not None:
             check_schedule(self, self.adalora_total_step)
 
@@ -77,7 +73,9 @@ def build_adalora_config(params: AdaLoraParams, total_step: int):
 
 
 def adalora_callbacks(model, params: AdaLoraParams, cfg: RunConfig) -> list:
-    from .adalora_budget import AdaLoraBudget  # imports the Trainer stack: only when training
+    # A private module (the registry does not import it): it loads the Trainer stack, which
+    # only training needs.
+    from ._adalora_budget import AdaLoraBudget
 
     return [AdaLoraBudget(model, params)]
 

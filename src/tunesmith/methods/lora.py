@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..config_parse import check_ranges
 from ..errors import ConfigError
 from . import register_method, wrap_peft
 
@@ -46,12 +47,8 @@ class LoraParams:
     loraplus_lr_embedding: float = 1e-6  # LoRA+: learning rate of LoRA on embedding layers
 
     def check(self) -> None:
-        if self.lora_rank <= 0:
-            raise ConfigError(f"key 'lora_rank': must be a positive integer, got {self.lora_rank}")
-        if self.lora_alpha is not None and self.lora_alpha <= 0:
-            raise ConfigError(f"key 'lora_alpha': must be positive, got {self.lora_alpha}")
-        if not 0 <= self.lora_dropout < 1:
-            raise ConfigError(f"key 'lora_dropout': must be in [0, 1), got {self.lora_dropout}")
+        check_ranges(self, positive_int=("lora_rank",), positive=("lora_alpha",),
+                     fraction=("lora_dropout",))
         if self.lora_bias not in ("none", "all", "lora_only"):
             raise ConfigError(f"key 'lora_bias': must be none, all or lora_only, got {self.lora_bias}")
         init = str(self.init_lora_weights).lower()
@@ -60,12 +57,10 @@ class LoraParams:
                               f"{', '.join(INIT_CHOICES)} (K a number of iterations)")
         if self.loftq_bits not in (4, 8):
             raise ConfigError(f"key 'loftq_bits': must be 4 or 8, got {self.loftq_bits}")
-        if self.loftq_iter < 1:
-            raise ConfigError(f"key 'loftq_iter': must be >= 1, got {self.loftq_iter}")
+        check_ranges(self, at_least_one=("loftq_iter",))
         if self.layers_pattern and not self.layers_to_transform:
             raise ConfigError("key 'layers_pattern' needs 'layers_to_transform' (the layer indices)")
-        if self.loraplus_lr_ratio is not None and self.loraplus_lr_ratio <= 0:
-            raise ConfigError(f"key 'loraplus_lr_ratio': must be positive, got {self.loraplus_lr_ratio}")
+        check_ranges(self, positive=("loraplus_lr_ratio",))
         self.layer_replication = _layer_ranges(self.layer_replication)
 
     @property

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
+from ..config_parse import check_ranges
 from . import register_method, wrap_peft
 from .lora import target_modules
 
@@ -24,13 +24,8 @@ class LycorisParams:
     module_dropout: float = 0.0
 
     def check(self) -> None:
-        if self.lycoris_rank <= 0:
-            raise ConfigError(f"key 'lycoris_rank': must be a positive integer, got {self.lycoris_rank}")
-        if self.lycoris_alpha <= 0:
-            raise ConfigError(f"key 'lycoris_alpha': must be positive, got {self.lycoris_alpha}")
-        for key in ("rank_dropout", "module_dropout"):
-            if not 0 <= getattr(self, key) < 1:
-                raise ConfigError(f"key '{key}': must be in [0, 1), got {getattr(self, key)}")
+        check_ranges(self, positive_int=("lycoris_rank",), positive=("lycoris_alpha",),
+                     fraction=("rank_dropout", "module_dropout"))
 
 
 def _build(config_cls, params: LycorisParams):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
+from ..config_parse import check_ranges
 from . import register_method, wrap_peft
 from .lora import target_modules
 
@@ -22,10 +22,7 @@ class OftParams:
     oft_coft: bool = False  # constrained OFT
 
     def check(self) -> None:
-        if self.oft_block_size <= 0:
-            raise ConfigError(f"key 'oft_block_size': must be a positive integer, got {self.oft_block_size}")
-        if not 0 <= self.oft_module_dropout < 1:
-            raise ConfigError(f"key 'oft_module_dropout': must be in [0, 1), got {self.oft_module_dropout}")
+        check_ranges(self, positive_int=("oft_block_size",), fraction=("oft_module_dropout",))
 
 
 @register_method("oft", OftParams, summary="learned block-diagonal rotations of the weights (OFT)")

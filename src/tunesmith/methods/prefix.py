@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..config_parse import check_ranges
 from ..errors import ConfigError
 from . import register_method, wrap_peft
 
@@ -25,9 +26,7 @@ class PrefixParams:
 
     def check(self) -> None:
         check_virtual_tokens(self.num_virtual_tokens)
-        if self.encoder_hidden_size is not None and self.encoder_hidden_size <= 0:
-            raise ConfigError(f"key 'encoder_hidden_size': must be positive, got "
-                              f"{self.encoder_hidden_size}")
+        check_ranges(self, positive=("encoder_hidden_size",))
 
 
 def check_virtual_tokens(n: int) -> None:

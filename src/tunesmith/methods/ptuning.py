@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..config_parse import check_ranges
 from ..errors import ConfigError
 from . import register_method, wrap_peft
 from .prefix import check_virtual_tokens
@@ -30,13 +31,8 @@ class PTuningParams:
         if self.encoder_reparameterization_type not in ("MLP", "LSTM"):
             raise ConfigError(f"key 'encoder_reparameterization_type': must be MLP or LSTM, got "
                               f"{self.encoder_reparameterization_type}")
-        if self.encoder_hidden_size is not None and self.encoder_hidden_size <= 0:
-            raise ConfigError(f"key 'encoder_hidden_size': must be positive, got "
-                              f"{self.encoder_hidden_size}")
-        if self.encoder_num_layers < 1:
-            raise ConfigError(f"key 'encoder_num_layers': must be >= 1, got {self.encoder_num_layers}")
-        if not 0 <= self.encoder_dropout < 1:
-            raise ConfigError(f"key 'encoder_dropout': must be in [0, 1), got {self.encoder_dropout}")
+        check_ranges(self, positive=("encoder_hidden_size",), at_least_one=("encoder_num_layers",),
+                     fraction=("encoder_dropout",))
 
 
 @register_method("ptuning", PTuningParams, mergeable=False,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
+from ..config_parse import check_ranges
 from . import register_method, wrap_peft
 from .lora import target_modules
 
@@ -22,12 +22,8 @@ class VeraParams:
     vera_d_initial: float = 0.1
 
     def check(self) -> None:
-        if self.vera_rank <= 0:
-            raise ConfigError(f"key 'vera_rank': must be a positive integer, got {self.vera_rank}")
-        if not 0 <= self.vera_dropout < 1:
-            raise ConfigError(f"key 'vera_dropout': must be in [0, 1), got {self.vera_dropout}")
-        if self.vera_d_initial <= 0:
-            raise ConfigError(f"key 'vera_d_initial': must be positive, got {self.vera_d_initial}")
+        check_ranges(self, positive_int=("vera_rank",), fraction=("vera_dropout",),
+                     positive=("vera_d_initial",))
 
 
 @register_method("vera", VeraParams, summary="shared random projections + per-layer scaling (VeRA)")

@@ -19,10 +19,34 @@ NAME = "hybrid"
 SHORT_KV = 192  # keys up to which the math path is faster on CPU (measured, see module doc)
 
 
+def decode_attention(query, key, value, attention_mask, scale: float):
+    """One new token per row (decoding): the query heads that share a key/value head are
+    grouped, so the cache is read as it is -- no ``repeat_kv`` copy of every layer's keys and
+    values per token, which for grouped-query models (SmolLM2: 3 of 9) reads 3x the cache.
+
+    Shapes: query (B, H, 1, D), key/value (B, Hkv, S, D), mask None or (B, 1, 1, S).
+    Returns (B, 1, H, D)."""
+    b, heads, _, dim = query.shape
+    kv_heads = key.shape[1]
+    q = query.reshape(b, kv_heads, heads // kv_heads, dim)  # head h reads kv head h // groups
+    scores = torch.matmul(q, key.transpose(2, 3)) * scale  # (B, Hkv, G, S)
+    if attention_mask is not None:
+        mask = attention_mask[..., : key.shape[-2]]
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min) if mask.dtype == torch.bool \
+            else scores + mask
+    upcast = torch.float32 if scores.dtype in (torch.bfloat16, torch.float16) else scores.dtype
+    probs = torch.softmax(scores, dim=-1, dtype=upcast).to(query.dtype)
+    out = torch.matmul(probs, value)  # (B, Hkv, G, D)
+    return out.reshape(b, 1, heads, dim)
+
+
 def hybrid_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
                      scaling: float | None = None, is_causal: bool | None = None, **kwargs):
     """transformers attention-function signature: ``(attn_output (B, T, H, D), None)``."""
     q_len, kv_len = query.shape[-2], key.shape[-2]
+    if q_len == 1 and not torch.is_grad_enabled() and query.device.type == "cpu":
+        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+        return decode_attention(query, key, value, attention_mask, scale), None
     if kv_len > SHORT_KV or query.device.type != "cpu":
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, is_causal=is_causal, **kwargs)

@@ -30,7 +30,8 @@ def _gguf_cache_dir(gguf: Path) -> Path:
     return models_dir() / f"gguf-{gguf.stem}-{key[:12]}"
 
 
-def resolve_model_path(name: str, *, quiet: bool = False, model_cfg: ModelConfig=None) -> Path:
+def resolve_model_path(name: str, *, quiet: bool = False,
+                       model_cfg: ModelConfig | None = None) -> Path:
     """A local HF checkpoint dir for a bundled name, a directory, a ``.gguf`` file or a hub ID.
 
     Args:

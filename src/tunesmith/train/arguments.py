@@ -30,8 +30,8 @@ PASS_THROUGH = (
     "weight_decay", "max_grad_norm", "optim", "seed", "gradient_checkpointing",
     "logging_steps", "eval_strategy", "save_strategy", "save_steps", "save_total_limit",
     "save_only_model", "load_best_model_at_end", "metric_for_best_model",
-    "dataloader_num_workers", "run_name", "torch_compile", "neftune_noise_alpha",
-)
+    "dataloader_num_workers", "run_name", "neftune_noise_alpha",
+)  # torch_compile is ours (train/compile.py: decoder layers), not the Trainer's whole-model one
 # Keys tunesmith sets itself; overriding them through trainer_args would break the run record.
 RESERVED = ("remove_unused_columns", "disable_tqdm", "include_num_input_tokens_seen")
 # Optimizers backed by an optional package: (name prefix or name) -> (module, pip name).

@@ -10,12 +10,16 @@ methods train both embedding layers through ``modules_to_save``; ``full`` trains
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..model.tokens import add_new_tokens, resize_embeddings, write_tokens
 
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
-def add_run_tokens(cfg, tokenizer) -> list[str]:
+
+def add_run_tokens(cfg: RunConfig, tokenizer) -> list[str]:
     """Add the config's new tokens to the tokenizer (before any data is tokenized)."""
     return add_new_tokens(tokenizer, cfg.model.add_tokens, cfg.model.add_special_tokens)
 
@@ -32,7 +36,7 @@ def _extend(values, *names) -> list[str]:
     return list(dict.fromkeys([*(values or []), *[n for n in names if n]]))
 
 
-def train_new_rows(model, tokenizer, method, params, cfg):
+def train_new_rows(model, tokenizer, method, params, cfg: RunConfig):
     """Resize ``model`` to the tokenizer and return ``params`` that train the new rows.
 
     Returns:
@@ -43,7 +47,7 @@ def train_new_rows(model, tokenizer, method, params, cfg):
         return params
     embed, output = _layer_names(model)
     fields = {f.name for f in dataclasses.fields(params)}
-    if not method.saves_adapter and method.name == "full":
+    if method.name == "full":  # every row trains already
         return params
     if "freeze_extra_modules" in fields:
         return dataclasses.replace(params, freeze_extra_modules=_extend(
@@ -58,7 +62,7 @@ def train_new_rows(model, tokenizer, method, params, cfg):
                       "cannot train: use lora, full or freeze")
 
 
-def record_tokens(cfg, model, out_dir) -> None:
+def record_tokens(cfg: RunConfig, model, out_dir) -> None:
     """Write ``tunesmith_tokens.json`` when the run added tokens (read by chat/serve/export)."""
     if cfg.model.add_tokens or cfg.model.add_special_tokens or cfg.model.resize_vocab:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model

@@ -8,10 +8,13 @@ so every optimizer choice (adamw_torch, adamw_8bit, ...) keeps working.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
-def optimizer_factory(cfg) -> Callable | None:
+def optimizer_factory(cfg: RunConfig) -> Callable | None:
     """``(model, args) -> optimizer`` for the run, or None for the Trainer's own optimizer."""
     from ..methods import method_params
 

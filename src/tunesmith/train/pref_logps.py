@@ -2,11 +2,12 @@
 
 DPO, KTO, ORPO and SimPO need, for every answer in the batch, the sum (or mean) of the log-probs
 of its answer tokens. As in ``fast_loss.py``, the decoder runs to hidden states, only the
-positions whose shifted label is set go through the LM head, and a frozen head is fused: each
+positions that predict an answer token go through the LM head, and a frozen head is fused: each
 chunk's log-probs and their gradient with respect to the hidden states are computed together,
-so no (tokens x vocab) logits tensor is ever held. The batch may be packed (several sequences
-per row, ``position_ids`` restarting): ``seq_index`` says which sequence each token belongs to,
-and the per-token log-probs are summed per sequence with ``index_add``.
+so no (tokens x vocab) logits tensor is ever held. The batch layout (``data/pair_collate.py``:
+packed rows, a pair's prompt shared by its two answers) names those positions explicitly
+(``target_pos``) and the sequence of each (``target_seq``); the per-token log-probs are summed
+per sequence with ``index_add``.
 
 Prompt-learning PEFT methods (virtual tokens) run the standard forward and take log-softmax of
 the full logits; their batches are padded, never packed.
@@ -15,10 +16,8 @@ the full logits; their batches are padded, never packed.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from .fast_loss import (IGNORE, FusedTokenLogps, _base_model, auto_chunk, fusable_head,
-                        supports_fast_loss)
+from .fast_loss import FusedTokenLogps, _base_model, auto_chunk, fusable_head, supports_fast_loss
 
 
 def _head_logps(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -50,14 +49,24 @@ def _per_sequence(values: torch.Tensor, seq: torch.Tensor, n_seqs: int):
     return sums, counts
 
 
+def model_inputs(batch: dict) -> dict:
+    """The layout keys of a ``pair_collate`` batch as the decoder takes them (a 4D mask, the
+    packed position ids, or a 2D padding mask)."""
+    extra = {k: batch[k] for k in ("position_ids",) if batch.get(k) is not None}
+    mask = batch.get("mask_4d", batch.get("attention_mask"))
+    if mask is not None:
+        extra["attention_mask"] = mask
+    return extra
+
+
 def sequence_logps(model, batch: dict, chunk: int | None = None):
-    """Summed log-probs of every sequence's labelled tokens, and their counts.
+    """Summed log-probs of every sequence's answer tokens, and their counts.
 
     Args:
         model: a causal LM or a PeftModel around one.
-        batch: ``input_ids``, ``labels`` (-100 outside the answers), ``seq_index`` (the sequence
-            of each token, -1 on padding), ``n_seqs`` and ``position_ids`` (packed) or
-            ``attention_mask`` (padded).
+        batch: a ``data/pair_collate.py`` batch: ``input_ids``, ``target_pos`` (flat position of
+            the hidden state predicting each answer token), ``target_ids``, ``target_seq``,
+            ``n_seqs`` and the layout keys.
     Returns:
         ``(logps, counts)``: two (n_seqs,) fp32 tensors.
     """
@@ -65,23 +74,20 @@ def sequence_logps(model, batch: dict, chunk: int | None = None):
     if not supports_fast_loss(model):
         return _standard_logps(model, batch, n_seqs)
     base = _base_model(model)
-    extra = {k: batch[k] for k in ("attention_mask", "position_ids") if batch.get(k) is not None}
-    hidden = base.get_decoder()(input_ids=batch["input_ids"], use_cache=False, **extra)[0]
-    targets = batch["labels"][:, 1:]  # (B, T-1): token t is predicted at position t-1
-    keep = targets != IGNORE
-    seq = batch["seq_index"][:, 1:][keep]  # (N,)
-    logps = token_logps(base.get_output_embeddings(), hidden[:, :-1][keep], targets[keep], chunk)
-    return _per_sequence(logps, seq, n_seqs)
+    hidden = base.get_decoder()(input_ids=batch["input_ids"], use_cache=False,
+                                **model_inputs(batch))[0]
+    picked = hidden.reshape(-1, hidden.shape[-1])[batch["target_pos"]]  # (N, H)
+    logps = token_logps(base.get_output_embeddings(), picked, batch["target_ids"], chunk)
+    return _per_sequence(logps, batch["target_seq"], n_seqs)
 
 
 def _standard_logps(model, batch: dict, n_seqs: int):
-    """The model's own forward (prompt-learning PEFT): full logits, then log-softmax."""
-    kwargs = {k: batch[k] for k in ("attention_mask", "position_ids") if batch.get(k) is not None}
-    logits = model(input_ids=batch["input_ids"], use_cache=False, **kwargs).logits
+    """The model's own forward (prompt-learning PEFT, padded batches): full logits, then
+    log-softmax at the answer tokens."""
+    logits = model(input_ids=batch["input_ids"], use_cache=False, **model_inputs(batch)).logits
     width = batch["input_ids"].shape[1]
-    logits = logits[:, -width:][:, :-1]  # virtual tokens come first; drop them
-    targets = batch["labels"][:, 1:]
-    keep = targets != IGNORE
-    picked = logits[keep].float()
-    logps = picked.gather(1, targets[keep][:, None]).squeeze(1) - torch.logsumexp(picked, dim=-1)
-    return _per_sequence(logps, batch["seq_index"][:, 1:][keep], n_seqs)
+    logits = logits[:, -width:]  # virtual tokens come first; drop them
+    picked = logits.reshape(-1, logits.shape[-1])[batch["target_pos"]].float()
+    targets = batch["target_ids"]
+    logps = picked.gather(1, targets[:, None]).squeeze(1) - torch.logsumexp(picked, dim=-1)
+    return _per_sequence(logps, batch["target_seq"], n_seqs)

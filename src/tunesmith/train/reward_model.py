@@ -35,17 +35,10 @@ def value_head(model) -> torch.nn.Linear:
     return _base_model(model).v_head
 
 
-def _last_positions(seq_index: torch.Tensor, n_seqs: int) -> torch.Tensor:
-    """Flat index of every sequence's last token in a (rows, width) packed/padded batch."""
-    flat = seq_index.reshape(-1)
-    pos = torch.arange(flat.numel(), device=flat.device)
-    keep = flat >= 0
-    last = torch.full((n_seqs,), -1, dtype=torch.long, device=flat.device)
-    return last.scatter_reduce(0, flat[keep], pos[keep], reduce="amax")
-
-
 def _hidden(model, batch: dict) -> torch.Tensor:
-    extra = {k: batch[k] for k in ("attention_mask", "position_ids") if batch.get(k) is not None}
+    from .pref_logps import model_inputs
+
+    extra = model_inputs(batch)
     if supports_fast_loss(model):
         return _base_model(model).get_decoder()(input_ids=batch["input_ids"], use_cache=False,
                                                  **extra)[0]
@@ -54,10 +47,9 @@ def _hidden(model, batch: dict) -> torch.Tensor:
 
 
 def reward_scores(model, batch: dict) -> torch.Tensor:
-    """(n_seqs,) fp32 rewards of a batch laid out by ``pair_collate.pack_sequences``."""
+    """(n_seqs,) fp32 rewards of a ``data/pair_collate.py`` batch (each sequence's last token)."""
     hidden = _hidden(model, batch)
-    last = _last_positions(batch["seq_index"], int(batch["n_seqs"]))
-    picked = hidden.reshape(-1, hidden.shape[-1])[last]  # (S, H)
+    picked = hidden.reshape(-1, hidden.shape[-1])[batch["last_pos"]]  # (S, H)
     head = value_head(model)
     return head(picked.to(head.weight.dtype)).squeeze(-1).float()  # autocast still applies
 

@@ -2,8 +2,8 @@
 
 ``infer_backend: hf`` wraps the training model itself in the HF engine (batched, KV cache, stops
 at end-of-turn; no copy of the weights). ``infer_backend: vllm`` (GPU) runs a colocated
-``vllm.LLM`` whose weights are refreshed from the policy before each generation (LoRA merged in
-for the copy, then unmerged), as TRL's colocate mode does.
+``vllm.LLM`` whose weights are refreshed from the policy before each generation (LoRA deltas
+added to copies of the base weights), as TRL's colocate mode does.
 """
 
 from __future__ import annotations
@@ -53,11 +53,12 @@ class PolicySampler:
         was_training = self.model.training
         if self.sync is not None:
             self.sync(self.model)
+        self.model.eval()  # no dropout, and a KV cache even under gradient checkpointing
         try:
             with torch.no_grad():
                 done = self.engine.batch_generate(repeated, params)
         finally:
-            self.model.train(was_training)  # the HF engine puts the model in eval mode
+            self.model.train(was_training)
         prompts = [self.engine.encode(c) for c in conversations]
         return Rollout([p for p in prompts for _ in range(num_generations)],
                        [list(c.token_ids or []) for c in done], [c.text for c in done],
@@ -73,21 +74,31 @@ def hf_sampler(model, tokenizer, template) -> PolicySampler:
     return PolicySampler(engine, model)
 
 
+def _vllm_name(name: str) -> str:
+    name = name.removeprefix("base_model.model.").replace(".base_layer", "")
+    return name.replace("modules_to_save.default.", "")
+
+
 def vllm_weights(model):
-    """``(name, tensor)`` pairs of the policy under the names vLLM loads (LoRA merged in)."""
-    merged = hasattr(model, "merge_adapter")
-    if merged:
-        model.merge_adapter()
-    try:
-        prefix = getattr(model, "prefix", "lora_")
-        for name, param in model.named_parameters():
-            name = name.removeprefix("base_model.model.").replace(".base_layer", "")
-            if merged and (prefix in name or "original_module" in name):
-                continue
-            yield name.replace("modules_to_save.default.", ""), param.data
-    finally:
-        if merged:
-            model.unmerge_adapter()
+    """``(name, tensor)`` pairs of the policy under the names vLLM loads, adapter deltas added
+    to copies of the base weights (the policy itself is never merged: an in-place merge and
+    unmerge would drift the base weights by rounding, step after step)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    merged = {}
+    for name, module in model.named_modules():
+        if isinstance(module, BaseTunerLayer) and hasattr(module, "get_delta_weight"):
+            weight = module.get_base_layer().weight.detach()
+            for adapter in module.active_adapters:
+                weight = weight + module.get_delta_weight(adapter).to(weight.dtype)
+            merged[_vllm_name(name) + ".weight"] = weight
+    prefix = getattr(model, "prefix", "lora_")
+    for name, param in model.named_parameters():
+        if prefix in name or "original_module" in name:
+            continue
+        clean = _vllm_name(name)
+        yield clean, merged.pop(clean, param.detach())
+    yield from merged.items()
 
 
 def vllm_sampler(cfg: RunConfig, model, tokenizer, template) -> PolicySampler:

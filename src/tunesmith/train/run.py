@@ -93,6 +93,11 @@ def run_training(cfg: RunConfig) -> dict:
     if stage.prepare_model is not None:
         model = stage.prepare_model(cfg, model)
     log(describe_trainable(model))
+    if cfg.train.torch_compile:
+        from .compile import compile_layers
+
+        log(f"torch_compile: {compile_layers(model)} decoder layers compiled (inductor, dynamic "
+            "shapes); the first steps include the compilation")
     trainer = build_trainer(cfg, model, tokenizer, data, args=args, fingerprint=fingerprint,
                             stage=stage)
     result = train(trainer, resume, out, autocast_inputs=cpu_autocast(cfg))

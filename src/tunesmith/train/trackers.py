@@ -44,7 +44,7 @@ def _swanlab(out: Path, cfg) -> None:
         os.environ["SWANLAB_API_KEY"] = cfg.swanlab.swanlab_api_key
 
 
-def swanlab_init_args(cfg, out: Path) -> dict:
+def swanlab_init_args(cfg: RunConfig, out: Path) -> dict:
     """``swanlab.init`` arguments from the config (LLaMA-Factory's ``swanlab_*`` keys) and the
     environment. The project: ``swanlab_project``, else ``tracker_project``, else the
     ``SWANLAB_PROJECT`` variable, else "tunesmith". Without an API key the run is offline (its

@@ -142,3 +142,28 @@ def test_from_config_maps_sampling_keys():
     p = GenParams.from_config(cfg.infer, seed=3)
     assert (p.temperature, p.top_p, p.stop, p.seed, p.greedy) == (0.7, 0.9, ["END", "###"], 3, False)
     assert GenParams.from_config(load_config(None, {}).infer).greedy
+
+
+def test_slot_cache_growth_compaction_and_refills_keep_greedy_answers(random_engine, monkeypatch):
+    """Rows through 2 slots: finished rows' slots are refilled mid-run, and the cache grows (a
+    16-column start) and compacts (short rows arriving late leave gaps); every answer equals
+    the row generated alone."""
+    from tunesmith.infer import slots
+    from tunesmith.infer.batching import Job, completion_of, generate_jobs
+
+    rows = [(list(range(5, 65)), 2), (list(range(7, 12)), 50), (list(range(9, 14)), 50),
+            (list(range(20, 40)), 6), (list(range(3, 6)), 30)]
+    def run(capacity, chosen):
+        jobs = [Job(ids, GenParams(max_new_tokens=k), index=i) for i, (ids, k) in enumerate(chosen)]
+        generate_jobs(random_engine, jobs, capacity)
+        return [completion_of(j).token_ids for j in jobs]
+
+    single = [run(1, [row])[0] for row in rows]
+    monkeypatch.setattr(slots, "MIN_COLUMNS", 16)
+    events = []
+    for name in ("_compact", "_grow"):
+        original = getattr(slots.HFDecoder, name)
+        monkeypatch.setattr(slots.HFDecoder, name, (lambda f, tag: lambda self, *a: (
+            events.append(tag), f(self, *a))[1])(original, name))
+    assert run(2, rows) == single
+    assert "_grow" in events and "_compact" in events

@@ -62,15 +62,32 @@ def test_adapter_for_another_base_is_refused(tiny_model_dir, tmp_path):
     assert "different base model" in msg and "hidden_size: adapter 576 vs model 32" in msg
 
 
-def test_matching_adapter_base_loads(tiny_model_dir, tmp_path):
+def test_matching_adapter_base_loads_merged_with_the_same_answers(tiny_model_dir, tmp_path):
+    """A mergeable adapter is merged into the base for inference: the same greedy answers as
+    the adapter attached (checked with non-zero LoRA weights)."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunesmith.data.templates import get_template
+    from tunesmith.infer.hf import HFEngine
+
     adapter = _fake_adapter(tmp_path, tiny_model_dir)
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32)
+    get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"],
+                                    init_lora_weights=False)).save_pretrained(adapter)
     cfg = load_config(None, {"model_name_or_path": str(tiny_model_dir),
                              "adapter_name_or_path": str(adapter), "dtype": "fp32"})
-    from peft import PeftModel
-
     engine = load_engine(cfg)
-    assert isinstance(engine.model, PeftModel)
-    assert engine.generate([{"role": "user", "content": "Hi"}], GenParams(max_new_tokens=2))
+    assert not isinstance(engine.model, PeftModel)  # merged
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    attached = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32), str(adapter))
+    reference = HFEngine(attached, tokenizer, get_template("auto", tokenizer))
+    prompts = [[{"role": "user", "content": "Hi"}], [{"role": "user", "content": "Tell a story"}]]
+    params = GenParams(max_new_tokens=12)
+    assert ([c.text for c in engine.batch_generate(prompts, params)]
+            == [c.text for c in reference.batch_generate(prompts, params)])
 
 
 def test_pickle_only_dir_is_refused_unless_allowed(tiny_model_dir, tmp_path):

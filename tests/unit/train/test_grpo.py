@@ -64,6 +64,7 @@ def test_user_function_and_weights(tmp_path, monkeypatch):
     ({"reward_funcs": "math:no_such_fn"}, "module 'math' has no function 'no_such_fn'"),
     ({"reward_funcs": "format_thinks"}, "did you mean 'format_think'"),
     ({"reward_funcs": "regex"}, "'regex' needs reward_regex"),
+    ({"reward_funcs": "regex", "reward_regex": "(unclosed"}, "reward_regex': not a valid pattern"),
     ({"reward_funcs": "format_think", "reward_weights": "1,2"}, "2 weights for 1 reward"),
     ({"reward_funcs": ""}, "stage: grpo needs rewards"),
     ({"num_generations": 1}, "num_generations': must be >= 2"),
@@ -114,6 +115,10 @@ def test_repeat_sampler_repeats_each_window():
     assert order[:4] == order[4:8] and order[8:12] == order[12:16]
     assert len(set(order)) == 8
     assert len(list(RepeatSampler(n=9, batch=2, window=2, repeats=1, seed=0))) == 9
+    sampler = RepeatSampler(n=9, batch=2, window=4, repeats=1, seed=0)
+    first = list(sampler)
+    sampler.set_epoch(1)
+    assert list(sampler) != first and sorted(sampler) == sorted(first)
 
 
 def test_prompts_data_kind(tiny_model_dir, tmp_path):
@@ -138,6 +143,7 @@ def test_prompts_data_kind(tiny_model_dir, tmp_path):
 def _run(tiny_model_dir, tmp_path, monkeypatch, **keys):
     from tunesmith.train.run import run_training
 
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "tiny_rewards.py").write_text(textwrap.dedent("""
         def longer(completions, **kw):
             return [len(c) / 100 for c in completions]
@@ -157,14 +163,39 @@ def _run(tiny_model_dir, tmp_path, monkeypatch, **keys):
     return run_training(cfg), tmp_path / "run"
 
 
-def test_tiny_grpo_run_records(tiny_model_dir, tmp_path, monkeypatch):
+def test_reward_model_scores_the_last_token(tiny_rm_dir, tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunesmith.data.templates import get_template
+    from tunesmith.train.rewards.model import load_reward_scorer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    template = get_template("auto", tokenizer)
+    cfg = load_config(None, {"model_name_or_path": str(tiny_model_dir), "dtype": "fp32"})
+    func = load_reward_scorer(str(tiny_rm_dir), cfg, tokenizer, template)
+    batch = _batch(["a short one", "a much longer completion than the first"])
+    scores = func.score(batch)
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_rm_dir), dtype=torch.float32)
+    from safetensors.torch import load_file
+
+    head = load_file(str(tiny_rm_dir / "value_head.safetensors"))["v_head.weight"]
+    for prompt, completion, score in zip(batch.prompts, batch.completions, scores):
+        text = template.render(tokenizer, [*prompt, {"role": "assistant", "content": completion}])
+        ids = tokenizer(text.rstrip(" \n"), add_special_tokens=False, return_tensors="pt")
+        hidden = model(**ids, output_hidden_states=True).hidden_states[-1][0, -1]
+        assert abs(float(hidden @ head[0]) - score) < 1e-4
+    assert tokenizer.decode(ids["input_ids"][0, -1]) == "<|im_end|>"
+
+
+def test_tiny_grpo_run_records(tiny_model_dir, tiny_rm_dir, tmp_path, monkeypatch):
     metrics, out = _run(tiny_model_dir, tmp_path, monkeypatch,
-                        reward_funcs="tiny_rewards:longer,format_think")
+                        reward_funcs="tiny_rewards:longer,format_think",
+                        reward_model=str(tiny_rm_dir), reward_weights="1,1,0.1")
     logs = [json.loads(line) for line in (out / "trainer_log.jsonl").read_text().splitlines()]
     steps = [r for r in logs if "loss" in r]
     assert len(steps) == 2
     for key in ("reward", "reward_std", "rewards/tiny_rewards:longer/mean",
-                "rewards/format_think/std", "kl", "completions/mean_length",
+                "rewards/format_think/std", "rewards/reward_model/mean", "kl", "completions/mean_length",
                 "clip_ratio/region_mean"):
         assert all(key in r for r in steps), key
     assert steps[-1]["kl"] > 0  # the adapter moved away from the reference after step 1
@@ -190,3 +221,29 @@ def test_failing_reward_skips_and_counts_then_stops(tiny_model_dir, tmp_path, mo
     with pytest.raises(RewardError, match="1 steps skipped for failing reward functions"):
         _run(tiny_model_dir, tmp_path, monkeypatch, reward_funcs="tiny_rewards:broken",
              reward_error_limit=0, output_dir=str(tmp_path / "run2"))
+
+
+def test_resume_continues_the_same_run(tiny_model_dir, tmp_path, monkeypatch):
+    """Checkpoint at step 2, resume: steps 3-4 sample the same completions and log the same
+    rewards and losses as the uninterrupted run (RNG state and prompt order are restored)."""
+    import shutil
+
+    keys = {"reward_funcs": "tiny_rewards:longer", "max_steps": 4, "save_strategy": "steps",
+            "save_steps": 2, "beta": 0.0}
+    _run(tiny_model_dir, tmp_path / "a", monkeypatch, **keys)
+    full = tmp_path / "a" / "run"
+    part = tmp_path / "b"
+    shutil.copytree(full, part)
+    shutil.rmtree(part / "checkpoint-4")
+    _run(tiny_model_dir, tmp_path / "a", monkeypatch, **keys, output_dir=str(part),
+         resume_from_checkpoint="auto")
+
+    def steps(out):
+        rows = [json.loads(line) for line in (out / "trainer_log.jsonl").read_text().splitlines()]
+        return {r["step"]: (r["reward"], r["loss"]) for r in rows if "reward" in r}
+
+    a, b = steps(full), steps(part)
+    assert set(a) == set(b) == {1, 2, 3, 4}
+    for step in (3, 4):
+        assert a[step][0] == pytest.approx(b[step][0], abs=1e-6)
+        assert a[step][1] == pytest.approx(b[step][1], abs=1e-6)

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 
+from peer_args import lf_args
 from timing import BenchTiming
 
 
@@ -36,28 +37,9 @@ def main(spec_path):
     spec = json.load(open(spec_path, encoding="utf-8"))
     from llamafactory.train.tuner import run_exp
 
-    args = {
-        "model_name_or_path": spec["model"], "stage": "dpo", "do_train": True,
-        "pref_beta": spec["pref_beta"], "pref_loss": spec["pref_loss"],
-        "finetuning_type": "lora", "lora_rank": spec["lora_rank"],
-        "lora_alpha": spec["lora_alpha"], "lora_dropout": 0.0, "lora_target": "all",
-        "dataset": "bench", "dataset_dir": spec["lf_dataset_dir"], "template": "smollm2",
-        "default_system": spec["default_system"], "cutoff_len": spec["cutoff_len"],
-        "tokenized_path": tokenized_dir(spec),
-        "overwrite_cache": True, "output_dir": spec["output_dir"], "overwrite_output_dir": True,
-        "logging_steps": 1, "save_strategy": "no", "plot_loss": False, "report_to": "none",
-        "per_device_train_batch_size": spec["batch"], "gradient_accumulation_steps": 1,
-        "learning_rate": spec["learning_rate"], "num_train_epochs": spec["epochs"],
-        "max_steps": spec["max_steps"], "lr_scheduler_type": spec["lr_scheduler_type"],
-        "seed": spec["seed"], "disable_shuffling": True, "disable_tqdm": True,
-        "bf16": spec["dtype"] == "bf16",
-        "disable_gradient_checkpointing": not spec["gradient_checkpointing"],
-        "logging_first_step": True,
-    }
-    import torch
-
-    if not torch.cuda.is_available():
-        args["use_cpu"] = True
+    args = lf_args(spec, stage="dpo", pref_beta=spec["pref_beta"], pref_loss=spec["pref_loss"],
+                   tokenized_path=tokenized_dir(spec),
+                   disable_gradient_checkpointing=not spec["gradient_checkpointing"])
     run_exp(args=args, callbacks=[BenchTiming(spec["result"])])
 
 

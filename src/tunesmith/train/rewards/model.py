@@ -1,33 +1,26 @@
 """``reward_model: <dir>``: score completions with a model trained by ``stage: rm``.
 
-The interface this module needs from a reward model dir (LLaMA-Factory's layout for its
-``stage: rm`` output, which ``AutoModelForCausalLMWithValueHead`` also reads):
-
-* ``value_head.safetensors`` holding ``v_head.summary.weight`` (1, hidden) and
-  ``v_head.summary.bias`` (1): the scalar head applied to the last layer's hidden state;
-* the causal LM it sits on: the dir itself (a full model) or a LoRA adapter in it
-  (``adapter_config.json``) on top of the run's base model.
-
-A sequence's score is the head's value at its last token (the end-of-turn token of the
-rendered ``prompt + completion``), as both LLaMA-Factory and TRL score.
+The dir is an rm run's output (or its export): ``value_head.safetensors`` (the scalar head,
+``train/reward_model.py``) beside a LoRA adapter (``adapter_config.json``, on the base it was
+trained on) or a complete model (``config.json``). A completion's score is the head's value at
+the last token of the rendered ``prompt + completion`` (its end-of-turn token), as the rm stage
+scores a pair's answers.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from ...errors import ConfigError
+from ..reward_model import HEAD_FILE
 from . import RewardBatch, RewardFunction
 
 if TYPE_CHECKING:
     from ...config import RunConfig
-
-
-HEAD_FILE = "value_head.safetensors"
-HEAD_KEYS = ("v_head.summary.weight", "v_head.summary.bias")
 
 
 def check_reward_model_dir(path: str) -> Path:
@@ -42,27 +35,11 @@ def check_reward_model_dir(path: str) -> Path:
     return root
 
 
-def load_value_head(root: Path) -> torch.nn.Linear:
-    """The scalar head (fp32) from ``value_head.safetensors``."""
-    from safetensors.torch import load_file
-
-    state = load_file(str(root / HEAD_FILE))
-    missing = [k for k in HEAD_KEYS if k not in state]
-    if missing:
-        raise ConfigError(f"key 'reward_model': {root / HEAD_FILE} lacks {', '.join(missing)}")
-    weight = state[HEAD_KEYS[0]].float()
-    head = torch.nn.Linear(weight.shape[1], 1)
-    with torch.no_grad():
-        head.weight.copy_(weight)
-        head.bias.copy_(state[HEAD_KEYS[1]].float().reshape(1))
-    return head.requires_grad_(False)
-
-
 class RewardModelScorer:
     """A frozen causal LM + value head scoring rendered conversations, one value each."""
 
-    def __init__(self, model, head, tokenizer, template, batch_size: int = 8):
-        self.model, self.head = model.eval(), head
+    def __init__(self, model, tokenizer, template, batch_size: int = 8):
+        self.model = model.eval().requires_grad_(False)
         self.tokenizer, self.template = tokenizer, template
         self.batch_size = batch_size
 
@@ -80,30 +57,43 @@ class RewardModelScorer:
         return out
 
     def _score(self, seqs: list[list[int]]) -> list[float]:
+        from ..policy_logps import decoder_hidden
+        from ..reward_model import value_head
+
         width = max(len(s) for s in seqs)
         pad = self.tokenizer.pad_token_id
         ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])  # (B, T) right-padded
         mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
         device = next(self.model.parameters()).device
-        hidden = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                            output_hidden_states=True).hidden_states[-1]  # (B, T, H)
+        hidden = decoder_hidden(self.model, ids.to(device), mask.to(device))  # (B, T, H)
         last = hidden[torch.arange(len(seqs)), mask.sum(1) - 1]  # (B, H)
-        return self.head.to(last.device)(last.float()).squeeze(-1).tolist()
+        head = value_head(self.model)
+        return head(last.to(head.weight.dtype)).squeeze(-1).float().tolist()
+
+
+def _adapter_base(root: Path, cfg) -> str:
+    """The base the rm adapter was trained on, where it is on disk; else the run's model."""
+    config = json.loads((root / "adapter_config.json").read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path")
+    return base if base and Path(base).is_dir() else cfg.model.model_name_or_path
 
 
 def load_reward_scorer(path: str, cfg: RunConfig, tokenizer, template) -> RewardFunction:
     """A RewardFunction named ``reward_model`` scoring with the model in ``path``."""
+    from dataclasses import replace
+
     from ...model.load import load_model, resolve_model_path
+    from ..reward_model import load_value_head
 
     root = check_reward_model_dir(path)
     if (root / "adapter_config.json").is_file():
         from ...infer.adapters import attach_adapter
 
-        base = load_model(cfg.model, path=resolve_model_path(cfg.model.model_name_or_path,
-                                                             model_cfg=cfg.model))
-        model = attach_adapter(base, str(root), cfg.model.model_name_or_path)
+        base_name = _adapter_base(root, cfg)
+        base = load_model(replace(cfg.model, quantization_bit=None),
+                          path=resolve_model_path(base_name, model_cfg=cfg.model))
+        model = attach_adapter(base, str(root), base_name)
     else:
-        model = load_model(cfg.model, path=root)
-    scorer = RewardModelScorer(model.requires_grad_(False), load_value_head(root), tokenizer,
-                               template)
-    return RewardFunction("reward_model", scorer.scores)
+        model = load_model(replace(cfg.model, quantization_bit=None), path=root)
+    load_value_head(model, root)
+    return RewardFunction("reward_model", RewardModelScorer(model, tokenizer, template).scores)

@@ -48,7 +48,7 @@ def pair_collator(cfg: RunConfig, tokenizer):
     return PairCollator(tokenizer.pad_token_id, pack=packs(cfg))
 
 
-def pair_dataset(examples, cfg: RunConfig=None):
+def pair_dataset(examples, cfg: RunConfig | None = None):
     from ..pref_dataset import PairDataset
 
     return PairDataset(examples)

@@ -9,17 +9,12 @@ with the adapter switched off (adapter methods) or a frozen copy (full/freeze).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ...errors import ConfigError
 from . import Stage, register_stage, stage_params, stage_template
-
-if TYPE_CHECKING:
-    from ...config import RunConfig
-
-
-PROMPT_LEARNING = ("prefix", "prompt", "ptuning")  # virtual tokens: not scored by the decoder
+from ._online import check_online, prompt_collator, prompt_dataset, reference_model
 
 
 @dataclass
@@ -46,7 +41,6 @@ class GRPOParams:
         from ..grpo_loss import LOSS_TYPES, SCALE_REWARDS
 
         self.reward_funcs = [f.strip() for f in self.reward_funcs if f.strip()]
-
         if self.num_generations < 2:
             raise ConfigError(f"key 'num_generations': must be >= 2 (advantages compare "
                               f"completions of one prompt), got {self.num_generations}")
@@ -82,37 +76,18 @@ def _check_rewards(p: GRPOParams) -> None:
                           "reward functions (reward_funcs, then reward_model)")
     if "regex" in p.reward_funcs and not p.reward_regex:
         raise ConfigError("reward function 'regex' needs reward_regex: a pattern")
+    if p.reward_regex:
+        try:
+            re.compile(p.reward_regex)
+        except re.error as exc:
+            raise ConfigError(f"key 'reward_regex': not a valid pattern: {exc}") from None
     if "contains" in p.reward_funcs and not p.reward_contains:
         raise ConfigError("reward function 'contains' needs reward_contains: strings to look for")
-
-
-def check_online(cfg: RunConfig, stage: str) -> None:
-    """Rules every online stage shares: no evaluation pass, no prompt-learning method."""
-    if cfg.data.val_size or cfg.data.eval_dataset or cfg.train.eval_strategy != "no":
-        raise ConfigError(f"stage: {stage} has no evaluation pass: remove val_size, "
-                          "eval_dataset and eval_strategy")
-    if cfg.data.streaming:
-        raise ConfigError(f"stage: {stage} reads its prompts up front: remove streaming")
-    if cfg.method.method in PROMPT_LEARNING:
-        raise ConfigError(f"stage: {stage} does not train method '{cfg.method.method}' (virtual "
-                          "tokens); use lora, qlora, full, freeze or another weight method")
 
 
 def _check(cfg) -> None:
     check_online(cfg, "grpo")
     _check_rewards(stage_params(cfg))
-
-
-def reference_model(cfg: RunConfig, model):
-    """A frozen copy of the base for a policy without an adapter to switch off, else None."""
-    if hasattr(model, "disable_adapter"):
-        return None
-    from ...model.load import resolve_model_path
-    from ..model import load_for_training
-
-    ref = load_for_training(cfg, resolve_model_path(cfg.model.model_name_or_path,
-                                                    model_cfg=cfg.model))
-    return ref.eval().requires_grad_(False)
 
 
 def _trainer_kwargs(cfg, model, tokenizer) -> dict:
@@ -124,7 +99,7 @@ def _trainer_kwargs(cfg, model, tokenizer) -> dict:
     template = stage_template(cfg, tokenizer)
     rewards = build_rewards(params, lambda path: load_reward_scorer(path, cfg, tokenizer, template))
     return {"grpo": params, "rewards": rewards,
-            "sampler": build_sampler(cfg, model, tokenizer, template),
+            "sampler": build_sampler(cfg, model, tokenizer, template), "packing": cfg.data.packing,
             "gen": gen_params(cfg.infer, params.max_completion_length),
             "ref_model": reference_model(cfg, model) if params.beta else None}
 
@@ -135,26 +110,14 @@ def _trainer():
     return GRPOTrainer
 
 
-def _collator(cfg, tokenizer):
-    from ..online_data import collate_prompts
-
-    return collate_prompts
-
-
-def _dataset(examples, cfg=None):
-    from ..online_data import PromptDataset
-
-    return PromptDataset(examples)
-
-
 register_stage(Stage(
     name="grpo",
     summary="online RL: sample num_generations completions per prompt, score them with "
             "reward functions, train on group-relative advantages",
     data_kind="prompts",
     check=_check,
-    collator=_collator,
-    dataset=_dataset,
+    collator=prompt_collator,
+    dataset=prompt_dataset,
     trainer=_trainer,
     trainer_kwargs=_trainer_kwargs,
     plots=("reward", "kl", "completions/mean_length", "clip_ratio/region_mean"),

@@ -1,0 +1,44 @@
+"""The preference batch layout: a pair's prompt computed once (4D mask) gives every answer the
+same log-probs and reward as separate padded sequences, with fewer tokens fed."""
+
+from __future__ import annotations
+
+import torch
+
+from tunesmith.data.pair_collate import PairCollator
+from tunesmith.data.tokenize import IGNORE
+from tunesmith.train.pref_logps import sequence_logps
+from tunesmith.train.reward_model import attach_value_head, reward_scores
+
+
+def _pairs(seed: int = 0, n: int = 3):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        prompt = torch.randint(5, 400, (6 + 3 * i,), generator=g).tolist()
+        sides = {}
+        for name, extra in (("chosen", 5 + i), ("rejected", 3 + 2 * i)):
+            answer = torch.randint(5, 400, (extra,), generator=g).tolist()
+            sides[name] = {"input_ids": prompt + answer, "labels": [IGNORE] * len(prompt) + answer}
+        out.append(sides)
+    out.append({"chosen": {"input_ids": [7, 8, 9, 10], "labels": [IGNORE, IGNORE, 9, 10]},
+                "rejected": {"input_ids": [7, 11, 12], "labels": [IGNORE, IGNORE, 12]}})
+    return out  # the last pair's prompts differ: packed as two sequences
+
+
+def test_shared_prompt_equals_separate_sequences(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = attach_value_head(AutoModelForCausalLM.from_pretrained(
+        str(tiny_model_dir), dtype=torch.float32, attn_implementation="sdpa"))
+    pairs = _pairs()
+    shared = PairCollator(0, share=True)(pairs)
+    padded = PairCollator(0, pack=False, share=False)(pairs)
+    assert "mask_4d" in shared and "attention_mask" in padded
+    assert shared["input_ids"].numel() < padded["input_ids"].numel()
+    with torch.no_grad():
+        (a, na), (b, nb) = sequence_logps(model, shared), sequence_logps(model, padded)
+        ra, rb = reward_scores(model, shared), reward_scores(model, padded)
+    assert torch.equal(na, nb) and na.tolist()[:4] == [5, 6, 7, 2]
+    assert torch.allclose(a, b, atol=1e-4) and torch.allclose(ra, rb, atol=1e-5)
