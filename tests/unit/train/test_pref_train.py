@@ -43,6 +43,14 @@ def test_dpo_logs_and_plots_every_preference_metric(pref_overrides, tmp_path):
         assert (out / f"training_{key.replace('/', '_')}.png").is_file()
     assert rows[0]["rewards/margins"] == 0.0  # adapter starts at zero: policy == reference
     assert rows[-1]["rewards/margins"] > 0 and rows[-1]["loss"] < rows[0]["loss"]
+    from tunesmith.evaluate import run_evaluator
+
+    cfg = load_config(None, {**pref_overrides, "adapter_name_or_path": str(out),
+                             "output_dir": str(tmp_path / "eval")})
+    results = run_evaluator(cfg)  # stage dpo: pair accuracy, not perplexity
+    assert results["eval_pairs"] == len(PAIRS) and 0 <= results["eval_pair_accuracy"] <= 1
+    saved = json.loads((tmp_path / "eval" / "eval_results.json").read_text())
+    assert saved["eval_logp_margin"] == results["eval_logp_margin"]
 
 
 def test_dpo_resume_continues_the_same_run(pref_overrides, tmp_path):
