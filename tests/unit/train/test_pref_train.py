@@ -148,3 +148,17 @@ def _serves_the_same_scores(cfg, out, row):
     assert reply.status_code == 200, reply.text
     assert abs(reply.json()["scores"][0] - row["chosen"]) <= 1e-4
     assert bad.status_code == 400 and "error" in bad.json()
+
+
+@pytest.mark.parametrize("keys,match", [
+    ({"pref_loss": "kto_pair"}, "pref_loss.*not one of sigmoid, ipo, hinge, orpo, simpo"),
+    ({"pref_beta": 0}, "pref_beta.*positive"),
+    ({"pref_loss": "hinge", "dpo_label_smoothing": 0.1}, "only pref_loss sigmoid and simpo"),
+    ({"kto_chosen_weight": 2.0}, "parameter of stage kto, not of stage 'dpo'"),
+])
+def test_preference_keys_are_checked_before_loading(keys, match):
+    from tunesmith.errors import ConfigError
+    from tunesmith.train.stages import check_stage
+
+    with pytest.raises(ConfigError, match=match):
+        check_stage(load_config(None, {"stage": "dpo", **keys}))
