@@ -31,8 +31,6 @@ _APOLLO = "APOLLO is not supported; use optim: galore_adamw (use_galore: true) o
 _BADAM = "BAdam is not supported; use finetuning_type: freeze (train some layers) or lora"
 _LOSSES = "only the standard cross-entropy loss is available; remove this key"
 _TRACKIO = "Trackio is not a supported tracker; use report_to: tensorboard, wandb or swanlab"
-# Owned by the helpers implementing these features: delete the entries when their keys land
-# (the key-list test names any key that is both a config key and listed here).
 
 
 NO_EFFECT: dict[str, str] = {
@@ -146,7 +144,8 @@ REFUSED: dict[str, Refusal] = {
     "eval_num_beams": _refused("beam search is not supported; predict decodes greedily or samples",
                                None),
     "eval_on_each_dataset": _refused("evaluate each dataset separately with `tunesmith eval`", False),
-    "tool_format": _refused("tools are rendered by the model's own chat template", None),
+    "tool_format": _refused("tools are rendered by the model's own chat template, or the "
+                            "<tool_call> fallback where it has none (docs/llamafactory.md)", None),
     "enable_thinking": _refused("the chat template's own default applies", True),
     "preserve_thinking": _refused("the chat template's own handling of <think> applies", False),
     "tokenized_path": _refused("tokenized data is cached automatically (content-hashed)", None),

@@ -21,12 +21,17 @@ import torch
 from transformers import TrainerCallback
 
 from ..errors import TunesmithError
+from .fast_loss import _base_model
 from .online_data import RepeatSampler
 from .online_log import CompletionLog, StepMetrics, mean_std, plot_rewards
 from .policy_logps import completion_logps
 from .rewards import RewardBatch, RewardFailure, score_batch
 from .rollout_batch import pad_rollout, rollout_batch  # noqa: F401 (pad_rollout re-exported)
 from .trainer import TunesmithTrainer
+
+
+# Attention kernels that apply a 4-D boolean mask as given (eager adds it as a float bias).
+MASK_4D_KERNELS = ("sdpa", "hybrid")
 
 
 class RewardError(TunesmithError):
@@ -125,9 +130,13 @@ class OnlineTrainer(TunesmithTrainer):
         return rollout, per_func, (per_func * self.weights).sum(dim=1)
 
     def sequences(self, rollout) -> dict:
-        """The rollout's prompt + completion sequences as a batch (padded or packed)."""
+        """The rollout's prompt + completion sequences as a batch: each prompt once for all its
+        completions where the attention kernel takes a 4-D mask, else packed or padded."""
+        kernel = getattr(_base_model(self.model).config, "_attn_implementation", None)
+        group = self.num_generations if kernel in MASK_4D_KERNELS else 1
         return rollout_batch(rollout.prompt_ids, rollout.completion_ids,
-                             self.policy_sampler.engine.tokenizer.pad_token_id, self.packing)
+                             self.policy_sampler.engine.tokenizer.pad_token_id, self.packing,
+                             group)
 
     def on_device(self, batch: dict) -> dict:
         return {k: v.to(self.args.device) for k, v in batch.items()}

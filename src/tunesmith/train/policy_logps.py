@@ -47,15 +47,19 @@ def decoder_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor)
 
 def completion_hidden(model, batch: dict) -> torch.Tensor:
     """Hidden states (N, C, H) at the positions that predict each completion token (the state
-    before each token: PPO's values are read there too), from a padded or a packed batch
-    (``rollout_batch.py``)."""
+    before each token: PPO's values are read there too), from a padded, packed or
+    prompt-sharing batch (``rollout_batch.py``)."""
     n = batch["completion_ids"].shape[1]
-    if "packed_ids" not in batch:
+    if "input_ids" in batch:
         hidden = decoder_hidden(model, batch["input_ids"], batch["attention_mask"])
         return hidden[:, -n - 1:-1]
-    base = _base_model(model)  # no mask: position resets make the attention block-diagonal
-    hidden = base.get_decoder()(input_ids=batch["packed_ids"],
-                                position_ids=batch["packed_positions"], use_cache=False)[0]
+    decoder = _base_model(model).get_decoder()
+    if "shared_ids" in batch:  # the 4-D mask: each completion sees its prompt and itself
+        hidden = decoder(input_ids=batch["shared_ids"], attention_mask=batch["shared_mask"],
+                         position_ids=batch["shared_positions"], use_cache=False)[0]
+    else:  # packed, no mask: position resets make the attention block-diagonal
+        hidden = decoder(input_ids=batch["packed_ids"], position_ids=batch["packed_positions"],
+                         use_cache=False)[0]
     return hidden.reshape(-1, hidden.shape[-1])[batch["gather"]]  # (N, C, H)
 
 

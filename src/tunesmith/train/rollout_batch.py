@@ -7,8 +7,14 @@ SFT decides), the sequences lie end to end in bins with ``position_ids`` restart
 (``data/packing.py``: transformers then attends block-diagonally), and ``gather`` picks, for
 every completion token, the flat position of the hidden state that predicts it.
 
-Either layout carries ``completion_ids`` and ``completion_mask`` (N, C), right-padded, so the
-losses see the same (N, C) tensors (``policy_logps.completion_hidden`` reads both layouts).
+GRPO's ``num_generations`` completions of one prompt share it (:func:`share_prompts`): one row
+holds the prompt once and every completion after it, positions continuing from the prompt for
+each, and a 4-D mask lets each completion see the prompt and its own earlier tokens only, so the
+prompt is computed once per group instead of once per completion (transformers passes a 4-D
+mask through to the attention kernel as it is: sdpa and tunesmith's ``hybrid`` apply it).
+
+Every layout carries ``completion_ids`` and ``completion_mask`` (N, C), right-padded, so the
+losses see the same (N, C) tensors (``policy_logps.completion_hidden`` reads all three).
 """
 
 from __future__ import annotations
@@ -67,9 +73,49 @@ def pack_rollout(prompt_ids: list[list[int]], completion_ids: list[list[int]], p
             "gather": gather, **out}
 
 
+def share_prompts(prompt_ids: list[list[int]], completion_ids: list[list[int]],
+                  group: int, pad: int) -> dict:
+    """One row per prompt: the prompt, then its ``group`` completions, each seeing the prompt and
+    itself only.
+
+    Returns:
+        ``shared_ids``/``shared_positions`` (R, W), ``shared_mask`` (R, 1, W, W) bool,
+        ``gather`` (N, C), ``completion_ids``/``completion_mask`` (N, C).
+    """
+    out = _completions(completion_ids, pad)
+    groups = range(0, len(prompt_ids), group)
+    width = max(len(prompt_ids[g]) + sum(map(len, completion_ids[g:g + group])) for g in groups)
+    ids = torch.full((len(groups), width), pad)
+    positions = torch.arange(width).repeat(len(groups), 1)
+    mask = torch.eye(width, dtype=torch.bool).repeat(len(groups), 1, 1, 1)  # pads see themselves
+    gather = torch.zeros_like(out["completion_ids"])
+    for r, g in enumerate(groups):
+        prompt = prompt_ids[g]
+        n = len(prompt)
+        ids[r, :n] = torch.tensor(prompt)
+        mask[r, 0, :n, :n] = torch.ones(n, n, dtype=torch.bool).tril()
+        start = n
+        for i in range(g, g + group):
+            c = completion_ids[i]
+            span = slice(start, start + len(c))
+            ids[r, span] = torch.tensor(c, dtype=ids.dtype)
+            positions[r, span] = torch.arange(n, n + len(c))
+            mask[r, 0, span, :n] = True
+            mask[r, 0, span, span] = torch.ones(len(c), len(c), dtype=torch.bool).tril()
+            row = r * width  # token 0 is predicted from the prompt's last state, j from token j-1
+            gather[i, :len(c)] = torch.tensor([row + n - 1] + list(range(row + start,
+                                                                          row + start + len(c) - 1)))
+            start += len(c)
+    return {"shared_ids": ids, "shared_positions": positions, "shared_mask": mask,
+            "gather": gather, **out}
+
+
 def rollout_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad: int,
-                  packing="auto") -> dict:
-    """Packed or padded per ``packing`` (true, false, auto: packed when it saves work)."""
+                  packing="auto", group: int = 1) -> dict:
+    """The layout for the batch: prompts shared by their ``group`` completions (group > 1),
+    else packed or padded per ``packing`` (true, false, auto: packed when it saves work)."""
+    if group > 1:
+        return share_prompts(prompt_ids, completion_ids, group, pad)
     mode = packing_mode(packing)
     if mode == "off":
         return pad_rollout(prompt_ids, completion_ids, pad)

@@ -142,3 +142,36 @@ def test_packed_batch_gives_the_padded_log_probs_and_gradients(lora_model):
         assert torch.allclose(g, grads[1][name], atol=1e-5), name
     assert "input_ids" in rollout_batch(prompts, completions, 0, packing=False)
     assert "packed_ids" in rollout_batch(prompts, completions, 0, packing=True)
+
+
+@pytest.mark.parametrize("kernel", ["sdpa", "hybrid"])
+def test_shared_prompt_batch_gives_the_padded_log_probs_and_gradients(lora_model, kernel):
+    from tunesmith.model.attention import register
+    from tunesmith.train.policy_logps import completion_logps
+    from tunesmith.train.rollout_batch import pad_rollout, share_prompts
+
+    register()
+    gen = torch.Generator().manual_seed(4)
+    prompts = [torch.randint(10, 900, (n,), generator=gen).tolist() for n in (5, 9)]
+    completions = [torch.randint(10, 900, (n,), generator=gen).tolist() for n in (3, 7, 1, 4, 6, 2)]
+    rep = [p for p in prompts for _ in range(3)]
+    padded, shared = pad_rollout(rep, completions, 0), share_prompts(rep, completions, 3, 0)
+    assert shared["shared_ids"].shape == (2, 21)  # 5 + 3 + 7 + 1 and 9 + 4 + 6 + 2 (widest)
+    base = lora_model.get_base_model()
+    before = base.config._attn_implementation
+    base.config._attn_implementation = kernel
+    lora_model.eval()
+    try:
+        grads, values = [], []
+        for batch in (padded, shared):
+            lora_model.zero_grad(set_to_none=True)
+            logps = completion_logps(lora_model, batch, temperature=0.7) * batch["completion_mask"]
+            (logps * torch.linspace(-1, 1, logps.numel()).view_as(logps)).sum().backward()
+            values.append(logps.detach())
+            grads.append({n: p.grad.clone() for n, p in lora_model.named_parameters()
+                          if p.grad is not None})
+    finally:
+        base.config._attn_implementation = before
+    assert torch.allclose(values[0], values[1], atol=1e-5)
+    for name, g in grads[0].items():
+        assert torch.allclose(g, grads[1][name], atol=1e-5), name
