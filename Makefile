@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
 export TUNESMITH_HOME ?= $(HOME)/.cache/tunesmith
+# llama-cpp-python (the gguf extra, in dev) compiles llama.cpp: CPU only, no multimodal library,
+# portable x86-64 (AVX2) code so a wheel cached by pip runs on any machine of this kind
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_CUDA=OFF -DGGML_BLAS=OFF
 
 .PHONY: demo test test-quick install install-dev browser clean gpu-check
 

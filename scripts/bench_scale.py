@@ -112,17 +112,21 @@ def _peak_rss_mb(cmd: list[str], log: Path) -> float:
 
 
 def rss(args) -> None:
-    print("| data | file size | streaming | steps | peak RSS (MiB) |")
-    print("|---|---|---|---|---|")
+    print(f"model {args.model}, batch 4, cutoff_len {args.cutoff}, buffer_size 16384")
+    print("| data | file size | streaming | steps | peak RSS (MiB) | wall s |")
+    print("|---|---|---|---|---|---|")
     for path in (args.big, args.small):
         out = Path(tempfile.mkdtemp(prefix="scale-rss-"))
         cmd = [sys.executable, "-m", "tunesmith.cli", "train", f"dataset={path}",
+               f"model_name_or_path={args.model}",
                f"output_dir={out}", "streaming=true", f"max_steps={args.steps}", "save_strategy=no",
                "per_device_train_batch_size=4", f"cutoff_len={args.cutoff}", "logging_steps=10",
                "plot_loss=false", "gradient_checkpointing=false"]
+        start = time.perf_counter()
         mb = _peak_rss_mb(cmd, out / "time.log")
-        size = path.stat().st_size
-        print(f"| {path.name} | {size / 1e9:.2f} GB | true | {args.steps} | {mb:,.0f} |", flush=True)
+        wall, size = time.perf_counter() - start, path.stat().st_size
+        print(f"| {path.name} | {size / 1e9:.3f} GB | true | {args.steps} | {mb:,.0f} | {wall:.0f} |",
+              flush=True)
 
 
 def main() -> None:
@@ -144,6 +148,7 @@ def main() -> None:
     r.add_argument("small", type=Path)
     r.add_argument("--steps", type=int, default=50)
     r.add_argument("--cutoff", type=int, default=256)
+    r.add_argument("--model", default="smollm2-135m", help="bundled name or a model dir")
     args = p.parse_args()
     if args.what == "gen":
         print(f"{gen(args.out, args.rows, args.gigabytes)} rows -> {args.out}")

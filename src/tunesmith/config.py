@@ -159,6 +159,7 @@ class InferConfig:
     export_legacy_format: bool = False
     export_dequantize: bool = False
     export_format: str = "safetensors"
+    export_quantization: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -217,7 +217,10 @@ KEY_HELP = {
     "export_dtype": "dtype of the exported weights (auto keeps the training dtype)",
     "export_legacy_format": "accepted for LLaMA-Factory compatibility (never pickle .bin weights: export_format decides)",
     "export_dequantize": "merge onto a dequantized copy of a quantized base",
-    "export_format": "safetensors (shards + index) or gguf (one file for llama.cpp, Llama models)",
+    "export_format": "safetensors (shards + index) or gguf (llama.cpp/Ollama/LM Studio files + "
+                     "an Ollama Modelfile; llama, mistral, qwen2, qwen3 models)",
+    "export_quantization": "gguf weight types, one file each: f32 f16 bf16 q8_0 q4_0 q4_k_m "
+                           "q5_k_m q6_k (K-quants need llama-cpp-python; empty: export_dtype)",
     # serve
     "host": "address to bind (127.0.0.1 by default; 0.0.0.0 is public)",
     "port": "port to bind",

@@ -16,6 +16,8 @@ import yaml
 
 from .errors import ConfigError
 
+DTYPE_CHOICES = ("auto", "fp32", "bf16", "fp16")  # what ``dtype``/``export_dtype`` accept
+
 
 def suggest(key: str, choices) -> str:
     """`` (did you mean 'x'?)`` for the nearest choice, or an empty string."""

@@ -108,7 +108,6 @@ def detect() -> Hardware:
     return Hardware("cpu", _cpu_name(), capability, bf16, False, "bf16" if bf16 else "fp32", reason)
 
 
-DTYPE_CHOICES = ("auto", "fp32", "bf16", "fp16")  # what ``dtype``/``export_dtype`` accept
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
 
@@ -119,6 +118,7 @@ def resolve_dtype(name: str | None) -> str:
         return detect().auto_dtype
     canonical = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(name, name)
     if canonical not in ("fp32", "bf16", "fp16"):
+        from .config_parse import DTYPE_CHOICES
         from .errors import ConfigError
 
         raise ConfigError(f"dtype '{name}' is not one of {', '.join(DTYPE_CHOICES)}")

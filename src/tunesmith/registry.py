@@ -1,7 +1,10 @@
 """One registry shape for every pluggable part (methods, stages, formats, exporters, engines,
 metrics): ``register(name)`` (a duplicate is an error), ``get(name)`` (unknown -> a one-line
 ConfigError with the nearest name and the known ones), and discovery: a registry that names a
-package imports its modules on first use, so a new method or stage is one new file.
+package imports its modules on first use, so a new method or stage is one new file. Modules
+named ``_*`` are not imported by discovery: helpers that register nothing and load heavy
+libraries (``methods/_adalora_budget.py`` imports the Trainer stack) stay out of config
+parsing.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """LLaMA-Factory 0.9.5's own example configs run with only the program name changed.
 
-``tests/data/llamafactory_examples/`` is a snapshot of its SFT LoRA, QLoRA, LoRA+ and PiSSA
-examples with the hub model swapped for the bundled one and its demo dataset for ours (see the
+``tests/data/llamafactory_examples/`` is a snapshot of its SFT LoRA and QLoRA examples with the hub model swapped for the bundled one and its demo dataset for ours (see the
 README there). Each runs as ``tunesmith train <file>`` plus a smoke step count, from a folder
 whose ``data/`` is ``examples/data`` (LLaMA-Factory's default ``dataset_dir``).
 """
@@ -19,7 +18,7 @@ from ..conftest import REPO
 
 SNAPSHOT = REPO / "tests" / "data" / "llamafactory_examples"
 EXAMPLES = sorted(SNAPSHOT.glob("*.yaml"))
-SMOKE = ["max_steps=1", "max_samples=2"]
+SMOKE = ["max_steps=1", "max_samples=1"]
 
 
 def _hardware_overrides(config: dict) -> list[str]:

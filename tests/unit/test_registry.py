@@ -32,3 +32,15 @@ def test_discovery_imports_every_module_of_the_package():
 
     names = STAGES.names()  # nobody imported the stage modules by name
     assert {"sft", "pt"} <= set(names)
+
+
+def test_config_parsing_stays_light():
+    """Parsing a config discovers every method and stage module: they keep torch, transformers
+    and peft imports inside functions (a ``_*`` helper module is not discovered)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from tunesmith.config import load_config; load_config(None, {}); "
+            "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

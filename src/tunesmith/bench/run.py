@@ -98,8 +98,13 @@ def summarize(tool: str, spec: dict, outer: dict, inner: dict, flops_per_token: 
             "peak_rss_mb": round(outer["peak_rss_mb"], 1),
             "peak_gpu_mb": inner.get("peak_gpu_mb"),
             "first_loss": losses.get(min(losses)) if losses else None,
+            "first_grad_norm": _first(inner.get("grad_norms", {})),
             "final_loss": losses.get(max(losses)) if losses else None,
             "achieved_flops": flops_per_token * tokens / train_s}
+
+
+def _first(by_step: dict):
+    return by_step[min(by_step, key=int)] if by_step else None
 
 
 def run_tool(tool: str, cmd: list[str], env: dict, spec: dict, run_dir: Path, result: Path,

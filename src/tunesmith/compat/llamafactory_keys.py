@@ -31,9 +31,6 @@ _APOLLO = "APOLLO is not supported; use optim: galore_adamw (use_galore: true) o
 _BADAM = "BAdam is not supported; use finetuning_type: freeze (train some layers) or lora"
 _LOSSES = "only the standard cross-entropy loss is available; remove this key"
 _TRACKIO = "Trackio is not a supported tracker; use report_to: tensorboard, wandb or swanlab"
-# Owned by the helpers implementing these features: delete the entries when their keys land
-# (the key-list test names any key that is both a config key and listed here).
-_PPO = "PPO (stage ppo) is not in this version; use stage: grpo (reward functions or reward_model)"
 
 
 NO_EFFECT: dict[str, str] = {
@@ -147,7 +144,8 @@ REFUSED: dict[str, Refusal] = {
     "eval_num_beams": _refused("beam search is not supported; predict decodes greedily or samples",
                                None),
     "eval_on_each_dataset": _refused("evaluate each dataset separately with `tunesmith eval`", False),
-    "tool_format": _refused("tools are rendered by the model's own chat template", None),
+    "tool_format": _refused("tools are rendered by the model's own chat template, or the "
+                            "<tool_call> fallback where it has none (docs/llamafactory.md)", None),
     "enable_thinking": _refused("the chat template's own default applies", True),
     "preserve_thinking": _refused("the chat template's own handling of <think> applies", False),
     "tokenized_path": _refused("tokenized data is cached automatically (content-hashed)", None),
@@ -178,19 +176,16 @@ REFUSED: dict[str, Refusal] = {
     "eaft_alpha": _refused(_LOSSES, 1.0),
     "compute_accuracy": _refused("token accuracy is not computed; `tunesmith predict` scores "
                                  "generations (BLEU/ROUGE)", False),
-    # preference keys stage dpo/kto lacks, and PPO (issue #23: the rl helper makes it real)
+    # preference and PPO keys the dpo/kto/ppo stages do not have
     "pref_bco_weight": _refused("BCO is not supported; use pref_loss: sigmoid (DPO)", 0.0),
     "ref_model_adapters": _refused("merge the reference's adapter first (tunesmith export) and "
                                    "give the merged folder as ref_model", None),
     "ref_model_quantization_bit": _refused("the reference model loads like the policy", None),
     "ld_alpha": _refused("LD-DPO length desensitisation is not supported; use pref_loss: "
                          "sigmoid or simpo", None),
-    "ppo_buffer_size": _refused(_PPO, 1), "ppo_epochs": _refused(_PPO, 4),
-    "ppo_score_norm": _refused(_PPO, False), "ppo_target": _refused(_PPO, 6.0),
-    "ppo_whiten_rewards": _refused(_PPO, False),
-    "reward_model_adapters": _refused(_PPO, None),
-    "reward_model_quantization_bit": _refused(_PPO, None),
-    "reward_model_type": _refused(_PPO, "lora"),
+    "reward_model_adapters": _refused("merge the reward model's adapter first (tunesmith export) "
+                                      "and give the merged folder as reward_model", None),
+    "reward_model_quantization_bit": _refused("the reward model loads like the policy", None),
     "oft_rank": _refused("set oft_block_size (the rank and the block size are one choice)", 0),
     # generating
     "num_beams": _refused("beam search is not supported; use do_sample or greedy decoding", 1),

@@ -1,7 +1,7 @@
 """Third-party messages a user did not cause, filtered at their source, each with why.
 
 Only exact, known messages are dropped (never a whole logger or warning category), so anything
-new still shows. Installed once by the CLI before bitsandbytes or peft are imported.
+new still shows. Installed once by the CLI before bitsandbytes, deepspeed or peft are imported.
 """
 
 from __future__ import annotations
@@ -15,10 +15,17 @@ import warnings
 # nothing is lost, and the line shows on every command even when nothing is quantized.
 BNB_KERNELS_LOGGER = "bitsandbytes.backends.cpu.ops"
 BNB_KERNELS_MESSAGE = "Failed to load CPU gemm_4bit_forward from kernels-community"
+# deepspeed (0.16-0.19), when installed, is imported by accelerate inside every Trainer (to
+# recognise its engine) and then warns that it found no GPU: on a CPU machine that is expected,
+# and the line appears in runs that never use DeepSpeed.
+DEEPSPEED_LOGGER = "DeepSpeed"
+DEEPSPEED_CPU_MESSAGE = "Setting accelerator to CPU"
 # peft (0.18-0.21) reads `model.is_gradient_checkpointing` in get_peft_model, which transformers
 # 5.2x deprecated in favour of is_activation_checkpointing: a FutureWarning on every LoRA setup
 # that the user cannot act on (peft's behaviour is unchanged).
 PEFT_CHECKPOINTING_WARNING = r"`is_gradient_checkpointing` is deprecated"
+
+LOGGED = ((BNB_KERNELS_LOGGER, BNB_KERNELS_MESSAGE), (DEEPSPEED_LOGGER, DEEPSPEED_CPU_MESSAGE))
 
 
 class _DropMessage(logging.Filter):
@@ -32,8 +39,9 @@ class _DropMessage(logging.Filter):
 
 def install() -> None:
     """Add the filters (idempotent: each is added only where it is missing)."""
-    logger = logging.getLogger(BNB_KERNELS_LOGGER)
-    if not any(isinstance(f, _DropMessage) for f in logger.filters):
-        logger.addFilter(_DropMessage(BNB_KERNELS_MESSAGE))
+    for name, prefix in LOGGED:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessage) and f.prefix == prefix for f in logger.filters):
+            logger.addFilter(_DropMessage(prefix))
     # (filterwarnings replaces an identical filter, moving it to the front)
     warnings.filterwarnings("ignore", message=PEFT_CHECKPOINTING_WARNING, category=FutureWarning)

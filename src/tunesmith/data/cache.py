@@ -26,7 +26,7 @@ MAX_ENTRIES = 32  # older entries are pruned (least recently used first)
 # The code that turns rows into tokens: any change to it invalidates every entry.
 _CODE = ("conversation.py", "formats.py", "readers.py", "hub_data.py", "templates.py",
          "template_library.py", "tokenize.py", "load.py", "registry.py", "preference.py",
-         "mix.py", "parallel.py")
+         "mix.py", "parallel.py", "tools.py")
 
 
 def code_fingerprint() -> str:

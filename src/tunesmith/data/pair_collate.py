@@ -11,9 +11,10 @@ laid end to end in as few rows as fit (first-fit decreasing, as ``packing.py``).
 Answers are scored through explicit indices, not a shifted-labels grid: ``target_pos`` is the
 flat position (row * width + column) of the hidden state that predicts each answer token,
 ``target_ids`` the token and ``target_seq`` its sequence; ``last_pos`` is each sequence's last
-token (a reward model's score). Pairs whose two sides do not share a prompt token for token, and
-every batch of a virtual-token method (``share=False, pack=False``), fall back to one sequence
-per segment (packed with ``position_ids``, or padded with a 2D ``attention_mask``).
+token (a reward model's score); ``n_tokens`` counts the tokens fed (no padding). Pairs whose two
+sides do not share a prompt token for token, and every batch of a virtual-token method
+(``share=False, pack=False``), fall back to one sequence per segment (packed with
+``position_ids``, or padded with a 2D ``attention_mask``).
 
 KTO batches (unpaired) carry a second batch, ``kl_*``: each prompt with another row's answer
 (TRL's rotation within consecutive groups of a batch's size), for the KL estimate.
@@ -145,7 +146,7 @@ def layout(segments: list[list[Piece]], pad_id: int, n_seqs: int, pack: bool = T
              "target_ids": torch.tensor(tok, dtype=torch.long),
              "target_seq": torch.tensor(seq, dtype=torch.long),
              "last_pos": torch.tensor(grid.last, dtype=torch.long),
-             "n_seqs": torch.tensor(n_seqs)}
+             "n_seqs": torch.tensor(n_seqs), "n_tokens": torch.tensor(sum(lengths))}
     if any(len(s) > 1 for s in segments):
         batch.update(position_ids=grid.positions, mask_4d=grid.mask_4d())
     elif len(bins) < len(segments):

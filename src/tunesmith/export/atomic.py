@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError, TunesmithError
 
 MARKER = "tunesmith_export.json"  # present only in complete tunesmith exports
 
@@ -57,3 +59,37 @@ def _swap_in(tmp: Path, dest: Path) -> None:
     os.replace(tmp, dest)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+class ExportDiskFull(TunesmithError):
+    """The disk (or a file-size limit) filled up while the export was written."""
+
+
+@contextmanager
+def disk_full_guard(dest: str | Path) -> Iterator[None]:
+    """Turn a full disk during the export into one line (``atomic_dir`` has removed the
+    partial files by then). SIGXFSZ is ignored so a file-size limit surfaces as an OSError
+    instead of killing the process mid-write."""
+    from ..train.checkpoint import is_disk_full
+
+    dest = Path(dest).expanduser().resolve()
+    main = threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGXFSZ")
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN) if main else None
+    try:
+        yield
+    except (OSError, RuntimeError, ModelError) as exc:
+        if not (_short_write(exc) or is_disk_full(exc, where=dest.parent)):
+            raise
+        raise ExportDiskFull(f"no space left on device while writing the export to {dest}: the "
+                             "partial files were removed and nothing was written there; free "
+                             "disk space and run the export again") from None
+    finally:
+        if main:
+            signal.signal(signal.SIGXFSZ, previous)
+
+
+def _short_write(exc: BaseException) -> bool:
+    """numpy's ``tofile`` reports a short write without an errno ("N requested and M written");
+    on a regular file that only happens when the disk or a file-size limit is full."""
+    text = str(exc)
+    return isinstance(exc, OSError) and "requested and" in text and "written" in text

@@ -17,6 +17,10 @@ class Exporter:
     name: str
     save: Callable  # (model, tokenizer, template, out_dir, cfg) -> list of file names
     load: Callable  # (out_dir, dtype name, device) -> model, for the export check
+    check: Callable | None = None  # (cfg) -> None: refuse a request before anything loads
+    # (out_dir, files, model, ids, merged logits) -> (saved report, saved logits, extra report
+    # keys); None: load the files back with ``load`` and compare tensors bit for bit
+    verify: Callable | None = None
 
 
 # Discovery imports every module of the export package, so a new format (gguf.py) is one file
@@ -24,9 +28,11 @@ class Exporter:
 EXPORTERS: Registry[Exporter] = Registry("format", key="export_format", package=__package__)
 
 
-def register_exporter(name: str, load: Callable):
-    """Decorator registering a save function (and its loader) under ``name``."""
-    return EXPORTERS.register(name, lambda save: Exporter(name, save, load))
+def register_exporter(name: str, load: Callable, check: Callable | None = None,
+                      verify: Callable | None = None):
+    """Decorator registering a save function (its loader, request check and verifier) under
+    ``name``."""
+    return EXPORTERS.register(name, lambda save: Exporter(name, save, load, check, verify))
 
 
 def get_exporter(name: str) -> Exporter:

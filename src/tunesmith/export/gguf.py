@@ -1,160 +1,153 @@
-"""``export_format: gguf``: one GGUF file for llama.cpp (Llama-architecture models only).
+"""``export_format: gguf``: one GGUF file per ``export_quantization`` for llama.cpp, Ollama and
+LM Studio, plus an Ollama ``Modelfile``.
 
-transformers reads GGUF but cannot write it, so the file is built with gguf-py's ``GGUFWriter``
-the way llama.cpp's ``convert_hf_to_gguf.py`` lays out a Llama: its tensor names, Q/K weights
-permuted to llama.cpp's rotary layout (transformers' GGUF loader undoes this), 1-D norms in F32,
-the byte-level BPE vocabulary with token types, merges, special token ids and the chat template.
-Weights are written unquantized (F32, F16 or BF16, from ``export_dtype``); quantize afterwards
-with llama.cpp's ``llama-quantize`` if needed.
+transformers reads GGUF but cannot write it, so files are built with gguf-py's ``GGUFWriter``
+the way llama.cpp's ``convert_hf_to_gguf.py`` lays them out (``gguf_arch``: tensor names, the
+Q/K permutation, rope; ``gguf_tokenizer``: vocabulary, special tokens, chat template). Tensors
+are streamed: each is converted, written and dropped, so a file never sits whole in memory.
+K-quants are made by llama.cpp's own quantizer from an unquantized file (``gguf_quant``).
+Everything is refused before any work when the architecture, rope scaling or a quantization
+cannot be written.
 """
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, require
-from .formats import end_of_turn_ids, prepare_tokenizer, register_exporter
+import numpy as np
 
-if TYPE_CHECKING:
-    from ..config import RunConfig
-
-
-FILE_TYPES = {"fp32": ("F32", 0), "fp16": ("F16", 1), "bf16": ("BF16", 32)}  # LlamaFileType
+from ..errors import require
+from .formats import register_exporter
+from .gguf_arch import arch_of, gguf_tensors, write_header
+from .gguf_quant import Quant, plan, quantize_with_llama_cpp, tensor_type
+from .gguf_tokenizer import write_vocab
+from .ollama import write_modelfile
 
 
 def _gguf():
     return require("gguf", "gguf", "export_format: gguf")
 
 
-def gguf_name(out_dir: Path) -> str:
-    return next(p.name for p in out_dir.glob("*.gguf"))
+def file_name(stem: str, quant: Quant) -> str:
+    return f"{stem}.{quant.name}.gguf"
+
+
+def gguf_files(out_dir: Path) -> list[str]:
+    return sorted(p.name for p in Path(out_dir).glob("*.gguf"))
+
+
+def check_gguf_request(cfg: RunConfig) -> None:
+    """Refuse an unknown or unavailable quantization, and an architecture or rope scaling we
+    cannot write, before any weights are loaded (only the model's config.json is read)."""
+    from transformers import AutoConfig
+
+    from ..hardware import resolve_dtype
+    from ..model.load import resolve_model_path
+
+    dtype = "fp32" if cfg.infer.export_dtype == "auto" else resolve_dtype(cfg.infer.export_dtype)
+    plan(cfg.infer.export_quantization, dtype)
+    path = resolve_model_path(cfg.model.model_name_or_path, quiet=True, model_cfg=cfg.model)
+    try:
+        config = AutoConfig.from_pretrained(str(path))
+    except (OSError, ValueError):
+        return  # the model loader explains it (custom code, broken config)
+    arch_of(config)
 
 
 def load_gguf(out_dir: Path, dtype: str, device):
-    """The exported file read back by transformers (``gguf_file=``), for the export check."""
+    """The first GGUF file read back by transformers (``gguf_file=``)."""
     from transformers import AutoModelForCausalLM
 
     from ..hardware import torch_dtype
 
-    model = AutoModelForCausalLM.from_pretrained(str(out_dir), gguf_file=gguf_name(out_dir),
+    model = AutoModelForCausalLM.from_pretrained(str(out_dir), gguf_file=gguf_files(out_dir)[0],
                                                  dtype=torch_dtype(dtype))
     return model.to(device).eval()
 
 
-def permute_rotary(weight, n_head: int):
-    """HF's rotary layout (halves) -> llama.cpp's (interleaved pairs), per head. (out, in)"""
-    out = weight.shape[0]
-    return weight.reshape(n_head, 2, out // n_head // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+def _output_name(config) -> str:
+    return "token_embd.weight" if config.tie_word_embeddings else "output.weight"
 
 
-def _write_header(writer, config, dtype: str, name: str) -> None:
+def write_gguf(path: Path, quant: Quant, model, tokenizer, template, name: str) -> None:
+    """One GGUF file: header, vocabulary, then every tensor in ``quant``'s types (streamed)."""
     g = _gguf()
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    writer.add_name(name)
-    writer.add_context_length(config.max_position_embeddings)
-    writer.add_embedding_length(config.hidden_size)
-    writer.add_block_count(config.num_hidden_layers)
-    writer.add_feed_forward_length(config.intermediate_size)
-    writer.add_head_count(config.num_attention_heads)
-    writer.add_head_count_kv(config.num_key_value_heads)
-    writer.add_rope_freq_base(float(_rope_theta(config)))
-    writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
-    writer.add_vocab_size(config.vocab_size)
-    writer.add_rope_dimension_count(head_dim)
-    writer.add_file_type(FILE_TYPES[dtype][1])
-    writer.add_quantization_version(g.GGML_QUANT_VERSION)
-
-
-def _rope_theta(config) -> float:
-    params = getattr(config, "rope_parameters", None) or {}
-    if params.get("rope_type", "default") not in ("default", None):
-        raise ConfigError(f"export_format: gguf: rope scaling '{params['rope_type']}' is not "
-                          "supported by this exporter; use export_format: safetensors")
-    return params.get("rope_theta", getattr(config, "rope_theta", 10000.0))
-
-
-def _write_vocab(writer, tokenizer, template, vocab_size: int, pre: str) -> None:
-    """Byte-level BPE tokens (id order), token types, merges, special ids, chat template."""
-    g = _gguf()
-    reverse = {i: t for t, i in tokenizer.get_vocab().items()}
-    added = {i: tok for i, tok in tokenizer.added_tokens_decoder.items()}
-    tokens, types = [], []
-    for i in range(vocab_size):
-        if i not in reverse:
-            tokens.append(f"[PAD{i}]")
-            types.append(g.TokenType.UNUSED)
-        else:
-            tokens.append(reverse[i])
-            types.append(g.TokenType.NORMAL if i not in added else
-                         g.TokenType.CONTROL if added[i].special else g.TokenType.USER_DEFINED)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre)
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
-    with tempfile.TemporaryDirectory() as tmp:
-        prepare_tokenizer(tokenizer, template).save_pretrained(tmp)
-        special = g.SpecialVocab(tmp, load_merges=True, n_vocab=vocab_size)
-        special.chat_template = None  # set below from the training template
-        special.add_to_gguf(writer, quiet=True)
-    turn_end = [i for i in end_of_turn_ids(tokenizer, template) if i != tokenizer.eos_token_id]
-    writer.add_eot_token_id(turn_end[0] if turn_end else tokenizer.eos_token_id)
-    writer.add_add_bos_token(False)  # the chat template writes any BOS itself
-    writer.add_chat_template(tokenizer.chat_template or "")
-
-
-def _write_tensors(writer, model, dtype: str) -> None:
-    import numpy as np
-
-    g = _gguf()
-    config = model.config
-    names = g.TensorNameMap(g.MODEL_ARCH.LLAMA, config.num_hidden_layers)
-    qtype = getattr(g.GGMLQuantizationType, FILE_TYPES[dtype][0])
-    for hf_name, tensor in model.state_dict().items():
-        if hf_name == "lm_head.weight" and config.tie_word_embeddings:
-            continue  # llama.cpp reuses token_embd
-        name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
-        if name is None:
-            raise ConfigError(f"export_format: gguf: no llama.cpp name for tensor '{hf_name}'")
-        data = tensor.detach().float().cpu().numpy()
-        if hf_name.endswith("q_proj.weight"):
-            data = permute_rotary(data, config.num_attention_heads)
-        elif hf_name.endswith("k_proj.weight"):
-            data = permute_rotary(data, config.num_key_value_heads)
-        if data.ndim == 1:
-            writer.add_tensor(name, data.astype(np.float32))
-        else:
-            writer.add_tensor(name, g.quants.quantize(data, qtype), raw_dtype=qtype)
-
-
-def _pre_tokenizer(tokenizer) -> str:
-    """llama.cpp's name for the pre-tokenizer regex. llama.cpp recognises it by hashing the
-    tokenizer's output on a probe text; we only know the bundled SmolLM2 family's (``smollm``),
-    anything else gets ``default`` (llama.cpp then warns and uses the GPT-2 regex)."""
-    vocab = tokenizer.get_vocab()
-    return "smollm" if vocab.get("<|im_start|>") == 1 and vocab.get("<|im_end|>") == 2 else "default"
-
-
-@register_exporter("gguf", load_gguf)
-def save_gguf(model, tokenizer, template, out_dir: Path, cfg: RunConfig) -> list[str]:
-    """Write ``<export_dir name>.<dtype>.gguf`` into ``out_dir``."""
-    from ..hardware import resolve_dtype
-
-    if model.config.model_type != "llama":
-        raise ConfigError(f"export_format: gguf supports Llama-architecture models; this is "
-                          f"'{model.config.model_type}': use export_format: safetensors and "
-                          "llama.cpp's convert_hf_to_gguf.py")
-    dtype = resolve_dtype(str(model.dtype).replace("torch.", ""))
-    stem = Path(cfg.infer.export_dir).name
-    path = out_dir / f"{stem}.{FILE_TYPES[dtype][0].lower()}.gguf"
-    g = _gguf()
-    writer = g.GGUFWriter(str(path), "llama")
-    _write_header(writer, model.config, dtype, stem)
-    _write_vocab(writer, tokenizer, template, model.config.vocab_size, _pre_tokenizer(tokenizer))
-    _write_tensors(writer, model, dtype)
+    arch = arch_of(model.config)
+    writer = g.GGUFWriter(str(path), arch.gguf_name)
+    write_header(writer, model.config, name, int(g.LlamaFileType[quant.file_type]),
+                 g.GGML_QUANT_VERSION)
+    source = Path(getattr(model.config, "_name_or_path", "") or ".")
+    write_vocab(writer, tokenizer, template, model.config.vocab_size,
+                source if source.is_dir() else None)
+    output = _output_name(model.config)
+    types = {}
+    for gname, _, data in gguf_tensors(model, arch):
+        types[gname] = tensor_type(quant, gname, data.shape, gname == output)
+        block, size = g.GGML_QUANT_SIZES[types[gname]]
+        writer.add_tensor_info(gname, data.shape, np.dtype(np.float32), data.size // block * size,
+                               raw_dtype=types[gname])
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
+    writer.write_ti_data_to_file()
+    for gname, _, data in gguf_tensors(model, arch):
+        writer.write_tensor_data(g.quants.quantize(data, types[gname]))
     writer.close()
-    return [path.name]
+
+
+def _source_for_llama_cpp(done: dict[str, Path], dtype: str) -> str | None:
+    """An unquantized file already written for llama.cpp to quantize from: f32, else the
+    model's own dtype, else f16 (more mantissa than bf16 for weights in its range)."""
+    from .gguf_quant import DTYPE_QUANT
+
+    return next((q for q in ("f32", DTYPE_QUANT[dtype], "f16", "bf16") if q in done), None)
+
+
+def verify_gguf_export(out_dir: Path, files: list[str], model, ids, merged_logits):
+    """The export check for GGUF files (see ``gguf_check``): saved report, logits, details."""
+    from .gguf_check import verify_gguf
+
+    result = verify_gguf(out_dir, files, model, ids, merged_logits)
+    return result["saved"], result["logits"], {"gguf_files": result["files"],
+                                                "gguf_logits_by": result["logits_by"]}
+
+
+@register_exporter("gguf", load_gguf, check=check_gguf_request, verify=verify_gguf_export)
+def save_gguf(model, tokenizer, template, out_dir: Path, cfg: RunConfig) -> list[str]:
+    """Write ``<export_dir name>.<quantization>.gguf`` for each ``export_quantization`` (default:
+    one unquantized file in the export dtype) into ``out_dir``; returns the file names."""
+    from ..hardware import resolve_dtype
+
+    arch_of(model.config)  # refuses before any file is opened
+    dtype = resolve_dtype(str(model.dtype).replace("torch.", ""))
+    quants = plan(cfg.infer.export_quantization, dtype)
+    stem = Path(cfg.infer.export_dir).name
+    done: dict[str, Path] = {}
+    for quant in [q for q in quants if not q.by_llama_cpp]:
+        done[quant.name] = out_dir / file_name(stem, quant)
+        write_gguf(done[quant.name], quant, model, tokenizer, template, stem)
+    llama_quants = [q for q in quants if q.by_llama_cpp]
+    if llama_quants:
+        _quantize_all(llama_quants, done, model, tokenizer, template, out_dir, stem, dtype)
+    files = [file_name(stem, q) for q in quants]
+    write_modelfile(out_dir, files[0], tokenizer, template, cfg)
+    return files + ["Modelfile"]
+
+
+def _quantize_all(quants, done, model, tokenizer, template, out_dir: Path, stem: str, dtype: str):
+    """K-quants by llama.cpp, from an unquantized file of this export or a temporary one."""
+    from .gguf_quant import DTYPE_QUANT, QUANTS
+
+    source_name = _source_for_llama_cpp(done, dtype)
+    temporary = source_name is None
+    if temporary:  # a hidden file in the temp export dir, removed below (or with the dir)
+        source = out_dir / f".source.{DTYPE_QUANT[dtype]}.gguf"
+        write_gguf(source, QUANTS.get(DTYPE_QUANT[dtype]), model, tokenizer, template, stem)
+    else:
+        source = done[source_name]
+    try:
+        for quant in quants:
+            quantize_with_llama_cpp(source, out_dir / file_name(stem, quant), quant)
+    finally:
+        if temporary:
+            source.unlink(missing_ok=True)

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import ConfigError, ModelError
 from ..hardware import resolve_dtype, torch_dtype
-from .atomic import MARKER, atomic_dir, check_destination
+from .atomic import MARKER, atomic_dir, check_destination, disk_full_guard
 from .check import build_report, compare_tensors, logits_of, probe_ids
 from .formats import get_exporter
 from .card import write_card
@@ -34,6 +34,10 @@ def check_request(cfg: RunConfig) -> None:
     """Refuse what cannot be exported before loading anything."""
     if not cfg.infer.export_dir:
         raise ConfigError("export needs export_dir: the directory to write the merged model to")
+    refuse_adapter_as_model(cfg.model.model_name_or_path)
+    if cfg.infer.export_quantization and cfg.infer.export_format != "gguf":
+        raise ConfigError("export_quantization applies to export_format: gguf (got "
+                          f"'{cfg.infer.export_format}'); safetensors keeps export_dtype")
     bits = cfg.model.quantization_bit
     if bits and not cfg.infer.export_dequantize:
         raise ModelError(f"cannot merge an adapter into a {bits}-bit quantized base "
@@ -43,6 +47,19 @@ def check_request(cfg: RunConfig) -> None:
     if cfg.infer.export_legacy_format:
         log("note: export_legacy_format is ignored: tunesmith never writes pickle .bin weights "
             "(they can run code when loaded); export_format picks safetensors or gguf")
+
+
+def refuse_adapter_as_model(name: str) -> None:
+    """A LoRA-only folder given as the model: name the base it needs (one line)."""
+    path = Path(str(name)).expanduser()
+    if not (path / "adapter_config.json").is_file() or (path / "config.json").is_file():
+        return
+    config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path")
+    raise ModelError(f"model_name_or_path '{name}' is a LoRA adapter without its base model "
+                     "(adapter_config.json, no config.json): export it with "
+                     f"model_name_or_path=<base model> adapter_name_or_path={name}"
+                     + (f" (it was trained on '{base}')" if base else ""))
 
 
 def export_dtype(cfg: RunConfig, model_path: Path) -> str:
@@ -106,6 +123,15 @@ def merge_adapter(model, adapter: str, base_name: str, ids):
     return merged, reference
 
 
+def verify_saved(exporter, out_dir: Path, files: list[str], model, ids, merged, dtype: str):
+    """(saved-tensor report, logits of the saved model, extra report keys) for the check."""
+    if exporter.verify is not None:
+        return exporter.verify(out_dir, files, model, ids, merged)
+    loaded = exporter.load(out_dir, dtype, model.device)
+    tensors = compare_tensors(model.state_dict(), loaded.state_dict())
+    return tensors, logits_of(loaded, ids), {}
+
+
 def run_export(cfg: RunConfig) -> dict:
     """Export per ``cfg``; returns the check report (also in ``export_dir/export_check.json``).
 
@@ -117,6 +143,8 @@ def run_export(cfg: RunConfig) -> dict:
     dest = Path(cfg.infer.export_dir).expanduser().resolve()
     check_destination(dest)
     exporter = get_exporter(cfg.infer.export_format)
+    if exporter.check is not None:
+        exporter.check(cfg)
     adapter = cfg.model.adapter_name_or_path
     if adapter:
         check_mergeable(adapter)
@@ -130,12 +158,10 @@ def run_export(cfg: RunConfig) -> dict:
     merged = logits_of(model, ids)
     dtype = export_dtype(cfg, path)
     model = model.to(torch_dtype(dtype))
-    with atomic_dir(dest) as tmp:
+    with disk_full_guard(dest), atomic_dir(dest) as tmp:
         files = exporter.save(model, tokenizer, template, tmp, cfg) + _copy_value_head(cfg, tmp)
-        loaded = exporter.load(tmp, dtype, model.device)
-        tensors = compare_tensors(model.state_dict(), loaded.state_dict())
-        report = build_report(reference, merged, tensors, logits_of(loaded, ids), dtype)
-        del loaded
+        tensors, saved_logits, extra = verify_saved(exporter, tmp, files, model, ids, merged, dtype)
+        report = {**build_report(reference, merged, tensors, saved_logits, dtype), **extra}
         _write_record(tmp, dest, cfg, report, files, dtype, template)
         if not report["passed"]:
             raise ModelError("export check failed (merged model differs from the adapter model: "

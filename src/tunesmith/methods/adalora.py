@@ -3,7 +3,7 @@
 The rank budget shrinks from ``adalora_init_r`` to ``adalora_target_r`` per layer on average
 between step ``adalora_tinit`` and ``total_step - adalora_tfinal``, updating every
 ``adalora_delta_t`` steps. peft needs ``update_and_allocate(step)`` after every optimizer step
-and before the gradients are cleared: ``adalora_budget.AdaLoraBudget`` does it from the
+and before the gradients are cleared: ``_adalora_budget.AdaLoraBudget`` does it from the
 Trainer's ``on_optimizer_step`` hook. ``adalora_total_step`` defaults to the run's total optimizer steps.
 """
 
@@ -73,7 +73,9 @@ def build_adalora_config(params: AdaLoraParams, total_step: int):
 
 
 def adalora_callbacks(model, params: AdaLoraParams, cfg: RunConfig) -> list:
-    from .adalora_budget import AdaLoraBudget  # imports the Trainer stack: only when training
+    # A private module (the registry does not import it): it loads the Trainer stack, which
+    # only training needs.
+    from ._adalora_budget import AdaLoraBudget
 
     return [AdaLoraBudget(model, params)]
 

@@ -39,7 +39,7 @@ def resize_embeddings(model, tokenizer) -> list[int]:
     """
     import torch
 
-    old = model.get_input_embeddings().weight.shape[0]
+    old = _rows(model.get_input_embeddings())
     if len(tokenizer) <= old:
         return []
     model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=PAD_TO, mean_resizing=False)
@@ -51,6 +51,13 @@ def resize_embeddings(model, tokenizer) -> list[int]:
             _noisy_mean(output.weight, old)
     model.config.vocab_size = new
     return list(range(old, len(tokenizer)))
+
+
+def _rows(embedding) -> int:
+    """Rows of an embedding layer; under DeepSpeed ZeRO-3 its weight is partitioned (shape 0),
+    so the layer's own count (or DeepSpeed's ``ds_shape``) is read."""
+    rows = getattr(embedding, "num_embeddings", None)
+    return rows if rows is not None else getattr(embedding.weight, "ds_shape", embedding.weight.shape)[0]
 
 
 def _noisy_mean(weight, old: int) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -68,7 +69,30 @@ def fsdp_kwargs(value: str) -> dict:
         config = {**options_config(words, value), **config}
     else:
         config = options_config(value)
-    return {"fsdp": True, "fsdp_config": {**DEFAULTS, **config}}
+    config = {**DEFAULTS, **config}
+    if config.get("cpu_offload") and _on_cpu():
+        # torch's FSDP2 pins offloaded shards (tensor.pin_memory), which needs an accelerator;
+        # on a CPU run the parameters are in CPU memory already
+        config["cpu_offload"] = False
+        _note_once("note: fsdp cpu_offload has nothing to move on a CPU run: training without it")
+    return {"fsdp": True, "fsdp_config": config}
+
+
+_NOTED: set = set()
+
+
+def _note_once(line: str) -> None:
+    from .distributed import is_main_process
+
+    if is_main_process() and line not in _NOTED:
+        _NOTED.add(line)
+        print(line, file=sys.stderr, flush=True)
+
+
+def _on_cpu() -> bool:
+    from ..hardware import detect
+
+    return detect().device == "cpu"
 
 
 @contextlib.contextmanager

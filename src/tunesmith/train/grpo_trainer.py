@@ -29,14 +29,15 @@ class GRPOTrainer(OnlineTrainer):
 
     def make_batch(self, examples) -> dict:
         rollout, per_func, rewards = self.rollout(examples)
-        batch = self.padded(rollout)
+        batch = self.sequences(rollout)
         if self.grpo.mask_truncated_completions:
             batch["completion_mask"] *= ~torch.tensor(rollout.truncated).unsqueeze(1)
         batch["advantages"] = group_advantages(rewards, self.num_generations,
                                                self.grpo.scale_rewards)
         if self.grpo.num_iterations > 1:  # the log-probs the completions were sampled with
             with torch.no_grad(), self.compute_loss_context_manager():
-                batch["old_logps"] = completion_logps(self.model, *self.logps_args(batch)).float()
+                batch["old_logps"] = completion_logps(self.model, self.on_device(batch),
+                                                      self.gen.temperature).float()
         if self.grpo.beta != 0.0:
             batch["ref_logps"] = self.reference_logps(batch)
         groups = rewards.view(-1, self.num_generations)
@@ -46,10 +47,8 @@ class GRPOTrainer(OnlineTrainer):
         return batch
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        mask = inputs["completion_mask"]
-        logps = completion_logps(model, inputs["input_ids"], inputs["attention_mask"],
-                                 mask.shape[1], self.gen.temperature)
+        logps = completion_logps(model, inputs, self.gen.temperature)
         loss, metrics = grpo_loss(logps, inputs.get("old_logps"), inputs.get("ref_logps"),
-                                  inputs["advantages"], mask, self.settings)
+                                  inputs["advantages"], inputs["completion_mask"], self.settings)
         self.metrics.add(**metrics)
         return loss

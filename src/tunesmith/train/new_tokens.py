@@ -47,7 +47,7 @@ def train_new_rows(model, tokenizer, method, params, cfg: RunConfig):
         return params
     embed, output = _layer_names(model)
     fields = {f.name for f in dataclasses.fields(params)}
-    if not method.saves_adapter and method.name == "full":
+    if method.name == "full":  # every row trains already
         return params
     if "freeze_extra_modules" in fields:
         return dataclasses.replace(params, freeze_extra_modules=_extend(

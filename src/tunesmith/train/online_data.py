@@ -44,7 +44,8 @@ class RepeatSampler(Sampler):
     """A seeded shuffle, each window of ``window`` indices repeated ``repeats`` times in a row.
 
     With repeats, an epoch uses whole batches only (``batch`` indices each): a repeated partial
-    batch would not line up with its first pass.
+    batch would not line up with its first pass. The order depends on the seed and the epoch
+    only (``set_epoch``), so a resumed run draws the same prompts.
     """
 
     def __init__(self, n: int, batch: int, window: int, repeats: int, seed: int):
@@ -53,9 +54,12 @@ class RepeatSampler(Sampler):
         self.total = n
         self.epoch = 0
 
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the Trainer before each epoch: a resumed run sees the same order."""
+        self.epoch = epoch
+
     def __iter__(self):
         gen = torch.Generator().manual_seed(self.seed + self.epoch)
-        self.epoch += 1
         order = torch.randperm(self.total, generator=gen).tolist()[: self.n]
         for start in range(0, self.n, self.window):
             chunk = order[start:start + self.window]

@@ -21,32 +21,21 @@ import torch
 from transformers import TrainerCallback
 
 from ..errors import TunesmithError
+from .fast_loss import _base_model
 from .online_data import RepeatSampler
 from .online_log import CompletionLog, StepMetrics, mean_std, plot_rewards
 from .policy_logps import completion_logps
 from .rewards import RewardBatch, RewardFailure, score_batch
+from .rollout_batch import pad_rollout, rollout_batch  # noqa: F401 (pad_rollout re-exported)
 from .trainer import TunesmithTrainer
+
+
+# Attention kernels that apply a 4-D boolean mask as given (eager adds it as a float bias).
+MASK_4D_KERNELS = ("sdpa", "hybrid")
 
 
 class RewardError(TunesmithError):
     """Too many steps were skipped for failing reward functions."""
-
-
-def pad_rollout(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad: int) -> dict:
-    """Left-padded prompts + right-padded completions as tensors.
-
-    Returns:
-        ``input_ids``/``attention_mask`` (N, P + C) and ``completion_mask`` (N, C).
-    """
-    width = max(len(p) for p in prompt_ids)
-    length = max(1, max(len(c) for c in completion_ids))  # an all-empty batch keeps one masked slot
-    rows, masks, cmask = [], [], []
-    for p, c in zip(prompt_ids, completion_ids):
-        rows.append([pad] * (width - len(p)) + p + c + [pad] * (length - len(c)))
-        masks.append([0] * (width - len(p)) + [1] * (len(p) + len(c)) + [0] * (length - len(c)))
-        cmask.append([1] * len(c) + [0] * (length - len(c)))
-    return {"input_ids": torch.tensor(rows), "attention_mask": torch.tensor(masks),
-            "completion_mask": torch.tensor(cmask)}
 
 
 class _PlotRewards(TrainerCallback):
@@ -69,14 +58,16 @@ class OnlineTrainer(TunesmithTrainer):
         passes: optimizer steps each batch of completions serves.
         window: prompts whose batches are repeated together (a multiple of the batch size).
         ref_model: a frozen reference when the policy has no adapter to switch off, else None.
+        packing: the ``packing`` key: sequences packed padding-free (true, auto where it pays).
     """
 
     def __init__(self, *args, rewards, sampler, gen, num_generations: int = 1, passes: int = 1,
                  window: int | None = None, reward_weights=None, reward_error_limit: int = 10,
-                 log_completions_steps: int = 10, ref_model=None, **kwargs):
+                 log_completions_steps: int = 10, ref_model=None, packing="auto", **kwargs):
         super().__init__(*args, **kwargs)
         self.rewards, self.policy_sampler, self.gen = rewards, sampler, gen
         self.num_generations, self.passes, self.ref_model = num_generations, passes, ref_model
+        self.packing = packing
         self.window = window or (self.args.per_device_train_batch_size
                                  * self.args.gradient_accumulation_steps)
         self.weights = torch.tensor(reward_weights or [1.0] * len(rewards))
@@ -138,25 +129,28 @@ class OnlineTrainer(TunesmithTrainer):
         per_func = torch.tensor(scores, dtype=torch.float32).T  # (N, F)
         return rollout, per_func, (per_func * self.weights).sum(dim=1)
 
-    def padded(self, rollout) -> dict:
-        return pad_rollout(rollout.prompt_ids, rollout.completion_ids,
-                           self.policy_sampler.engine.tokenizer.pad_token_id)
+    def sequences(self, rollout) -> dict:
+        """The rollout's prompt + completion sequences as a batch: each prompt once for all its
+        completions where the attention kernel takes a 4-D mask, else packed or padded."""
+        kernel = getattr(_base_model(self.model).config, "_attn_implementation", None)
+        group = self.num_generations if kernel in MASK_4D_KERNELS else 1
+        return rollout_batch(rollout.prompt_ids, rollout.completion_ids,
+                             self.policy_sampler.engine.tokenizer.pad_token_id, self.packing,
+                             group)
 
-    def logps_args(self, batch: dict) -> tuple:
-        return (batch["input_ids"].to(self.args.device),
-                batch["attention_mask"].to(self.args.device),
-                batch["completion_mask"].shape[1], self.gen.temperature)
+    def on_device(self, batch: dict) -> dict:
+        return {k: v.to(self.args.device) for k, v in batch.items()}
 
     @torch.no_grad()
     def reference_logps(self, batch: dict) -> torch.Tensor:
         """Log-probs of the reference: the base with the adapter off (no second copy), or the
         frozen copy of a policy without an adapter."""
-        args = self.logps_args(batch)
+        batch = self.on_device(batch)
         with self.compute_loss_context_manager():
             if self.ref_model is not None:
-                return completion_logps(self.ref_model, *args).float()
+                return completion_logps(self.ref_model, batch, self.gen.temperature).float()
             with self.model.disable_adapter():
-                return completion_logps(self.model, *args).float()
+                return completion_logps(self.model, batch, self.gen.temperature).float()
 
     def make_batch(self, examples) -> dict:
         """Generate, score, and build the tensors one training step needs (subclasses)."""
@@ -166,7 +160,7 @@ class OnlineTrainer(TunesmithTrainer):
     def record(self, examples, rollout, per_func, rewards, batch, advantages) -> None:
         """Per-step reward/length metrics and (every N steps) the completions."""
         lengths = [len(c) for c in rollout.completion_ids]
-        self.state.num_input_tokens_seen += int(batch["attention_mask"].sum())
+        self.state.num_input_tokens_seen += sum(map(len, rollout.prompt_ids)) + sum(lengths)
         stats = {}
         for i, func in enumerate(self.rewards):
             stats[f"rewards/{func.name}/mean"], stats[f"rewards/{func.name}/std"] = \

@@ -45,33 +45,43 @@ def decoder_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor)
                               position_ids=position_ids, use_cache=False)[0]
 
 
-def completion_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      n_completion: int) -> torch.Tensor:
-    """Hidden states (B, C, H) at the positions that predict the last ``n_completion`` tokens
-    (the state before each completion token: PPO's values are read there too)."""
-    hidden = decoder_hidden(model, input_ids, attention_mask)
-    return hidden[:, -n_completion - 1:-1]
+def completion_hidden(model, batch: dict) -> torch.Tensor:
+    """Hidden states (N, C, H) at the positions that predict each completion token (the state
+    before each token: PPO's values are read there too), from a padded, packed or
+    prompt-sharing batch (``rollout_batch.py``)."""
+    n = batch["completion_ids"].shape[1]
+    if "input_ids" in batch:
+        hidden = decoder_hidden(model, batch["input_ids"], batch["attention_mask"])
+        return hidden[:, -n - 1:-1]
+    decoder = _base_model(model).get_decoder()
+    if "shared_ids" in batch:  # the 4-D mask: each completion sees its prompt and itself
+        hidden = decoder(input_ids=batch["shared_ids"], attention_mask=batch["shared_mask"],
+                         position_ids=batch["shared_positions"], use_cache=False)[0]
+    else:  # packed, no mask: position resets make the attention block-diagonal
+        hidden = decoder(input_ids=batch["packed_ids"], position_ids=batch["packed_positions"],
+                         use_cache=False)[0]
+    return hidden.reshape(-1, hidden.shape[-1])[batch["gather"]]  # (N, C, H)
 
 
 def logps_from_hidden(model, picked: torch.Tensor, targets: torch.Tensor,
                       temperature: float = 1.0, chunk: int | None = None) -> torch.Tensor:
-    """Log-probabilities (B, C) of ``targets`` given the hidden states that predict them."""
+    """Log-probabilities (N, C) of ``targets`` given the hidden states that predict them."""
     head = _base_model(model).get_output_embeddings()
     flat = head_logps(head, picked.reshape(-1, picked.shape[-1]), targets.reshape(-1),
                       temperature, chunk)
     return flat.view(targets.shape)
 
 
-def completion_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     n_completion: int, temperature: float = 1.0,
+def completion_logps(model, batch: dict, temperature: float = 1.0,
                      chunk: int | None = None) -> torch.Tensor:
-    """Log-probabilities (B, C) of the last ``n_completion`` tokens of each row.
+    """Log-probabilities (N, C) of each row's completion tokens (zero-padding included: mask
+    with ``completion_mask``).
 
     Args:
-        input_ids: (B, P + C) left-padded prompts followed by right-padded completions.
-        attention_mask: (B, P + C), 0 on padding.
-        n_completion: C.
+        batch: a padded (``input_ids``/``attention_mask``: left-padded prompts, right-padded
+            completions) or packed (``packed_ids``/``packed_positions``/``gather``) batch with
+            ``completion_ids`` (N, C).
         temperature: the sampling temperature the logits are divided by.
     """
-    picked = completion_hidden(model, input_ids, attention_mask, n_completion)
-    return logps_from_hidden(model, picked, input_ids[:, -n_completion:], temperature, chunk)
+    picked = completion_hidden(model, batch)
+    return logps_from_hidden(model, picked, batch["completion_ids"], temperature, chunk)

@@ -35,20 +35,19 @@ class PPOTrainer(OnlineTrainer):
         self.moments = RunningMoments() if ppo.ppo_score_norm else None
 
     def _logps_values(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        n = batch["completion_mask"].shape[1]
-        picked = completion_hidden(model, batch["input_ids"], batch["attention_mask"], n)
-        logps = logps_from_hidden(model, picked, batch["input_ids"][:, -n:], self.gen.temperature)
+        picked = completion_hidden(model, batch)
+        logps = logps_from_hidden(model, picked, batch["completion_ids"], self.gen.temperature)
         head = value_head(model)
         values = head(picked.to(head.weight.dtype)).squeeze(-1).float()  # (B, C)
         return logps.float(), values
 
     def make_batch(self, examples) -> dict:
         rollout, per_func, scores = self.rollout(examples)
-        batch = self.padded(rollout)
+        batch = self.sequences(rollout)
         raw = scores.clone()
         if self.moments is not None:
             scores = self.moments.normalize(scores)
-        device_batch = {k: v.to(self.args.device) for k, v in batch.items()}
+        device_batch = self.on_device(batch)
         with torch.no_grad(), self.compute_loss_context_manager():
             logps, values = self._logps_values(self.model, device_batch)
         ref = self.reference_logps(batch)

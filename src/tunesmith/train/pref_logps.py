@@ -16,10 +16,8 @@ the full logits; their batches are padded, never packed.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from .fast_loss import (IGNORE, FusedTokenLogps, _base_model, auto_chunk, fusable_head,
-                        supports_fast_loss)
+from .fast_loss import FusedTokenLogps, _base_model, auto_chunk, fusable_head, supports_fast_loss
 
 
 def _head_logps(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -132,6 +132,13 @@ class PreferenceTrainer(TunesmithTrainer):
         loss = self.inject_test_nan(model, loss)
         return (loss, None) if return_outputs else loss
 
+    def _track_num_input_tokens(self, inputs):
+        """Tokens fed, without padding (a shared prompt once): the collator counts them."""
+        if self.args.include_num_input_tokens_seen == "no" or "n_tokens" not in inputs:
+            return super()._track_num_input_tokens(inputs)
+        count = torch.as_tensor(inputs["n_tokens"], device=self.args.device, dtype=torch.int64)
+        self.state.num_input_tokens_seen += self.accelerator.gather(count).sum().item()
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():

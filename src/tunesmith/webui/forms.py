@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from ..config import CHOICES, SECTIONS, build_config
-from ..hardware import DTYPE_CHOICES
+from ..config_parse import DTYPE_CHOICES
 from ..methods import METHODS, get_method
 
 
@@ -56,22 +56,18 @@ def config_kind(key: str) -> str:
     raise KeyError(key)
 
 
-def _scheduler_names() -> list[str]:
-    from ..train.arguments import scheduler_names
-
-    return scheduler_names()
-
-
-# Choice keys checked outside config.CHOICES: the values come from where they are checked.
-_CHOICE_SOURCES = {"dtype": lambda: list(DTYPE_CHOICES), "export_dtype": lambda: list(DTYPE_CHOICES),
-                   "lr_scheduler_type": _scheduler_names}
+# The web UI's shortlist of schedulers (the Train tab's "more keys" box takes any other name
+# transformers accepts; train/arguments.py checks it before training). Listing transformers'
+# own would load torch when the UI starts.
+SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
+# Choice keys checked outside config.CHOICES: where their values come from.
+_CHOICE_SOURCES = {"dtype": DTYPE_CHOICES, "export_dtype": DTYPE_CHOICES,
+                   "lr_scheduler_type": SCHEDULERS}
 
 
 def config_choices(key: str) -> list[str]:
     """The values a choice key accepts, as the config checks them."""
-    if key in CHOICES:
-        return list(CHOICES[key])
-    return _CHOICE_SOURCES[key]()
+    return list(CHOICES[key] if key in CHOICES else _CHOICE_SOURCES[key])
 
 
 def method_names() -> list[str]:

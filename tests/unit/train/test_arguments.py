@@ -108,9 +108,15 @@ def test_fsdp_config_passes_through(tmp_path):
     assert args.fsdp and args.fsdp_config.get("auto_wrap_policy") == "TRANSFORMER_BASED_WRAP"
 
 
-def test_fsdp_options_and_files_become_fsdp2_settings(tmp_path):
+def test_fsdp_options_and_files_become_fsdp2_settings(tmp_path, monkeypatch, capsys):
     from tunesmith.errors import ConfigError
+    from tunesmith.train import fsdp
     from tunesmith.train.fsdp import fsdp_kwargs
+
+    monkeypatch.setattr(fsdp, "_on_cpu", lambda: True)  # offload is dropped on a CPU run
+    assert fsdp_kwargs("full_shard offload")["fsdp_config"]["cpu_offload"] is False
+    assert "cpu_offload has nothing to move" in capsys.readouterr().err
+    monkeypatch.setattr(fsdp, "_on_cpu", lambda: False)  # as on a GPU machine
 
     assert fsdp_kwargs("full_shard auto_wrap offload") == {"fsdp": True, "fsdp_config": {
         "version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "reshard_after_forward": True,

@@ -115,6 +115,10 @@ def test_repeat_sampler_repeats_each_window():
     assert order[:4] == order[4:8] and order[8:12] == order[12:16]
     assert len(set(order)) == 8
     assert len(list(RepeatSampler(n=9, batch=2, window=2, repeats=1, seed=0))) == 9
+    sampler = RepeatSampler(n=9, batch=2, window=4, repeats=1, seed=0)
+    first = list(sampler)
+    sampler.set_epoch(1)
+    assert list(sampler) != first and sorted(sampler) == sorted(first)
 
 
 def test_prompts_data_kind(tiny_model_dir, tmp_path):
@@ -139,6 +143,7 @@ def test_prompts_data_kind(tiny_model_dir, tmp_path):
 def _run(tiny_model_dir, tmp_path, monkeypatch, **keys):
     from tunesmith.train.run import run_training
 
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "tiny_rewards.py").write_text(textwrap.dedent("""
         def longer(completions, **kw):
             return [len(c) / 100 for c in completions]
@@ -216,3 +221,29 @@ def test_failing_reward_skips_and_counts_then_stops(tiny_model_dir, tmp_path, mo
     with pytest.raises(RewardError, match="1 steps skipped for failing reward functions"):
         _run(tiny_model_dir, tmp_path, monkeypatch, reward_funcs="tiny_rewards:broken",
              reward_error_limit=0, output_dir=str(tmp_path / "run2"))
+
+
+def test_resume_continues_the_same_run(tiny_model_dir, tmp_path, monkeypatch):
+    """Checkpoint at step 2, resume: steps 3-4 sample the same completions and log the same
+    rewards and losses as the uninterrupted run (RNG state and prompt order are restored)."""
+    import shutil
+
+    keys = {"reward_funcs": "tiny_rewards:longer", "max_steps": 4, "save_strategy": "steps",
+            "save_steps": 2, "beta": 0.0}
+    _run(tiny_model_dir, tmp_path / "a", monkeypatch, **keys)
+    full = tmp_path / "a" / "run"
+    part = tmp_path / "b"
+    shutil.copytree(full, part)
+    shutil.rmtree(part / "checkpoint-4")
+    _run(tiny_model_dir, tmp_path / "a", monkeypatch, **keys, output_dir=str(part),
+         resume_from_checkpoint="auto")
+
+    def steps(out):
+        rows = [json.loads(line) for line in (out / "trainer_log.jsonl").read_text().splitlines()]
+        return {r["step"]: (r["reward"], r["loss"]) for r in rows if "reward" in r}
+
+    a, b = steps(full), steps(part)
+    assert set(a) == set(b) == {1, 2, 3, 4}
+    for step in (3, 4):
+        assert a[step][0] == pytest.approx(b[step][0], abs=1e-6)
+        assert a[step][1] == pytest.approx(b[step][1], abs=1e-6)

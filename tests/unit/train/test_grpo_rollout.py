@@ -117,3 +117,61 @@ def test_vllm_sampler_syncs_weights_before_generating(lora_model, tiny_model_dir
     assert calls.index(loads[-1]) < calls.index(("generate", 2))
     assert rollout.completion_ids == [[300, 301, 2], [300, 301, 2]]
     assert rollout.texts[0] == rollout.texts[1] == tokenizer.decode([300, 301])
+
+
+def test_packed_batch_gives_the_padded_log_probs_and_gradients(lora_model):
+    from tunesmith.train.policy_logps import completion_logps
+    from tunesmith.train.rollout_batch import pack_rollout, pad_rollout, rollout_batch
+
+    gen = torch.Generator().manual_seed(3)
+    prompts = [torch.randint(10, 900, (n,), generator=gen).tolist() for n in (4, 9, 14, 14)]
+    completions = [torch.randint(10, 900, (n,), generator=gen).tolist() for n in (2, 3, 1, 6)]
+    padded, packed = pad_rollout(prompts, completions, 0), pack_rollout(prompts, completions, 0)
+    assert packed["packed_ids"].shape[0] < 4  # short sequences share a bin
+    assert torch.equal(packed["completion_ids"], padded["completion_ids"])
+    lora_model.eval()
+    grads, values = [], []
+    for batch in (padded, packed):
+        lora_model.zero_grad(set_to_none=True)
+        logps = completion_logps(lora_model, batch, temperature=0.7) * batch["completion_mask"]
+        (logps * torch.linspace(-1, 1, logps.numel()).view_as(logps)).sum().backward()
+        values.append(logps.detach())
+        grads.append({n: p.grad.clone() for n, p in lora_model.named_parameters() if p.grad is not None})
+    assert torch.allclose(values[0], values[1], atol=1e-5)
+    for name, g in grads[0].items():
+        assert torch.allclose(g, grads[1][name], atol=1e-5), name
+    assert "input_ids" in rollout_batch(prompts, completions, 0, packing=False)
+    assert "packed_ids" in rollout_batch(prompts, completions, 0, packing=True)
+
+
+@pytest.mark.parametrize("kernel", ["sdpa", "hybrid"])
+def test_shared_prompt_batch_gives_the_padded_log_probs_and_gradients(lora_model, kernel):
+    from tunesmith.model.attention import register
+    from tunesmith.train.policy_logps import completion_logps
+    from tunesmith.train.rollout_batch import pad_rollout, share_prompts
+
+    register()
+    gen = torch.Generator().manual_seed(4)
+    prompts = [torch.randint(10, 900, (n,), generator=gen).tolist() for n in (5, 9)]
+    completions = [torch.randint(10, 900, (n,), generator=gen).tolist() for n in (3, 7, 1, 4, 6, 2)]
+    rep = [p for p in prompts for _ in range(3)]
+    padded, shared = pad_rollout(rep, completions, 0), share_prompts(rep, completions, 3, 0)
+    assert shared["shared_ids"].shape == (2, 21)  # 5 + 3 + 7 + 1 and 9 + 4 + 6 + 2 (widest)
+    base = lora_model.get_base_model()
+    before = base.config._attn_implementation
+    base.config._attn_implementation = kernel
+    lora_model.eval()
+    try:
+        grads, values = [], []
+        for batch in (padded, shared):
+            lora_model.zero_grad(set_to_none=True)
+            logps = completion_logps(lora_model, batch, temperature=0.7) * batch["completion_mask"]
+            (logps * torch.linspace(-1, 1, logps.numel()).view_as(logps)).sum().backward()
+            values.append(logps.detach())
+            grads.append({n: p.grad.clone() for n, p in lora_model.named_parameters()
+                          if p.grad is not None})
+    finally:
+        base.config._attn_implementation = before
+    assert torch.allclose(values[0], values[1], atol=1e-5)
+    for name, g in grads[0].items():
+        assert torch.allclose(g, grads[1][name], atol=1e-5), name

@@ -104,13 +104,12 @@ def test_loss_and_gradients_equal_trl(setup, trl_trainer, loss_type, num_iterati
     assert torch.allclose(advantages, inputs["advantages"], atol=1e-5)
     batch = pad_rollout([p for p in prompt_ids for _ in range(G)], completion_ids,
                         tokenizer.pad_token_id)
-    n = batch["completion_mask"].shape[1]
     assert torch.equal(batch["completion_mask"], inputs["completion_mask"])
     with torch.no_grad(), ours.disable_adapter():
-        ref = completion_logps(ours, batch["input_ids"], batch["attention_mask"], n, TEMPERATURE)
+        ref = completion_logps(ours, batch, TEMPERATURE)
     assert torch.allclose(ref * batch["completion_mask"],
                           inputs["ref_per_token_logps"] * inputs["completion_mask"], atol=1e-5)
-    logps = completion_logps(ours, batch["input_ids"], batch["attention_mask"], n, TEMPERATURE)
+    logps = completion_logps(ours, batch, TEMPERATURE)
     settings = LossSettings(loss_type, 0.04, 0.2, 0.28, 8)
     loss, metrics = grpo_loss(logps, inputs.get("old_per_token_logps"), ref, advantages,
                               batch["completion_mask"], settings)

@@ -112,3 +112,28 @@ def test_tiny_ppo_run(tiny_model_dir, tiny_rm_dir, tmp_path):
         assert all(key in r for r in logs[::2]), key  # rollouts on steps 1 and 3, reused on 2, 4
     assert logs[-1]["ppo/policy/approxkl"] > 0  # the second pass trains against moved weights
     assert (tmp_path / "run" / "adapter_model.safetensors").is_file()
+
+
+def test_ppo_against_an_rm_stage_adapter(tiny_model_dir, tmp_path):
+    """The pipeline: stage: rm leaves a LoRA + value_head.safetensors; stage: ppo scores with it
+    (reward_model_type: lora) while training its own value head."""
+    from tests.unit.train.test_pref_train import PAIRS
+    from tunesmith.train.run import run_training
+
+    common = {"model_name_or_path": str(tiny_model_dir), "learning_rate": 1e-2, "max_steps": 2,
+              "logging_steps": 1, "save_strategy": "no", "dtype": "fp32", "lora_rank": 4,
+              "per_device_train_batch_size": 2}
+    rm = tmp_path / "rm"
+    run_training(load_config(None, {**common, "stage": "rm", "output_dir": str(rm),
+                                    "dataset": str(write_rows(tmp_path / "p.jsonl", PAIRS)),
+                                    "cutoff_len": 64}))
+    assert (rm / "value_head.safetensors").is_file() and (rm / "adapter_config.json").is_file()
+    cfg = load_config(None, {**common, "stage": "ppo", "reward_model": str(rm),
+                             "output_dir": str(tmp_path / "ppo"), "ppo_epochs": 1,
+                             "dataset": str(write_rows(tmp_path / "c.jsonl", CHAT_ROWS[:4])),
+                             "max_new_tokens": 5, "temperature": 1.0})
+    check_stage(cfg)
+    run_training(cfg)
+    logs = [json.loads(line) for line in (tmp_path / "ppo" / "trainer_log.jsonl").read_text()
+            .splitlines() if '"loss"' in line]
+    assert len(logs) == 2 and all("rewards/reward_model/mean" in r for r in logs)

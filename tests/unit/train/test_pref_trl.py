@@ -40,8 +40,6 @@ def setup(tiny_model_dir, tmp_path_factory):
     tok = load_tokenizer(cfg.model, tiny_model_dir)
     path = write_rows(tmp / "pairs.jsonl", PAIRS)
     cfg = load_config(None, {"model_name_or_path": str(tiny_model_dir), "dataset": str(path)})
-    from tunesmith.paths import data_cache_dir  # noqa: F401 (cache dir is per-user; tiny data)
-
     examples = load_data(cfg, tok, get_template("auto", tok), cache_root=tmp / "cache",
                          kind="pairs").train
     return tok, examples, tmp

@@ -29,6 +29,9 @@ class BenchTiming(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
             self.record["losses"][str(state.global_step)] = float(logs["loss"])
+        if logs and logs.get("grad_norm") is not None:  # DPO's first loss is log 2 for every
+            # tool (policy = reference), so equal work shows in the first gradient norm
+            self.record["grad_norms"][str(state.global_step)] = float(logs["grad_norm"])
 
     def on_train_end(self, args, state, control, **kwargs):
         self.record["t_end"] = time.time()

@@ -99,7 +99,7 @@ def _trainer_kwargs(cfg, model, tokenizer) -> dict:
     template = stage_template(cfg, tokenizer)
     rewards = build_rewards(params, lambda path: load_reward_scorer(path, cfg, tokenizer, template))
     return {"grpo": params, "rewards": rewards,
-            "sampler": build_sampler(cfg, model, tokenizer, template),
+            "sampler": build_sampler(cfg, model, tokenizer, template), "packing": cfg.data.packing,
             "gen": gen_params(cfg.infer, params.max_completion_length),
             "ref_model": reference_model(cfg, model) if params.beta else None}
 

@@ -65,7 +65,7 @@ def _trainer_kwargs(cfg, model, tokenizer) -> dict:
     template = stage_template(cfg, tokenizer)
     return {"ppo": params,
             "rewards": [load_reward_scorer(params.reward_model, cfg, tokenizer, template)],
-            "sampler": build_sampler(cfg, model, tokenizer, template),
+            "sampler": build_sampler(cfg, model, tokenizer, template), "packing": cfg.data.packing,
             "gen": gen_params(cfg.infer, cfg.infer.max_new_tokens),
             "ref_model": reference_model(cfg, model)}
 

@@ -1,0 +1,35 @@
+"""Bench workload W4 (sigmoid DPO on preference pairs): every tool gets tunesmith's tokenized
+pairs, the peers run their DPO trainers, and the spec counts chosen + rejected tokens."""
+
+from __future__ import annotations
+
+import json
+
+from tunesmith.bench.peers import PEERS, script_for
+from tunesmith.bench.prepare import prepare
+from tunesmith.bench.workloads import get_workload, train_overrides
+from tunesmith.bench.workloads.generate_w4 import w4_rows
+
+
+def test_w4_is_a_dpo_workload_of_seeded_pairs(tmp_path):
+    w = get_workload("W4")
+    assert json.loads(w.path.read_text()) == w4_rows()  # the shipped file is the generator's
+    keys = train_overrides(w, tmp_path)
+    assert (keys["stage"], keys["pref_beta"], keys["pref_loss"]) == ("dpo", 0.1, "sigmoid")
+    assert keys["per_device_train_batch_size"] == 4
+
+
+def test_w4_prepares_the_same_pairs_for_every_tool(tmp_path, bundled_dir):
+    spec = prepare(get_workload("W4"), tmp_path, steps=2)
+    rows = [json.loads(x) for x in open(spec["rows"], encoding="utf-8")]
+    assert spec["stage"] == "dpo" and spec["n_rows"] == len(rows) == 32 and spec["steps"] == 2
+    first8 = sum(len(r[s]["input_ids"]) for r in rows[:8] for s in ("chosen", "rejected"))
+    assert spec["tokens"] == first8
+    r = rows[0]
+    assert r["chosen"]["input_ids"][:len(r["prompt_ids"])] == r["prompt_ids"]
+    assert r["chosen"]["input_ids"][len(r["prompt_ids"]):][:len(r["chosen_ids"])] == r["chosen_ids"]
+    info = json.loads((tmp_path / "lf_data" / "dataset_info.json").read_text())
+    assert info["bench"]["ranking"] is True
+    spec_path = tmp_path / "spec.json"
+    assert script_for(PEERS["trl"], spec_path) == "trl_dpo_child.py"
+    assert script_for(PEERS["llamafactory"], spec_path) == "lf_dpo_child.py"
