@@ -77,7 +77,7 @@ def table(out_dir: str) -> int:
         scores = ", ".join(f"{k.removeprefix('predict_')} {v:.2f}" for k, v in pred.items()
                            if any(m in k for m in ("bleu", "rouge")))
         speed = pred.get("predict_samples_per_second")
-        rows.append(f"| predict (LoRA) | {f'{speed:.2f} samples/s' if speed else '-'} | | | {scores} |")
+        rows.append(f"| predict (LoRA) | {f'{speed:.3g} samples/s' if speed else '-'} | | | {scores} |")
     check = _json(out / "merged" / "export_check.json").get("merge")
     if check:
         verdict = "passed" if check.get("passed") else "FAILED"

@@ -9,7 +9,8 @@
 #   MODEL=Qwen/Qwen2.5-7B-Instruct STEPS=30 bash scripts/gpu_check.sh
 # A CPU rehearsal of the same commands (what the tests' machines can do):
 #   ALLOW_CPU=1 HF_HUB_OFFLINE=1 MODEL=HuggingFaceTB/SmolLM2-135M-Instruct STEPS=2 \
-#     PREDICT_SAMPLES=2 bash scripts/gpu_check.sh /tmp/gpu-check-rehearsal
+#     PREDICT_SAMPLES=2 EXTRA="per_device_train_batch_size=1 gradient_accumulation_steps=1 \
+#     cutoff_len=256" bash scripts/gpu_check.sh /tmp/gpu-check-rehearsal
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -31,8 +32,9 @@ if [[ "${ALLOW_CPU:-0}" != 1 ]] && \
 fi
 
 step() { echo; echo "== $*" >&2; }
+read -r -a EXTRA_ARGS <<<"${EXTRA:-}"  # more key=value overrides for every train line
 COMMON=("model_name_or_path=$MODEL" "max_steps=$STEPS" "warmup_steps=3" "logging_steps=1"
-        "save_strategy=no" "report_to=none" "overwrite_output_dir=true")
+        "save_strategy=no" "report_to=none" "overwrite_output_dir=true" "${EXTRA_ARGS[@]}")
 
 step "environment"
 "${TS[@]}" env | tee "$OUT/env.txt"
@@ -83,9 +85,12 @@ fi
 
 if [[ -x "$HERE/gpu_check_multi.sh" || -f "$HERE/gpu_check_multi.sh" ]]; then
   step "multi-GPU part (scripts/gpu_check_multi.sh)"
-  OUT="$OUT" MODEL="$MODEL" STEPS="$STEPS" PY="$PY" bash "$HERE/gpu_check_multi.sh" "$OUT/multi" || \
+  MODEL="$MODEL" STEPS="$STEPS" PYTHON="$PY" bash "$HERE/gpu_check_multi.sh" "$OUT/multi" || \
     echo "gpu_check_multi.sh failed (exit $?)" >&2
 fi
 
 step "results"
 "$PY" "$HERE/gpu_check.py" table "$OUT" | tee "$OUT/table.md"
+if [[ -f "$OUT/multi/table.md" ]]; then
+  echo; cat "$OUT/multi/table.md"
+fi

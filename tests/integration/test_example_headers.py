@@ -69,7 +69,7 @@ def _model_id(path: Path, argv: list[str]) -> str | None:
     args = _args(argv)
     cfg = load_run_config(args)
     name = cfg.model.model_name_or_path
-    return name if is_hub_id(name) and not name.startswith("saves/") else None
+    return name if _is_model_id(name) else None
 
 
 def test_every_example_documents_commands():
@@ -112,12 +112,17 @@ def _runs() -> list[tuple[Path, list[str]]]:
     for path, argv in ALL:
         if argv[1] not in SMOKE:
             continue
-        ships_id = is_hub_id(_yaml_model(path))
-        names_id = any(a.startswith("model_name_or_path=") and is_hub_id(a.split("=", 1)[1])
+        ships_id = _is_model_id(_yaml_model(path))
+        names_id = any(a.startswith("model_name_or_path=") and _is_model_id(a.split("=", 1)[1])
                        for a in argv)
         if names_id or ships_id:
             runs.append((path, argv))
     return runs
+
+
+def _is_model_id(name: str) -> bool:
+    """A hub ID, not one of the examples' run folders (saves/..., written by an earlier line)."""
+    return is_hub_id(name) and not name.startswith("saves/")
 
 
 def _yaml_model(path: Path) -> str:

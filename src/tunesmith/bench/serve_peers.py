@@ -16,8 +16,10 @@ from pathlib import Path
 
 @contextmanager
 def llamafactory_server(out: Path, dtype: str = "auto", startup_s: float = 600):
-    """``with llamafactory_server(bench_dir) as base_url:`` -> ``http://127.0.0.1:P/v1``."""
+    """``with llamafactory_server(bench_dir) as base_url:`` -> ``http://127.0.0.1:P/v1``, with
+    the weights in ``dtype`` (``auto``: the dtype tunesmith serves in on this machine)."""
     from ..config import load_config
+    from ..hardware import resolve_dtype
     from ..model.load import resolve_model_path
     from ..serve.launch import free_port
     from .peers import PEERS, command, install
@@ -29,7 +31,8 @@ def llamafactory_server(out: Path, dtype: str = "auto", startup_s: float = 600):
     port = free_port()
     spec = Path(tempfile.mkdtemp(prefix="lf-api-")) / "spec.json"
     model = resolve_model_path(load_config(None, {}).model.model_name_or_path)
-    spec.write_text(json.dumps({"model": str(model), "port": port, "dtype": dtype,
+    lf_dtype = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[resolve_dtype(dtype)]
+    spec.write_text(json.dumps({"model": str(model), "port": port, "dtype": lf_dtype,
                                 "default_system": SMOLLM2_SYSTEM}), encoding="utf-8")
     cmd, env = command(peer, python, spec)
     cmd[1] = str(Path(cmd[1]).with_name("lf_api.py"))

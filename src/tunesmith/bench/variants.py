@@ -49,9 +49,16 @@ def variants_for(peers: list[str], modes: list[str]) -> list[Variant]:
     return [v for v in VARIANTS.values() if v.mode in modes and v.tool in tools]
 
 
+PADDING_FREE = ("neat_packing", "padding_free")  # the peers' SFT-only padding-free switches
+
+
 def settings(variant: Variant, spec: dict) -> dict:
-    """The variant's keys with the bench's ``--gradient-checkpointing`` (when given) winning."""
+    """The variant's keys with the bench's ``--gradient-checkpointing`` (when given) winning.
+    Preference workloads (W4) have no padding-free mode in the peers (LLaMA-Factory refuses
+    ``neat_packing`` outside SFT): their ``best`` is checkpointing on for all."""
     keys = dict(variant.keys)
+    if spec.get("stage", "sft") != "sft":
+        keys = {k: v for k, v in keys.items() if k not in PADDING_FREE}
     if spec.get("gradient_checkpointing") is not None:
         keys["gradient_checkpointing"] = spec["gradient_checkpointing"]
     return keys

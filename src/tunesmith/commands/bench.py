@@ -26,7 +26,7 @@ def add_arguments(parser) -> None:
     t.add_argument("--gradient-checkpointing", choices=("each", "on", "off"), default="each",
                    help="each: as each variant has it (default); on/off: for every run alike")
     t.add_argument("--dtype", choices=("auto", "bf16", "fp32"), default="auto",
-                   help="training dtype for every tool (auto: bf16 on CPUs with AMX, else fp32; "
+                   help="training dtype for every tool (auto: bf16 on CPUs with AMX/AVX512-BF16, else fp32; "
                         "fp32 makes first-step losses comparable to 1e-5 across tools)")
     s = sub.add_parser("speed", help="A/B the speed techniques on a workload in one process")
     s.add_argument("--workload", default="W2")

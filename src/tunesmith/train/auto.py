@@ -49,7 +49,7 @@ def choose_checkpointing(cfg: RunConfig, memory, budget_mb: float | None = None)
                           f"{where} (with it: {with_it:,.0f} MiB)")
 
 
-def resolve_speed_keys(cfg: RunConfig, examples, log) -> bool:
+def resolve_speed_keys(cfg: RunConfig, examples, log, stage=None) -> bool:
     """Turn ``gradient_checkpointing: auto`` into true/false on ``cfg`` (in place) before the
     model is loaded, and log both automatic choices with the reason.
 
@@ -57,10 +57,11 @@ def resolve_speed_keys(cfg: RunConfig, examples, log) -> bool:
         cfg: the run config; ``cfg.train.gradient_checkpointing`` becomes a bool.
         examples: the tokenized training rows (the largest batch drives the estimate).
         log: a ``print``-like function for the one-line notes.
+        stage: the run's stage (the packing note is for stages that pad or pack their rows).
     Returns:
         True when checkpointing was decided here (training arguments must be rebuilt).
     """
-    if cfg.data.packing == "auto":
+    if cfg.data.packing == "auto" and _pads_or_packs(stage):
         log("packing: auto -> packs batches whose rows differ in length (padding-free, same "
             "loss); a batch of equal-length rows stays padded")
     if cfg.train.gradient_checkpointing != "auto":
@@ -81,3 +82,11 @@ def _decide(cfg, examples) -> tuple[bool, str]:
     except Exception as exc:  # noqa: BLE001 - an estimate gap must not stop training
         return False, f"off: the memory estimate failed ({type(exc).__name__}: {exc})"
     return est.memory.checkpointing, est.checkpointing_choice
+
+
+def _pads_or_packs(stage) -> bool:
+    """The stage batches with the padding-or-packing collator that ``packing`` switches."""
+    from .stages import Stage
+
+    default = Stage.__dataclass_fields__["collator"].default
+    return stage is None or stage.collator is default

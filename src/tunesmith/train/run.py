@@ -80,7 +80,7 @@ def run_training(cfg: RunConfig) -> dict:
     fingerprint = run_fingerprint(cfg, path, data, args.world_size)
     check_same_run(cfg, fingerprint)  # every node the same job (before any per-node choice)
     sample = data.train.sample(256) if cfg.data.streaming else data.train
-    if resolve_speed_keys(cfg, sample, log):
+    if resolve_speed_keys(cfg, sample, log, stage):
         args = build_training_args(cfg)  # with the checkpointing choice
     resume = find_resume(cfg, out, fingerprint)
     if resume and cfg.data.streaming:

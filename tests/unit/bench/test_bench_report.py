@@ -165,6 +165,8 @@ def test_variants_as_they_come_and_at_their_best():
         "gradient_checkpointing": True, "neat_packing": True}
     assert settings(VARIANTS["trl-padding-free"], {"gradient_checkpointing": False})[
         "gradient_checkpointing"] is False
+    assert settings(VARIANTS["llamafactory-neat"], {"gradient_checkpointing": None,
+                                                   "stage": "dpo"}) == {"gradient_checkpointing": True}
     with pytest.raises(ConfigError, match="modes"):
         variants_for([], ["fastest"])
     runs = [fake_run("tunesmith", 100, 1000), fake_run("llamafactory", 50, 2000),

@@ -43,6 +43,14 @@ def test_dpo_logs_and_plots_every_preference_metric(pref_overrides, tmp_path):
         assert (out / f"training_{key.replace('/', '_')}.png").is_file()
     assert rows[0]["rewards/margins"] == 0.0  # adapter starts at zero: policy == reference
     assert rows[-1]["rewards/margins"] > 0 and rows[-1]["loss"] < rows[0]["loss"]
+    from tunesmith.evaluate import run_evaluator
+
+    cfg = load_config(None, {**pref_overrides, "adapter_name_or_path": str(out),
+                             "output_dir": str(tmp_path / "eval")})
+    results = run_evaluator(cfg)  # stage dpo: pair accuracy, not perplexity
+    assert results["eval_pairs"] == len(PAIRS) and 0 <= results["eval_pair_accuracy"] <= 1
+    saved = json.loads((tmp_path / "eval" / "eval_results.json").read_text())
+    assert saved["eval_logp_margin"] == results["eval_logp_margin"]
 
 
 def test_dpo_resume_continues_the_same_run(pref_overrides, tmp_path):
@@ -140,3 +148,17 @@ def _serves_the_same_scores(cfg, out, row):
     assert reply.status_code == 200, reply.text
     assert abs(reply.json()["scores"][0] - row["chosen"]) <= 1e-4
     assert bad.status_code == 400 and "error" in bad.json()
+
+
+@pytest.mark.parametrize("keys,match", [
+    ({"pref_loss": "kto_pair"}, "pref_loss.*not one of sigmoid, ipo, hinge, orpo, simpo"),
+    ({"pref_beta": 0}, "pref_beta.*positive"),
+    ({"pref_loss": "hinge", "dpo_label_smoothing": 0.1}, "only pref_loss sigmoid and simpo"),
+    ({"kto_chosen_weight": 2.0}, "parameter of stage kto, not of stage 'dpo'"),
+])
+def test_preference_keys_are_checked_before_loading(keys, match):
+    from tunesmith.errors import ConfigError
+    from tunesmith.train.stages import check_stage
+
+    with pytest.raises(ConfigError, match=match):
+        check_stage(load_config(None, {"stage": "dpo", **keys}))

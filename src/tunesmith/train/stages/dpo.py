@@ -33,6 +33,9 @@ class DPOParams(RefParams):
         if not 0 <= self.dpo_label_smoothing < 0.5:
             raise ConfigError("key 'dpo_label_smoothing': must be in [0, 0.5), got "
                               f"{self.dpo_label_smoothing}")
+        if self.dpo_label_smoothing and self.pref_loss not in ("sigmoid", "simpo"):
+            raise ConfigError("key 'dpo_label_smoothing': only pref_loss sigmoid and simpo use it "
+                              f"(pref_loss is {self.pref_loss})")
 
 
 def _check(cfg) -> None:
