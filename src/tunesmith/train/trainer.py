@@ -78,6 +78,14 @@ class TunesmithTrainer(Trainer):
         with fsdp_on_cpu():
             return super().create_accelerator_and_postprocess()
 
+    def autocast_smart_context_manager(self, cache_enabled: bool | None = True):
+        """The run's mixed precision around the loss. The Trainer relies on accelerate wrapping
+        ``model.forward``; losses that call the decoder directly (preference log-probs, GRPO,
+        the reward head) would otherwise run bf16 weights against fp32 adapters outside autocast."""
+        if self.args.bf16 or self.args.fp16:
+            return self.accelerator.autocast()
+        return super().autocast_smart_context_manager(cache_enabled)
+
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         """A sharded FSDP model is gathered and saved whole (fsdp.py): in the run folder, and in
         checkpoints when it is an adapter (small); else the Trainer's save."""
