@@ -4,7 +4,7 @@
 
 For each ``*.gguf`` file, llama.cpp (``llama-cpp-python``) scores a held-out text (built in, or
 ``--text``): perplexity, and the share of positions whose top-1 next token equals the reference
-file's (the most precise file of the export: f32 > bf16 > f16 > q8_0 ...), over all positions and
+file's (the most precise file of the export: f32 > f16 > bf16 > q8_0 ...), over all positions and
 over the positions where the reference is decided (its top token leads by ``DECIDED`` logits).
 Speed is llama.cpp's own: prompt tokens/s over the text and generated tokens/s for a greedy
 continuation. Numbers taken on a shared machine are only indicative.
@@ -63,7 +63,7 @@ HELD_OUT = (
     "loved.")
 
 DECIDED = 1.0  # logits: positions where the reference's top token leads the runner-up by this much
-PRECISION = ("f32", "bf16", "f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0")
+PRECISION = ("f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0")
 
 
 def load(path: Path, n_ctx: int = 2048, threads: int | None = None):
