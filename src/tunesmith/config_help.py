@@ -210,7 +210,7 @@ KEY_HELP = {
     "repetition_penalty": "penalise repeated tokens (1: off)",
     "system": "system prompt for chat",
     "stop": "extra stop strings: generation ends before any of them (a,b)",
-    "metrics": "predict metrics: bleu, rouge, exact_match, accuracy",
+    "metrics": "predict metrics: bleu, rouge, exact_match, accuracy, think_format (share of <think>...</think>answer replies)",
     "export_dir": "where export writes the merged model",
     "export_size": "maximum shard size in GB",
     "export_device": "device used for merging (cpu or cuda)",

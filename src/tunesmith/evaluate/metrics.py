@@ -11,7 +11,8 @@ its ``predict_bleu-4`` / ``predict_rouge-*``:
 - Every per-sample score is x100 and rounded to 4 decimals, then averaged over samples.
 
 ``exact_match`` (stripped strings equal) and ``accuracy`` (equal after lowercasing and removing
-punctuation, articles and extra spaces) are also x100 averages.
+punctuation, articles and extra spaces) are also x100 averages, and so is ``think_format``: the
+share of answers that keep a reasoning model's ``<think>reasoning</think>answer`` structure.
 """
 
 from __future__ import annotations
@@ -81,6 +82,20 @@ def normalize_answer(text: str) -> str:
 @register_metric("accuracy")
 def accuracy(predict: str, label: str) -> dict[str, float]:
     return {"accuracy": 100.0 if normalize_answer(predict) == normalize_answer(label) else 0.0}
+
+
+# One <think> block with some reasoning in it, first, then a non-empty answer, and no second block:
+# the shape a reasoning model is trained to produce (seed 001).
+THINK_SHAPE = re.compile(r"\s*<think>(?P<cot>(?:(?!</?think>).)*)</think>(?P<answer>(?:(?!</?think>).)*)",
+                         re.DOTALL)
+
+
+@register_metric("think_format")
+def think_format(predict: str, label: str) -> dict[str, float]:
+    """100 when the prediction is ``<think>reasoning</think>answer`` (both parts non-empty)."""
+    match = THINK_SHAPE.fullmatch(predict)
+    ok = bool(match and match["cot"].strip() and match["answer"].strip())
+    return {"think_format": 100.0 if ok else 0.0}
 
 
 def check_metrics(names: list[str]) -> list[str]:

@@ -96,3 +96,24 @@ def test_exact_match_and_accuracy():
 def test_unknown_metric_names_the_known_ones():
     with pytest.raises(ConfigError, match="did you mean 'rouge'"):
         compute_metrics(["a"], ["a"], ["rogue"])
+
+
+@pytest.mark.parametrize("predict,expected", [
+    ("<think>Salt raises blood pressure.</think>Eat less salt.", 100.0),
+    ("  <think>\nstep one\nstep two\n</think>\n\n答案：多喝水。", 100.0),
+    ("Eat less salt.", 0.0),                                       # no reasoning block
+    ("<think>Salt raises blood pressure.</think>", 0.0),           # no answer after it
+    ("<think>  </think>Eat less salt.", 0.0),                      # empty reasoning
+    ("<think>Salt raises blood pressure. Eat less salt.", 0.0),    # never closed
+    ("Well, <think>x</think>Eat less salt.", 0.0),                 # not first
+    ("<think>a</think>b<think>c</think>d", 0.0),                   # a second block
+    ("<think>a <think>b</think>Eat less salt.", 0.0),              # nested opening
+])
+def test_think_format_scores_the_reasoning_shape(predict, expected):
+    assert compute_metrics([predict], ["<think>ref</think>ref"], ["think_format"]) == \
+        {"think_format": expected}
+
+
+def test_think_format_is_the_share_of_rows():
+    predicts = ["<think>a</think>b", "b", "<think>c</think>d", "<think>e</think>"]
+    assert compute_metrics(predicts, ["x"] * 4, ["think_format"]) == {"think_format": 50.0}
