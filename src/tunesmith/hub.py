@@ -118,6 +118,14 @@ def hub_settings(hub: str | None = "auto", token: str | None = None) -> HubSetti
     return HubSettings(source, endpoint, hf_cache_dir(), offline, token)
 
 
+def export_token(token: str | None) -> None:
+    """``hf_token:`` from the config reaches every hub client of the run (model files, hub
+    datasets through ``datasets``, streamed rows, worker processes) as ``HF_TOKEN``, the variable
+    they all read; a token already in the environment is kept."""
+    if token and not os.environ.get("HF_TOKEN"):
+        os.environ["HF_TOKEN"] = token
+
+
 def is_hub_id(name: str) -> bool:
     """``org/name`` that is not an existing local path."""
     return bool(_ID.match(name or "")) and ".." not in name and not Path(name).expanduser().exists()

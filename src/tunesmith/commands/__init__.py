@@ -9,6 +9,9 @@ def load_run_config(args):
     from ..config import load_config
     from ..train.stages import check_stage
 
+    from ..hub import export_token
+
     cfg = load_config(args.config, args.overrides)
     check_stage(cfg)
+    export_token(cfg.model.hf_token)
     return cfg

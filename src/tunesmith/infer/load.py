@@ -52,7 +52,7 @@ def load_hf_engine(cfg: RunConfig, adapter: str | None = None):
     adapter = adapter if adapter is not None else cfg.model.adapter_name_or_path
     if adapter:
         check_adapter_dir(adapter)  # fail before the (slow) model load
-    path = resolve_model_path(cfg.model.model_name_or_path)
+    path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
     quant = None
     if cfg.model.quantization_bit:

@@ -165,7 +165,7 @@ def load_vllm(cfg: RunConfig, adapter: str | None = None) -> VLLMEngine:
     adapter = adapter if adapter is not None else cfg.model.adapter_name_or_path
     if adapter:
         check_adapter_dir(adapter)
-    path = resolve_model_path(cfg.model.model_name_or_path)
+    path = resolve_model_path(cfg.model.model_name_or_path, model_cfg=cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
     kwargs = dict(model=str(path), dtype="auto", trust_remote_code=cfg.model.trust_remote_code)
     if adapter:

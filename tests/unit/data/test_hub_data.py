@@ -54,7 +54,7 @@ def hub_data(hub_env):
                                          "easy/test.jsonl": _jsonl(ROWS[4:6]),
                                          "qa/train.jsonl": _jsonl(qa)}, repo_type="dataset")
     hub_env.add("tunesmith-test/gated-data", {"data/train.jsonl": _jsonl(ROWS)},
-                repo_type="dataset", gated=True)
+                repo_type="dataset", gated=True, tokens=("hf_granted",))
     return hub_env
 
 
@@ -124,6 +124,19 @@ def test_hub_dataset_failures_are_one_line(hub_data, tmp_path, name, over, expec
         _read(tmp_path, dataset=name, **over)
     line = _one_line(err)
     assert expected in line and name in line
+
+
+def test_hf_token_key_opens_a_gated_dataset(hub_data, tmp_path, monkeypatch):
+    from argparse import Namespace
+
+    from tunesmith.commands import load_run_config
+
+    monkeypatch.setenv("HF_TOKEN", "")  # restored after the test
+    args = Namespace(config=None, overrides={"dataset": "tunesmith-test/gated-data",
+                                             "dataset_dir": str(tmp_path), "hf_token": "hf_granted"})
+    cfg = load_run_config(args)
+    convs = read_conversations(cfg.data, cfg.data.dataset, DataReport())
+    assert len(convs) == 12
 
 
 def test_tokenized_cache_hits_then_misses_when_the_hub_dataset_changes(hub_data, tmp_path,
