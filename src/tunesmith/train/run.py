@@ -193,7 +193,7 @@ def build_trainer(cfg: RunConfig, model, tokenizer, data, args=None, fingerprint
 
         train_set, collator, position = stream_parts(data, collator, cfg.train.output_dir)
         callbacks.append(position)
-    trainer = stage.trainer()(
+    trainer = stage.trainer_class()(
         model=model, args=args, train_dataset=train_set or stage.dataset(data.train, cfg),
         eval_dataset=stage.dataset(data.eval, cfg) if data.eval else None,
         data_collator=collator,  # no processing_class: checkpoints skip the

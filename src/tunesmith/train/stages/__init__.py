@@ -44,12 +44,6 @@ def _example_dataset(examples, cfg=None):
     return ExampleDataset(examples)
 
 
-def _default_trainer():
-    from ..trainer import TunesmithTrainer
-
-    return TunesmithTrainer
-
-
 @dataclass(frozen=True)
 class Stage:
     """One training stage.
@@ -62,7 +56,8 @@ class Stage:
         check: ``(cfg) -> None``, the stage's own config rules (raise ConfigError).
         collator: ``(cfg, tokenizer) -> collate function`` for the Trainer.
         dataset: ``(examples, cfg) -> torch Dataset``.
-        trainer: ``() -> Trainer class`` (imported lazily: transformers is heavy).
+        trainer: the Trainer class as ``"module:Class"`` under ``tunesmith.train`` (imported
+            lazily by :meth:`trainer_class`: transformers is heavy).
         trainer_kwargs: ``(cfg, model, tokenizer) -> extra Trainer kwargs`` (e.g. a reference).
         plots: logged metrics plotted beside the loss in the run folder.
         params: a dataclass of the stage's own config keys (e.g. dpo's ``pref_beta``, grpo's
@@ -82,7 +77,7 @@ class Stage:
     check: Callable[[Any], None] = _no_check
     collator: Callable[..., Any] = _pad_or_pack
     dataset: Callable[..., Any] = _example_dataset
-    trainer: Callable[[], type] = _default_trainer
+    trainer: str = "trainer:TunesmithTrainer"
     trainer_kwargs: Callable[..., dict] | None = None
     plots: tuple[str, ...] = field(default=())
     params: type | None = None
@@ -93,6 +88,13 @@ class Stage:
     def __post_init__(self):
         if self.data_kind not in DATA_KINDS:
             raise ValueError(f"stage '{self.name}': data_kind must be one of {DATA_KINDS}")
+
+    def trainer_class(self) -> type:
+        """The stage's Trainer class, imported now."""
+        import importlib
+
+        module, name = self.trainer.split(":")
+        return getattr(importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.{module}"), name)
 
 
 STAGES: Registry[Stage] = Registry("stage", package=__name__)

@@ -47,3 +47,7 @@ def prompt_dataset(examples, cfg: RunConfig | None = None):
     from ..online_data import PromptDataset
 
     return PromptDataset(examples)
+
+
+# The data half of a stage on prompts: ``Stage(name=..., **PROMPT_DATA, ...)``.
+PROMPT_DATA = {"data_kind": "prompts", "collator": prompt_collator, "dataset": prompt_dataset}

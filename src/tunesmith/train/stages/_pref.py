@@ -88,3 +88,7 @@ def reference_kwargs(cfg: RunConfig, model, params, needs_ref: bool) -> dict:
     elif not params.precompute_ref_log_probs and not hasattr(model, "disable_adapter"):
         ref = frozen_copy(model)
     return {"ref_model": ref, "precompute_ref": params.precompute_ref_log_probs}
+
+
+# The data half of a stage on pairs: ``Stage(name=..., **PAIR_DATA, ...)``.
+PAIR_DATA = {"data_kind": "pairs", "collator": pair_collator, "dataset": pair_dataset}

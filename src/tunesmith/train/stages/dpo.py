@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ...errors import ConfigError
 from . import Stage, register_stage, stage_params
-from ._pref import METHODS_NOTE, PREF_LOSS_NAMES, RefParams, pair_collator, pair_dataset, reference_kwargs
+from ._pref import METHODS_NOTE, PAIR_DATA, PREF_LOSS_NAMES, RefParams, reference_kwargs
 
 PLOTS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
          "logps/chosen", "logps/rejected")
@@ -43,11 +43,6 @@ def _check(cfg) -> None:
         raise ConfigError("stage: dpo labels each answer after the shared prompt; remove 'train_on'")
 
 
-def _trainer():
-    from ..pref_trainer import PreferenceTrainer
-
-    return PreferenceTrainer
-
 
 def _kwargs(cfg, model, tokenizer) -> dict:
     from ..pref_losses import PREF_LOSSES
@@ -63,11 +58,9 @@ register_stage(Stage(
     name="dpo",
     summary="preference optimisation on chosen/rejected pairs (pref_loss: sigmoid, ipo, hinge, "
             "orpo, simpo)",
-    data_kind="pairs",
+    **PAIR_DATA,
     check=_check,
-    collator=pair_collator,
-    dataset=pair_dataset,
-    trainer=_trainer,
+    trainer="pref_trainer:PreferenceTrainer",
     trainer_kwargs=_kwargs,
     plots=PLOTS,
     params=DPOParams,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ...errors import ConfigError
 from . import Stage, register_stage, stage_params, stage_template
-from ._online import check_online, prompt_collator, prompt_dataset, reference_model
+from ._online import PROMPT_DATA, check_online, reference_model
 
 
 @dataclass
@@ -104,21 +104,14 @@ def _trainer_kwargs(cfg, model, tokenizer) -> dict:
             "ref_model": reference_model(cfg, model) if params.beta else None}
 
 
-def _trainer():
-    from ..grpo_trainer import GRPOTrainer
-
-    return GRPOTrainer
-
 
 register_stage(Stage(
     name="grpo",
     summary="online RL: sample num_generations completions per prompt, score them with "
             "reward functions, train on group-relative advantages",
-    data_kind="prompts",
+    **PROMPT_DATA,
     check=_check,
-    collator=prompt_collator,
-    dataset=prompt_dataset,
-    trainer=_trainer,
+    trainer="grpo_trainer:GRPOTrainer",
     trainer_kwargs=_trainer_kwargs,
     plots=("reward", "kl", "completions/mean_length", "clip_ratio/region_mean"),
     params=GRPOParams,

@@ -42,11 +42,6 @@ def _dataset(examples, cfg=None):
     return UnpairedDataset(examples, cfg.train.per_device_train_batch_size, cfg.data.cutoff_len)
 
 
-def _trainer():
-    from ..pref_trainer import PreferenceTrainer
-
-    return PreferenceTrainer
-
 
 def _kwargs(cfg, model, tokenizer) -> dict:
     from ..pref_trainer import KTOObjective
@@ -62,7 +57,7 @@ register_stage(Stage(
     check=_check,
     collator=_collator,
     dataset=_dataset,
-    trainer=_trainer,
+    trainer="pref_trainer:PreferenceTrainer",
     trainer_kwargs=_kwargs,
     plots=("rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen",
            "logps/rejected", "kl"),

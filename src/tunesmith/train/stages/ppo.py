@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ...errors import ConfigError
 from . import Stage, register_stage, stage_params, stage_template
-from ._online import check_online, prompt_collator, prompt_dataset, reference_model
+from ._online import PROMPT_DATA, check_online, reference_model
 
 
 @dataclass
@@ -70,21 +70,14 @@ def _trainer_kwargs(cfg, model, tokenizer) -> dict:
             "ref_model": reference_model(cfg, model)}
 
 
-def _trainer():
-    from ..ppo_trainer import PPOTrainer
-
-    return PPOTrainer
-
 
 register_stage(Stage(
     name="ppo",
     summary="PPO against a reward model (stage: rm): value head, GAE, clipped policy and "
             "value losses, adaptive KL penalty to the reference",
-    data_kind="prompts",
+    **PROMPT_DATA,
     check=_check,
-    collator=prompt_collator,
-    dataset=prompt_dataset,
-    trainer=_trainer,
+    trainer="ppo_trainer:PPOTrainer",
     trainer_kwargs=_trainer_kwargs,
     prepare_model=_prepare,
     plots=("reward", "objective/kl", "ppo/loss/value", "completions/mean_length"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ...errors import ConfigError
 from . import Stage, register_stage
-from ._pref import pair_collator, pair_dataset
+from ._pref import PAIR_DATA
 
 
 def _check(cfg) -> None:
@@ -20,20 +20,13 @@ def _prepare(cfg, model):
     return attach_value_head(model)
 
 
-def _trainer():
-    from ..reward_trainer import RewardTrainer
-
-    return RewardTrainer
-
 
 register_stage(Stage(
     name="rm",
     summary="reward model on chosen/rejected pairs (value head, pairwise loss)",
-    data_kind="pairs",
+    **PAIR_DATA,
     check=_check,
-    collator=pair_collator,
-    dataset=pair_dataset,
-    trainer=_trainer,
+    trainer="reward_trainer:RewardTrainer",
     prepare_model=_prepare,
     methods_note="every method; the value head trains in full under each; prefix/prompt/ptuning "
                  "batches are padded, not packed",
