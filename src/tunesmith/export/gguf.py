@@ -24,6 +24,9 @@ from .gguf_quant import Quant, plan, quantize_with_llama_cpp, tensor_type
 from .gguf_tokenizer import write_vocab
 from .ollama import write_modelfile
 
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 def _gguf():
     return require("gguf", "gguf", "export_format: gguf")

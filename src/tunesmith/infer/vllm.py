@@ -21,6 +21,7 @@ from .engine import GenParams, TokenChoice
 
 if TYPE_CHECKING:
     from ..config import RunConfig
+    from .batching import Job
 
 
 def import_vllm():

@@ -1,8 +1,6 @@
 """bench W5 (GRPO): tunesmith's config and TRL's spec describe the same run, and the report
 reads the children's timing records."""
 
-from pathlib import Path
-
 from tunesmith.bench.grpo import W5, aggregate, format_report, ours_config, ratios, summarize, w5_spec
 from tunesmith.config import load_config
 from tunesmith.train.stages import check_stage, stage_params

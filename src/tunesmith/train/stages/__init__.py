@@ -17,7 +17,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from ...errors import ConfigError
 from ...registry import Registry
 
 if TYPE_CHECKING:
