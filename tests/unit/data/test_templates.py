@@ -17,6 +17,7 @@ CONV = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "
         {"role": "assistant", "content": "Goodbye."}]
 
 MARKERS = {"chatml": "<|im_start|>assistant\n", "qwen": "<|im_start|>assistant\n",
+           "qwen3_nothink": "<|im_start|>assistant\n",
            "smollm2": "<|im_start|>assistant\n", "llama3": "<|start_header_id|>assistant",
            "deepseek": "Assistant: ", "deepseek-r1": "<｜Assistant｜>", "mistral": "[/INST]",
            "gemma": "<start_of_turn>model\n"}
