@@ -15,7 +15,7 @@ class BenchTiming(TrainerCallback):
     def __init__(self, result_path, **extra):
         self.result_path = result_path
         self.record = {"t_begin": None, "t_first_step": None, "t_end": None, "losses": {},
-                       "steps": 0, **extra}
+                       "grad_norms": {}, "steps": 0, **extra}
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.record["t_begin"] = time.time()
