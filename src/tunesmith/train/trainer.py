@@ -86,6 +86,16 @@ class TunesmithTrainer(Trainer):
             return self.accelerator.autocast()
         return super().autocast_smart_context_manager(cache_enabled)
 
+    def _track_num_input_tokens(self, inputs):
+        """A packed batch (position ids, no attention mask) holds no padding: every id is a real
+        token. (The Trainer, finding no mask and no tokenizer, would warn on every such batch.)"""
+        if (self.args.include_num_input_tokens_seen == "no" or "attention_mask" in inputs
+                or "input_ids" not in inputs):
+            return super()._track_num_input_tokens(inputs)
+        count = torch.as_tensor(inputs["input_ids"].numel(), device=self.args.device,
+                                dtype=torch.int64)
+        self.state.num_input_tokens_seen += self.accelerator.gather(count).sum().item()
+
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         """A sharded FSDP model is gathered and saved whole (fsdp.py): in the run folder, and in
         checkpoints when it is an adapter (small); else the Trainer's save."""
