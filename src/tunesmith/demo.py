@@ -32,7 +32,9 @@ def main() -> int:
 
     start = time.time()
     out = "saves/demo-identity"
-    cfg = load_config(str(EXAMPLE), [f"output_dir={out}"])
+    # the demo's shorter run (40 steps) learns the name; the example's own settings (60 steps)
+    # also reach the tutorial's predict scores (docs/studies/identity/)
+    cfg = load_config(str(EXAMPLE), [f"output_dir={out}", "learning_rate=1e-3", "num_train_epochs=4"])
     print("== 1/3 the bundled model before fine-tuning ==", flush=True)
     ask(cfg, "", "before")
     print("\n== 2/3 fine-tuning on examples/data/identity.json (name: Nova) ==", flush=True)
