@@ -12,7 +12,7 @@ import copy
 import pytest
 import torch
 
-trl = pytest.importorskip("trl", reason="the dev extra installs trl")
+import trl  # noqa: E402,F401  (the dev extra installs it: missing is a failure, not a skip)
 
 from tunesmith.train.grpo_loss import LossSettings, group_advantages, grpo_loss  # noqa: E402
 from tunesmith.train.grpo_trainer import pad_rollout  # noqa: E402
