@@ -8,7 +8,7 @@
     config     config, config_help, compat/
     methods    methods/
     model      model/
-    utilities  registry, errors, hardware, paths, config_parse, hub, notes, digest, faults
+    utilities  registry, errors, hardware, paths, config_parse, hub, hub_cache, notes, digest, faults
                (and the package itself)
 
 A module may import from its own layer or any layer below it, never above. Imports are read
@@ -29,6 +29,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 LAYERS = (
     ("utilities", ("tunesmith.__init__", "tunesmith.registry", "tunesmith.errors",
                    "tunesmith.hardware", "tunesmith.paths", "tunesmith.config_parse", "tunesmith.hub",
+                   "tunesmith.hub_cache",
                    "tunesmith.notes", "tunesmith.digest", "tunesmith.faults")),
     ("model", ("tunesmith.model",)),
     ("methods", ("tunesmith.methods",)),

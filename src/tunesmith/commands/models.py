@@ -14,7 +14,8 @@ def _size(n: int) -> str:
 
 
 def run(args) -> int:
-    from ..hub import cached_hf_models, cached_modelscope_models, hf_cache_dir, modelscope_cache_dir
+    from ..hub import hf_cache_dir, modelscope_cache_dir
+    from ..hub_cache import cached_hf_models, cached_modelscope_models
     from ..model.bundled import BUNDLED, cached_dir, ensure_bundled, is_converted
     from ..paths import models_dir
 

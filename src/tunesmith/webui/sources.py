@@ -10,7 +10,8 @@ import html
 from typing import TYPE_CHECKING
 
 from ..data.registry import INFO_FILE, load_registry
-from ..hub import cached_hf_models, is_hub_id
+from ..hub import is_hub_id
+from ..hub_cache import cached_hf_models
 from ..model.bundled import BUNDLED
 from ..paths import models_dir
 from .roots import Roots, inside, inside_any
