@@ -123,7 +123,6 @@ def test_vllm_sampler_syncs_weights_before_generating(lora_model, tiny_model_dir
 
 
 def test_packed_batch_gives_the_padded_log_probs_and_gradients(lora_model):
-    from tunesmith.train.policy_logps import completion_logps
     from tunesmith.train.rollout_batch import pack_rollout, pad_rollout, rollout_batch
 
     gen = torch.Generator().manual_seed(3)
@@ -133,16 +132,7 @@ def test_packed_batch_gives_the_padded_log_probs_and_gradients(lora_model):
     assert packed["packed_ids"].shape[0] < 4  # short sequences share a bin
     assert torch.equal(packed["completion_ids"], padded["completion_ids"])
     lora_model.eval()
-    grads, values = [], []
-    for batch in (padded, packed):
-        lora_model.zero_grad(set_to_none=True)
-        logps = completion_logps(lora_model, batch, temperature=0.7) * batch["completion_mask"]
-        (logps * torch.linspace(-1, 1, logps.numel()).view_as(logps)).sum().backward()
-        values.append(logps.detach())
-        grads.append({n: p.grad.clone() for n, p in lora_model.named_parameters() if p.grad is not None})
-    assert torch.allclose(values[0], values[1], atol=1e-5)
-    for name, g in grads[0].items():
-        assert torch.allclose(g, grads[1][name], atol=1e-5), name
+    _assert_same_logps_and_grads(lora_model, padded, packed)
     assert "input_ids" in rollout_batch(prompts, completions, 0, packing=False)
     assert "packed_ids" in rollout_batch(prompts, completions, 0, packing=True)
 
@@ -150,7 +140,6 @@ def test_packed_batch_gives_the_padded_log_probs_and_gradients(lora_model):
 @pytest.mark.parametrize("kernel", ["sdpa", "hybrid"])
 def test_shared_prompt_batch_gives_the_padded_log_probs_and_gradients(lora_model, kernel):
     from tunesmith.model.attention import register
-    from tunesmith.train.policy_logps import completion_logps
     from tunesmith.train.rollout_batch import pad_rollout, share_prompts
 
     register()
@@ -165,16 +154,22 @@ def test_shared_prompt_batch_gives_the_padded_log_probs_and_gradients(lora_model
     base.config._attn_implementation = kernel
     lora_model.eval()
     try:
-        grads, values = [], []
-        for batch in (padded, shared):
-            lora_model.zero_grad(set_to_none=True)
-            logps = completion_logps(lora_model, batch, temperature=0.7) * batch["completion_mask"]
-            (logps * torch.linspace(-1, 1, logps.numel()).view_as(logps)).sum().backward()
-            values.append(logps.detach())
-            grads.append({n: p.grad.clone() for n, p in lora_model.named_parameters()
-                          if p.grad is not None})
+        _assert_same_logps_and_grads(lora_model, padded, shared)
     finally:
         base.config._attn_implementation = before
+
+
+def _assert_same_logps_and_grads(model, first: dict, second: dict) -> None:
+    """Two layouts of the same rollouts: equal completion log-probs and LoRA gradients."""
+    from tunesmith.train.policy_logps import completion_logps
+
+    grads, values = [], []
+    for batch in (first, second):
+        model.zero_grad(set_to_none=True)
+        logps = completion_logps(model, batch, temperature=0.7) * batch["completion_mask"]
+        (logps * torch.linspace(-1, 1, logps.numel()).view_as(logps)).sum().backward()
+        values.append(logps.detach())
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
     assert torch.allclose(values[0], values[1], atol=1e-5)
     for name, g in grads[0].items():
         assert torch.allclose(g, grads[1][name], atol=1e-5), name
