@@ -76,3 +76,25 @@ def test_truncation_is_flagged(tok):
     cut = encode_conversation(Conversation(CONV), tokenizer, get_template("auto", tokenizer),
                               train_on="all_assistant", cutoff_len=len(full.input_ids) - 2)[0]
     assert cut.truncated and len(cut.input_ids) == len(full.input_ids) - 2
+
+
+THINK = [{"role": "user", "content": "Why rest?"},
+         {"role": "assistant", "content": "<think>\nTo heal.\n</think>\n\nTo let the body heal."}]
+
+
+def test_token_across_the_prompt_answer_edge_is_cut_there(tiny_model_dir):
+    """SmolLM2's BPE merges the ``>`` ending ``<｜Assistant｜>`` with the ``<`` opening ``<think>``.
+    Training must see the prompt tokenized as inference tokenizes it, and label the whole
+    ``<think>``: else the model never learns to open its answer with it."""
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    with pytest.warns(UserWarning, match="differs from the model's own chat template"):
+        template = get_template("deepseek-r1", tokenizer)  # foreign to SmolLM2, as in the example
+    prompt = template.generation_prompt(tokenizer, THINK[:1])
+    whole = tokenizer(prompt + THINK[1]["content"], add_special_tokens=False, return_offsets_mapping=True)
+    assert any(s < len(prompt) < e for s, e in whole["offset_mapping"])  # the case being tested
+    [ex] = encode_conversation(Conversation(THINK), tokenizer, template, train_on="all_assistant",
+                               cutoff_len=1024)
+    first = ex.labels.index(next(label for label in ex.labels if label != IGNORE))
+    assert ex.input_ids[:first] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    assert labelled_text(tokenizer, ex).startswith("<think>\nTo heal.\n</think>")
+    assert tokenizer.decode(ex.input_ids).startswith(prompt + "<think>")

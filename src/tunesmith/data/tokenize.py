@@ -11,6 +11,7 @@ mapping tokens back to the spans, so labels stay exact.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 
 from .conversation import Conversation, RowError
@@ -66,8 +67,40 @@ def render_samples(conv: Conversation, tokenizer, template: Template | None,
     return samples
 
 
+def crossed_boundaries(offsets, spans) -> list[int]:
+    """The span edges (character positions) that fall inside one token of ``offsets``.
+
+    A token may merge the end of the prompt with the start of the answer: SmolLM2's BPE joins
+    ``>`` and ``<`` of ``<｜Assistant｜><think>`` into one ``><`` token. Labelled by its start, it
+    belongs to the prompt, so the model is trained to continue with ``think>`` -- while at
+    inference the prompt is tokenized alone, ends in ``>``, and the model has never learned to
+    write the ``<`` that opens its answer."""
+    starts = [s for s, _ in offsets]
+    crossed = []
+    for edge in sorted({b for span in spans for b in span}):
+        i = bisect_right(starts, edge) - 1
+        if i >= 0 and offsets[i][0] < edge < offsets[i][1]:
+            crossed.append(edge)
+    return crossed
+
+
+def _split_at(tokenizer, text: str, cuts: list[int]) -> tuple[list[int], list]:
+    """Tokenize ``text`` piece by piece between ``cuts``, as LLaMA-Factory encodes prompt and
+    answer separately: the prompt's tokens are then those inference gives it, and the answer's
+    first token is one the model learns to generate."""
+    edges = [0, *cuts, len(text)]
+    enc = tokenizer([text[a:b] for a, b in zip(edges, edges[1:])], add_special_tokens=False,
+                    return_offsets_mapping=True)
+    ids, offsets = [], []
+    for a, piece_ids, piece_offsets in zip(edges, enc["input_ids"], enc["offset_mapping"]):
+        ids += piece_ids
+        offsets += [(s + a, e + a) for s, e in piece_offsets]
+    return ids, offsets
+
+
 def _tokenize(tokenizer, samples: list[_Rendered]) -> list[tuple[list[int], list]]:
-    """One batched tokenizer call per kind of sample (chat or plain text)."""
+    """One batched tokenizer call per kind of sample (chat or plain text); a chat sample with a
+    token across a prompt/answer edge is tokenized again with the text cut there."""
     out: list = [None] * len(samples)
     for special in (False, True):
         idx = [i for i, s in enumerate(samples) if s.special == special]
@@ -76,7 +109,9 @@ def _tokenize(tokenizer, samples: list[_Rendered]) -> list[tuple[list[int], list
         enc = tokenizer([samples[i].text for i in idx], add_special_tokens=special,
                         return_offsets_mapping=True)
         for j, i in enumerate(idx):
-            out[i] = (enc["input_ids"][j], enc["offset_mapping"][j])
+            ids, offsets = enc["input_ids"][j], enc["offset_mapping"][j]
+            cuts = crossed_boundaries(offsets, samples[i].spans) if samples[i].spans else []
+            out[i] = _split_at(tokenizer, samples[i].text, cuts) if cuts else (ids, offsets)
     return out
 
 
