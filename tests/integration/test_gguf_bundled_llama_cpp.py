@@ -89,6 +89,11 @@ def test_quantized_files_stay_close_to_f16_on_a_held_out_text(nova):
         top, ppl, _ = _scored(out / f"nova.{quant}.gguf", ids)
         assert abs(ppl / f16_ppl - 1) <= ppl_change, (quant, ppl, f16_ppl)
         assert (top == f16_top)[decided].mean() >= agreement, quant
+    # The q8_0 file's own weights (dequantized, run in fp32 by transformers: no llama.cpp
+    # activation rounding) agree with the f16 file's run the same way.
+    f16_weights = gguf_report.weights_top1(out / "nova.f16.gguf", ids)
+    q8_weights = gguf_report.weights_top1(out / "nova.q8_0.gguf", ids)
+    assert (q8_weights == f16_weights)[decided].mean() >= LIMITS["q8_0"][0]
     sizes = {q: (out / f"nova.{q}.gguf").stat().st_size for q in ("f16", "q8_0", "q4_k_m")}
     assert sizes["f16"] > sizes["q8_0"] > sizes["q4_k_m"]
     check = json.loads((out / "export_check.json").read_text())

@@ -8,6 +8,12 @@ file's (the most precise file of the export: f32 > f16 > bf16 > q8_0 ...), over 
 over the positions where the reference is decided (its top token leads by ``DECIDED`` logits).
 Speed is llama.cpp's own: prompt tokens/s over the text and generated tokens/s for a greedy
 continuation. Numbers taken on a shared machine are only indicative.
+
+``--weights`` separates what the file holds from how llama.cpp computes with it: each file is
+also loaded by transformers (its tensors dequantized to fp32) and run in fp32 on the same tokens,
+and ``top1_agreement_weights`` is its agreement with the reference file run the same way. llama.cpp's
+quantized kernels also round the activations (to 8 bits per block of 32 for Q8_0 weights), which
+no export controls: the gap between the two agreements is that rounding.
 """
 
 from __future__ import annotations
@@ -117,7 +123,20 @@ def reference_file(files: list[Path]) -> Path:
                if p.name.rsplit(".", 2)[-2] in PRECISION else len(PRECISION))
 
 
-def report(export_dir: Path, text: str = HELD_OUT, threads: int | None = None) -> list[dict]:
+def weights_top1(path: Path, ids: list[int]) -> np.ndarray:
+    """Top-1 next tokens of the file's weights dequantized to fp32 and run by transformers."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                 dtype=torch.float32)
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0, :-1]
+    return logits.argmax(-1).numpy()
+
+
+def report(export_dir: Path, text: str = HELD_OUT, threads: int | None = None,
+           weights: bool = False) -> list[dict]:
     """One row per GGUF file: size, perplexity, top-1 agreement with the reference, speed."""
     files = sorted(Path(export_dir).glob("*.gguf"))
     ref = reference_file(files)
@@ -126,6 +145,7 @@ def report(export_dir: Path, text: str = HELD_OUT, threads: int | None = None) -
     ref_top, _, lead = score(llm, ids)
     llm.close()
     decided = lead >= DECIDED
+    ref_weights = weights_top1(ref, ids) if weights else None
     rows = []
     for path in files:
         llm = load(path, threads=threads)
@@ -135,6 +155,9 @@ def report(export_dir: Path, text: str = HELD_OUT, threads: int | None = None) -
                      "top1_agreement": round(float((top == ref_top).mean()), 4),
                      "top1_agreement_decided": round(float((top == ref_top)[decided].mean()), 4),
                      "tokens": len(ids), **speed(path, ids, threads)})
+        if weights:
+            same = weights_top1(path, ids) == ref_weights
+            rows[-1]["top1_agreement_weights"] = round(float(same.mean()), 4)
     return rows
 
 
@@ -143,9 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("export_dir")
     parser.add_argument("--text", help="a UTF-8 text file to score (default: a built-in paragraph)")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads")
+    parser.add_argument("--weights", action="store_true",
+                        help="also the agreement of each file's weights run in fp32 by transformers")
     args = parser.parse_args(argv)
     text = Path(args.text).read_text(encoding="utf-8") if args.text else HELD_OUT
-    rows = report(Path(args.export_dir), text, args.threads)
+    rows = report(Path(args.export_dir), text, args.threads, args.weights)
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for row in rows:
