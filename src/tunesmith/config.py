@@ -143,6 +143,7 @@ class TrainConfig:
 @dataclass
 class InferConfig:
     infer_backend: str = "hf"
+    rollout_merge: bool | Auto = "auto"
     max_new_tokens: int = 512
     do_sample: bool = False
     temperature: float = 0.0

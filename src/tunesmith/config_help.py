@@ -202,6 +202,10 @@ KEY_HELP = {
     "ppo_whiten_rewards": "ppo: whiten per-token rewards before GAE",
     # infer / export
     "infer_backend": "hf (transformers) or vllm (GPU)",
+    "rollout_merge": "grpo/ppo with infer_backend hf: generate the rollouts with the LoRA adapter "
+                     "merged into a copy-protected base (one matmul per layer, base weights put "
+                     "back bit for bit after); auto: when that copy fits in a quarter of the free "
+                     "memory and the base is not quantized or sharded",
     "max_new_tokens": "maximum tokens to generate",
     "do_sample": "sample instead of greedy decoding",
     "temperature": "sampling temperature (0: greedy)",

@@ -1,7 +1,9 @@
 """Sampling completions from the policy being trained, with the same engine as ``chat``.
 
 ``infer_backend: hf`` wraps the training model itself in the HF engine (batched, KV cache, stops
-at end-of-turn; no copy of the weights). ``infer_backend: vllm`` (GPU) runs a colocated
+at end-of-turn). With ``rollout_merge`` (auto: where a copy of the adapted weights fits) the
+LoRA adapter is merged into the base weights for the generation and the base weights are put back
+exactly afterwards: decoding then runs one matmul per layer instead of three, with no casts. ``infer_backend: vllm`` (GPU) runs a colocated
 ``vllm.LLM`` whose weights are refreshed from the policy before each generation (LoRA deltas
 added to copies of the base weights), as TRL's colocate mode does.
 """
@@ -9,8 +11,9 @@ added to copies of the base weights), as TRL's colocate mode does.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 
@@ -38,11 +41,79 @@ def gen_params(infer_cfg: InferConfig, max_completion_length: int) -> GenParams:
                      top_k=infer_cfg.top_k, repetition_penalty=infer_cfg.repetition_penalty)
 
 
+MERGE_SHARE = 0.25  # rollout_merge: auto copies the adapted weights when they take at most this
+# share of the free memory
+
+
+def _adapted_weights(model) -> list | None:
+    """The base weights (and biases) a merge of the model's adapter would change, or None when the
+    adapter cannot be merged for generation (no PEFT adapter, a quantized or sharded base)."""
+    if not hasattr(model, "merge_adapter"):
+        return None
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    tensors = []
+    for module in model.modules():
+        if not isinstance(module, BaseTunerLayer) or not getattr(module, "active_adapters", None):
+            continue
+        base = module.get_base_layer()
+        weight = getattr(base, "weight", None)
+        if weight is None or not weight.is_floating_point() or weight.numel() == 0 \
+                or type(weight) not in (torch.Tensor, torch.nn.Parameter):
+            return None  # bitsandbytes/DeepSpeed/FSDP parameters: a merge would not be exact
+        tensors.append(weight)
+        if getattr(base, "bias", None) is not None:
+            tensors.append(base.bias)
+    return tensors or None
+
+
+def choose_rollout_merge(setting, model) -> tuple[bool, str]:
+    """Decide ``rollout_merge`` (true, false or auto) for this model, with the reason."""
+    from ..errors import ConfigError
+    from ..hardware import available_memory_mb
+
+    if setting is False:
+        return False, "off (rollout_merge: false)"
+    tensors = _adapted_weights(model)
+    if tensors is None:
+        if setting is True:
+            raise ConfigError("rollout_merge: true needs a LoRA-style adapter on an unquantized, "
+                              "unsharded base model; use rollout_merge: auto or false")
+        return False, "off: the adapter cannot be merged exactly here (no adapter, or a " \
+                      "quantized or sharded base)"
+    need = sum(t.numel() * t.element_size() for t in tensors) / 2**20
+    if setting is True:
+        return True, f"on (rollout_merge: true; {need:,.0f} MiB copy of the adapted weights)"
+    free = available_memory_mb()
+    if free is None or need > MERGE_SHARE * free:
+        return False, f"off: a {need:,.0f} MiB copy of the adapted weights does not fit"
+    return True, f"on: generation runs on merged weights ({need:,.0f} MiB copy, restored exactly)"
+
+
+@contextmanager
+def merged_adapter(model, enabled: bool) -> Iterator[None]:
+    """Generate with the adapter merged into the base weights: one matmul per layer instead of
+    the base's plus LoRA's two, in the base dtype, with no casts. The base weights are copied
+    first and put back bit for bit afterwards (merging and unmerging alone would drift them by
+    rounding, step after step)."""
+    if not enabled:
+        yield
+        return
+    saved = [(t, t.detach().clone()) for t in _adapted_weights(model)]
+    model.merge_adapter()
+    try:
+        yield
+    finally:
+        model.unmerge_adapter()
+        for tensor, copy in saved:
+            tensor.data.copy_(copy)
+
+
 class PolicySampler:
     """Generates from the live training model through an Engine (``batch_generate``)."""
 
-    def __init__(self, engine, model, sync=None):
-        self.engine, self.model, self.sync = engine, model, sync
+    def __init__(self, engine, model, sync=None, merge: bool = False):
+        self.engine, self.model, self.sync, self.merge = engine, model, sync, merge
 
     def encode(self, messages: list[dict]) -> list[int]:
         return self.engine.encode(messages)
@@ -56,7 +127,7 @@ class PolicySampler:
             self.sync(self.model)
         self.model.eval()  # no dropout, and a KV cache even under gradient checkpointing
         try:
-            with torch.no_grad():
+            with torch.no_grad(), merged_adapter(self.model, self.merge):
                 done = self.engine.batch_generate(repeated, params)
         finally:
             self.model.train(was_training)
@@ -66,13 +137,13 @@ class PolicySampler:
                        [c.finish_reason == "length" for c in done])
 
 
-def hf_sampler(model, tokenizer, template) -> PolicySampler:
+def hf_sampler(model, tokenizer, template, merge: bool = False) -> PolicySampler:
     """The training model itself behind the HF engine."""
     from ..infer.hf import HFEngine
 
     engine = HFEngine(model, tokenizer, template)
     model.train()
-    return PolicySampler(engine, model)
+    return PolicySampler(engine, model, merge=merge)
 
 
 def _vllm_name(name: str) -> str:
@@ -142,4 +213,8 @@ def build_sampler(cfg: RunConfig, model, tokenizer, template) -> PolicySampler:
     """The sampler for ``infer_backend`` (hf or vllm)."""
     if cfg.infer.infer_backend == "vllm":
         return vllm_sampler(cfg, model, tokenizer, template)
-    return hf_sampler(model, tokenizer, template)
+    from .run import log
+
+    merge, why = choose_rollout_merge(cfg.infer.rollout_merge, model)
+    log(f"rollout_merge: {cfg.infer.rollout_merge} -> {why}")
+    return hf_sampler(model, tokenizer, template, merge=merge)

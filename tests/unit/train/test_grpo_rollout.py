@@ -173,3 +173,42 @@ def _assert_same_logps_and_grads(model, first: dict, second: dict) -> None:
     assert torch.allclose(values[0], values[1], atol=1e-5)
     for name, g in grads[0].items():
         assert torch.allclose(g, grads[1][name], atol=1e-5), name
+
+
+def test_merged_rollout_gives_the_same_model_and_restores_the_base_bit_for_bit(lora_model):
+    from tunesmith.train.rollout import merged_adapter
+
+    before = {n: p.detach().clone() for n, p in lora_model.named_parameters()}
+    ids = torch.tensor([[1, 5, 9, 14, 3, 7]])
+    lora_model.eval()
+    with torch.no_grad():
+        want = lora_model(ids).logits
+        with merged_adapter(lora_model, True):
+            layer = lora_model.base_model.model.model.layers[0].self_attn.q_proj
+            assert layer.merged  # one matmul per layer while generating
+            got = lora_model(ids).logits
+        again = lora_model(ids).logits
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not layer.merged
+    after = dict(lora_model.named_parameters())
+    assert all(torch.equal(after[n], p) for n, p in before.items())  # exact, not merge-unmerge
+    assert torch.equal(again, want)
+
+
+def test_rollout_merge_choice(lora_model, tiny_model_dir, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith import hardware
+    from tunesmith.errors import ConfigError
+    from tunesmith.train.rollout import choose_rollout_merge
+
+    assert choose_rollout_merge(False, lora_model) == (False, "off (rollout_merge: false)")
+    assert choose_rollout_merge(True, lora_model)[0]
+    assert choose_rollout_merge("auto", lora_model)[0]
+    monkeypatch.setattr(hardware, "available_memory_mb", lambda: 0.01)
+    on, why = choose_rollout_merge("auto", lora_model)
+    assert not on and "does not fit" in why
+    full = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))  # no adapter to merge
+    assert not choose_rollout_merge("auto", full)[0]
+    with pytest.raises(ConfigError, match="rollout_merge: true needs"):
+        choose_rollout_merge(True, full)
