@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 
 from ..infer.engine import GenParams
+from ..infer.packed import packed_linears
 
 if TYPE_CHECKING:
     from ..config import InferConfig, RunConfig
@@ -112,8 +113,9 @@ def merged_adapter(model, enabled: bool) -> Iterator[None]:
 class PolicySampler:
     """Generates from the live training model through an Engine (``batch_generate``)."""
 
-    def __init__(self, engine, model, sync=None, merge: bool = False):
-        self.engine, self.model, self.sync, self.merge = engine, model, sync, merge
+    def __init__(self, engine, model, sync=None, merge: bool = False, pack: bool = False):
+        self.engine, self.model, self.sync = engine, model, sync
+        self.merge, self.pack = merge, pack
 
     def encode(self, messages: list[dict]) -> list[int]:
         return self.engine.encode(messages)
@@ -127,7 +129,8 @@ class PolicySampler:
             self.sync(self.model)
         self.model.eval()  # no dropout, and a KV cache even under gradient checkpointing
         try:
-            with torch.no_grad(), merged_adapter(self.model, self.merge):
+            with torch.no_grad(), merged_adapter(self.model, self.merge), \
+                    packed_linears(self.model, self.pack):
                 done = self.engine.batch_generate(repeated, params)
         finally:
             self.model.train(was_training)
@@ -138,12 +141,14 @@ class PolicySampler:
 
 
 def hf_sampler(model, tokenizer, template, merge: bool = False) -> PolicySampler:
-    """The training model itself behind the HF engine."""
+    """The training model itself behind the HF engine (linear layers prepacked for each
+    generation on a CPU where the copies fit: ``infer/packed.py``)."""
     from ..infer.hf import HFEngine
+    from ..infer.packed import choose_packing
 
     engine = HFEngine(model, tokenizer, template)
     model.train()
-    return PolicySampler(engine, model, merge=merge)
+    return PolicySampler(engine, model, merge=merge, pack=choose_packing(model))
 
 
 def _vllm_name(name: str) -> str:
