@@ -10,6 +10,7 @@ end-of-turn), per dtype and batch size, interleaved.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -52,13 +53,22 @@ def prompts(rows: int) -> list[list[dict]]:
             for r in data]
 
 
-def run_decode(dtype: str, batch: int, conversations: list, new_tokens: int) -> dict:
-    """tokens/s of the engine on ``conversations`` (greedy), and the mean context per row."""
+def run_decode(dtype: str, batch: int, conversations: list, new_tokens: int,
+               packed: bool = True) -> dict:
+    """tokens/s of the engine on ``conversations`` (greedy), and the mean context per row;
+    ``packed=False`` loads the engine without prepacked linear layers (``infer/packed.py``)."""
     from ..config import load_config
     from ..infer.engine import GenParams
     from ..infer.load import load_engine
 
-    engine = load_engine(load_config(None, {"dtype": dtype}))
+    before = os.environ.get("TUNESMITH_PACKED_LINEAR")
+    os.environ["TUNESMITH_PACKED_LINEAR"] = "1" if packed else "0"
+    try:
+        engine = load_engine(load_config(None, {"dtype": dtype}))
+    finally:
+        os.environ.pop("TUNESMITH_PACKED_LINEAR")
+        if before is not None:
+            os.environ["TUNESMITH_PACKED_LINEAR"] = before
     engine.generate(conversations[0], GenParams(max_new_tokens=4))  # warm-up
     start = time.perf_counter()
     outs = engine.batch_generate(conversations, GenParams(max_new_tokens=new_tokens),
@@ -66,20 +76,21 @@ def run_decode(dtype: str, batch: int, conversations: list, new_tokens: int) -> 
     seconds = time.perf_counter() - start
     tokens = sum(o.completion_tokens for o in outs)
     context = sum(o.prompt_tokens + o.completion_tokens / 2 for o in outs) / len(outs)
-    return {"dtype": dtype, "batch": batch, "tokens": tokens, "seconds": round(seconds, 2),
+    return {"dtype": dtype, "packed": packed, "batch": batch, "tokens": tokens,
+            "seconds": round(seconds, 2),
             "tokens_per_s": round(tokens / seconds, 1), "mean_context": round(context),
             "config": engine.model.config}
 
 
 def bench_decode(dtypes=("fp32", "bf16"), batches=(8, 32), rows: int = 32,
-                 new_tokens: int = 256) -> dict:
-    """Every (batch, dtype) pair once, interleaved, with its bandwidth limit."""
+                 new_tokens: int = 256, packed=(True,)) -> dict:
+    """Every (batch, dtype, packed) once, interleaved, with its bandwidth limit."""
     bandwidth = memory_bandwidth()
     conversations = prompts(rows)
     results = []
     for batch in batches:
-        for dtype in dtypes:
-            r = run_decode(dtype, batch, conversations, new_tokens)
+        for dtype, pack in [(d, p) for d in dtypes for p in packed]:
+            r = run_decode(dtype, batch, conversations, new_tokens, pack)
             size = step_bytes(r.pop("config"), 4 if dtype == "fp32" else 2, batch, r["mean_context"])
             limit = batch * bandwidth / size["total"]
             results.append({**r, "step_mib": round(size["total"] / 2**20, 1),
@@ -93,10 +104,11 @@ def bench_decode(dtypes=("fp32", "bf16"), batches=(8, 32), rows: int = 32,
 def format_decode(result: dict) -> str:
     lines = [f"memory read bandwidth: {result['bandwidth_gb_s']} GB/s; {result['rows']} W2 prompts, "
              f"greedy, up to {result['new_tokens']} new tokens",
-             f"{'dtype':>6} {'batch':>5} {'tokens':>7} {'s':>7} {'tok/s':>7} {'step MiB':>9} "
+             f"{'dtype':>6} {'packed':>6} {'batch':>5} {'tokens':>7} {'s':>7} {'tok/s':>7} {'step MiB':>9} "
              f"{'limit tok/s':>11} {'of limit':>8}"]
     for r in result["runs"]:
-        lines.append(f"{r['dtype']:>6} {r['batch']:>5} {r['tokens']:>7} {r['seconds']:>7} "
+        lines.append(f"{r['dtype']:>6} {'yes' if r.get('packed', True) else 'no':>6} "
+                     f"{r['batch']:>5} {r['tokens']:>7} {r['seconds']:>7} "
                      f"{r['tokens_per_s']:>7} {r['step_mib']:>9} {r['limit_tokens_per_s']:>11} "
                      f"{100 * r['share_of_limit']:>7.0f}%")
     return "\n".join(lines)

@@ -45,7 +45,10 @@ def add_arguments(parser) -> None:
     d.add_argument("--dtypes", default="fp32,bf16", help="comma list of weight dtypes")
     d.add_argument("--batches", default="8,32", help="comma list of rows decoded together")
     d.add_argument("--rows", type=int, default=32, help="W2 prompts generated for")
-    d.add_argument("--max-new-tokens", type=int, default=256)
+    d.add_argument("--max-new-tokens", type=int, default=256, help="new tokens per row")
+    d.add_argument("--packed", default="on",
+                   help="on, off or on,off: decode with prepacked linear layers (infer/packed.py), "
+                        "without, or both interleaved")
     p = sub.add_parser("predict", help="batched generation on W2 rows, against LLaMA-Factory")
     p.add_argument("--rows", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=256)
@@ -129,9 +132,15 @@ def _peak(args) -> int:
 def _decode(args) -> int:
     from ..bench.decode import bench_decode, format_decode
 
+    from ..errors import ConfigError
+
+    packed = [p for p in args.packed.split(",") if p]
+    if not packed or set(packed) - {"on", "off"}:
+        raise ConfigError(f"--packed: on, off or on,off, not '{args.packed}'")
     result = bench_decode([d for d in args.dtypes.split(",") if d],
                           [int(b) for b in args.batches.split(",") if b], args.rows,
-                          args.max_new_tokens)
+                          args.max_new_tokens,
+                          [p == "on" for p in packed])
     print(format_decode(result))
     return 0
 
