@@ -32,10 +32,17 @@ def _supported() -> bool:
             and hasattr(ops, "_reorder_linear_weight") and hasattr(ops, "_linear_pointwise"))
 
 
+def _dtypes() -> tuple:
+    """fp32 always; bf16 where oneDNN has bf16 kernels (not on AVX2-only CPUs)."""
+    bf16 = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)()
+    return DTYPES if bf16 else (torch.float32,)
+
+
 def _linears(model) -> list[torch.nn.Linear]:
+    dtypes = _dtypes()
     return [m for m in model.modules()
             if type(m) is torch.nn.Linear and m.weight.device.type == "cpu"
-            and m.weight.dtype in DTYPES and not hasattr(m, "_hf_hook")]
+            and m.weight.dtype in dtypes and not hasattr(m, "_hf_hook")]
 
 
 def choose_packing(model) -> bool:

@@ -21,7 +21,8 @@ def test_packed_decoding_gives_the_same_logits(model, dtype):
     with torch.no_grad():
         want = model(ids).logits
         with packed.packed_linears(model, True):
-            assert "forward" in model.lm_head.__dict__
+            # bf16 is packed only where oneDNN has bf16 kernels (not on AVX2-only CPUs)
+            assert ("forward" in model.lm_head.__dict__) == (dtype in packed._dtypes())
             got = model(ids).logits
     if dtype == torch.bfloat16:
         assert torch.equal(got, want)
