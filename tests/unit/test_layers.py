@@ -5,7 +5,7 @@
     train      train/, infer/, estimate/ (the memory model: train consults it for
                ``gradient_checkpointing: auto``; ``tunesmith estimate`` prints it)
     data       data/
-    config     config, config_help, compat/
+    config     config, config_validate, config_help, compat/
     methods    methods/
     model      model/
     utilities  registry, errors, hardware, paths, config_parse, hub, hub_cache, notes, digest, faults
@@ -33,7 +33,8 @@ LAYERS = (
                    "tunesmith.notes", "tunesmith.digest", "tunesmith.faults")),
     ("model", ("tunesmith.model",)),
     ("methods", ("tunesmith.methods",)),
-    ("config", ("tunesmith.config", "tunesmith.config_help", "tunesmith.compat")),
+    ("config", ("tunesmith.config", "tunesmith.config_validate", "tunesmith.config_help",
+                "tunesmith.compat")),
     ("data", ("tunesmith.data",)),
     ("train", ("tunesmith.train", "tunesmith.infer", "tunesmith.estimate")),
     ("features", tuple(f"tunesmith.{p}" for p in ("bench", "sweep", "webui", "serve", "export",

@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
-from ..config import CHOICES, SECTIONS, build_config
+from ..config import SECTIONS, build_config
 from ..config_parse import DTYPE_CHOICES
+from ..config_validate import CHOICES
 from ..methods import METHODS, get_method
 
 
@@ -60,7 +61,7 @@ def config_kind(key: str) -> str:
 # transformers accepts; train/arguments.py checks it before training). Listing transformers'
 # own would load torch when the UI starts.
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
-# Choice keys checked outside config.CHOICES: where their values come from.
+# Choice keys checked outside config_validate.CHOICES: where their values come from.
 _CHOICE_SOURCES = {"dtype": DTYPE_CHOICES, "export_dtype": DTYPE_CHOICES,
                    "lr_scheduler_type": SCHEDULERS}
 
