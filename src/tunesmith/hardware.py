@@ -154,6 +154,17 @@ def _meminfo_mb(field: str) -> float | None:
     return None
 
 
+COPY_SHARE = 0.25  # a weight copy made only for speed may take at most this share of free memory
+
+
+def copy_fits(tensors) -> tuple[bool, float]:
+    """Whether one more copy of ``tensors`` fits in ``COPY_SHARE`` of the free memory, and its MiB
+    (merged rollouts and prepacked decoding weights make such copies)."""
+    need = sum(t.numel() * t.element_size() for t in tensors) / 2**20
+    free = available_memory_mb()
+    return free is not None and need <= COPY_SHARE * free, need
+
+
 def available_memory_mb() -> float | None:
     """Memory a training run on this machine can plan with, in MiB: free GPU memory on CUDA;
     on a CPU the kernel's ``MemAvailable`` plus what this process holds already (the estimate

@@ -21,7 +21,6 @@ from typing import Iterator
 
 import torch
 
-PACK_SHARE = 0.25  # pack when the copies take at most this share of the free memory
 DTYPES = (torch.float32, torch.bfloat16)
 
 
@@ -49,12 +48,10 @@ def choose_packing(model) -> bool:
     """Whether decoding with ``model`` should prepack its linear layers."""
     if not _supported():
         return False
-    from ..hardware import available_memory_mb
+    from ..hardware import copy_fits
 
     linears = _linears(model)
-    need = sum(m.weight.numel() * m.weight.element_size() for m in linears) / 2**20
-    free = available_memory_mb()
-    return bool(linears) and free is not None and need <= PACK_SHARE * free
+    return bool(linears) and copy_fits([m.weight for m in linears])[0]
 
 
 def _packed_forward(module: torch.nn.Linear, own):

@@ -42,10 +42,6 @@ def gen_params(infer_cfg: InferConfig, max_completion_length: int) -> GenParams:
                      top_k=infer_cfg.top_k, repetition_penalty=infer_cfg.repetition_penalty)
 
 
-MERGE_SHARE = 0.25  # rollout_merge: auto copies the adapted weights when they take at most this
-# share of the free memory
-
-
 def _adapted_weights(model) -> list | None:
     """The base weights (and biases) a merge of the model's adapter would change, or None when the
     adapter cannot be merged for generation (no PEFT adapter, a quantized or sharded base)."""
@@ -71,7 +67,7 @@ def _adapted_weights(model) -> list | None:
 def choose_rollout_merge(setting, model) -> tuple[bool, str]:
     """Decide ``rollout_merge`` (true, false or auto) for this model, with the reason."""
     from ..errors import ConfigError
-    from ..hardware import available_memory_mb
+    from ..hardware import copy_fits
 
     if setting is False:
         return False, "off (rollout_merge: false)"
@@ -82,11 +78,10 @@ def choose_rollout_merge(setting, model) -> tuple[bool, str]:
                               "unsharded base model; use rollout_merge: auto or false")
         return False, "off: the adapter cannot be merged exactly here (no adapter, or a " \
                       "quantized or sharded base)"
-    need = sum(t.numel() * t.element_size() for t in tensors) / 2**20
+    fits, need = copy_fits(tensors)
     if setting is True:
         return True, f"on (rollout_merge: true; {need:,.0f} MiB copy of the adapted weights)"
-    free = available_memory_mb()
-    if free is None or need > MERGE_SHARE * free:
+    if not fits:
         return False, f"off: a {need:,.0f} MiB copy of the adapted weights does not fit"
     return True, f"on: generation runs on merged weights ({need:,.0f} MiB copy, restored exactly)"
 
