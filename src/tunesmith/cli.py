@@ -107,5 +107,18 @@ def run_verb(args, debug: bool) -> int:
         return 0
 
 
+def leave(code: int) -> None:
+    """Exit with ``code``; a failed rank of a distributed job exits at once.
+
+    A rank that stops on an error skips interpreter teardown: its process group's destructor
+    can abort when the peer ranks have already gone, turning a clean exit code 2 into SIGABRT.
+    """
+    if code and "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

@@ -93,10 +93,24 @@ def relaunch(t, argv: list[str]) -> int:
     code = _wait(proc)
     for p in pumps:
         p.join()
-    cause = _root_cause(watch)
-    if code != 0 and not stopped and not (cause and cause[2] in RANK_EXPLAINED):
+    explained = _explained(watch) if code else None
+    if code != 0 and not stopped and explained is None:
         print(f"error: {failure_line(watch, t, code)}", file=sys.stderr, flush=True)
-    return cause[2] if code and cause and cause[2] in RANK_EXPLAINED else code
+    return explained if explained is not None else code
+
+
+def _explained(watch: _Watch) -> int | None:
+    """The exit code of a failed rank that explained itself, else None.
+
+    A rank whose last line is its own ``error:`` line stopped on a user error (code 2) even if
+    it then died on the way out (a peer gone while its process group is torn down), or torchrun
+    failed without naming a rank (its store, on another node, gone first).
+    """
+    cause = _root_cause(watch)
+    if cause is not None and cause[2] in RANK_EXPLAINED:
+        return cause[2]
+    ranks = [cause[1]] if cause is not None else list(watch.last)
+    return 2 if any(watch.last.get(r, "").startswith("error:") for r in ranks) else None
 
 
 def _wait(proc) -> int:

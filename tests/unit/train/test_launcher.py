@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from tunesmith.config import load_config
-from tunesmith.train.launcher import _Watch, failure_line, launch_command
+from tunesmith.train.launcher import _explained, _Watch, failure_line, launch_command
 
 SUMMARY = """torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
 =======================================================
@@ -52,3 +52,18 @@ def test_a_failed_rank_is_one_line_with_its_last_log_line(tmp_path):
     line = failure_line(watch, t, 1)
     assert line == ("rank 3 (node 1, local rank 1) was killed by SIGKILL and the job was stopped; "
                     "its last log line: 'loading shard 7'; no complete checkpoint yet")
+
+
+def test_a_rank_that_printed_its_error_and_then_died_exits_2():
+    """Its error line is the explanation: exit 2, not a second line about a SIGABRT on the way out."""
+    explained, unexplained = _Watch(), _Watch()
+    abort = SUMMARY.replace("-9 (pid: 27411)  (SIGKILL)", "-6 (pid: 27411)  (SIGABRT)")
+    explained.pump(io.BytesIO(b"[default1]:error: rank 1 is not running the same job\n"
+                              + abort.encode()), io.StringIO())
+    unexplained.pump(io.BytesIO(b"[default1]:step 2\n" + abort.encode()), io.StringIO())
+    assert _explained(explained) == 2
+    assert _explained(unexplained) is None
+    no_summary = _Watch()  # torchrun itself failed (another node's store gone): the rank's line
+    no_summary.pump(io.BytesIO(b"[default0]:error: rank 1 is not running the same job\n"
+                               b"torch.distributed.DistStoreError: connection reset\n"), io.StringIO())
+    assert _explained(no_summary) == 2
