@@ -52,13 +52,37 @@ class LossSettings:
     max_completion_length: int = 256
 
 
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
-    return float((x * mask).sum() / mask.sum().clamp(min=1.0))
+@dataclass
+class Totals:
+    """The whole batch's row and completion-token counts, when the loss sees only some rows.
+
+    With ``beta`` 0, a row whose advantage is exactly 0 adds exactly 0 to the loss and to every
+    gradient, so its forward and backward pass can be skipped (:func:`live_groups`); the loss is
+    still normalized over the whole batch, so it and its gradients stay those of the whole batch.
+    """
+
+    rows: int
+    tokens: float
+
+
+def live_groups(advantages: torch.Tensor, num_generations: int, beta: float) -> list[int]:
+    """The rows of the groups with a non-zero advantage (all rows when ``beta`` != 0: the KL
+    term has a gradient on every row)."""
+    if beta != 0.0:
+        return list(range(advantages.numel()))
+    live = (advantages.view(-1, num_generations) != 0).any(dim=1)
+    return [g * num_generations + j for g in live.nonzero().flatten().tolist()
+            for j in range(num_generations)]
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor, total: float | None = None) -> float:
+    return float((x * mask).sum() / (mask.sum().clamp(min=1.0) if total is None
+                                     else max(total, 1.0)))
 
 
 def grpo_loss(logps: torch.Tensor, old_logps: torch.Tensor | None,
               ref_logps: torch.Tensor | None, advantages: torch.Tensor, mask: torch.Tensor,
-              s: LossSettings) -> tuple[torch.Tensor, dict]:
+              s: LossSettings, totals: Totals | None = None) -> tuple[torch.Tensor, dict]:
     """The clipped GRPO objective of one batch and its metrics.
 
     Args:
@@ -67,10 +91,13 @@ def grpo_loss(logps: torch.Tensor, old_logps: torch.Tensor | None,
         ref_logps: (B, C) reference log-probs (needed when ``beta`` != 0).
         advantages: (B,).
         mask: (B, C) 1 on completion tokens.
+        totals: the whole batch's counts when these B rows are the live part of it (the others
+            had advantage 0 and ``beta`` 0: they add nothing but the normalizer).
     Returns:
         The loss and ``{kl, clip_ratio/low_mean, clip_ratio/high_mean, clip_ratio/region_mean}``.
     """
     mask = mask.to(logps.dtype)
+    tokens = None if totals is None else totals.tokens
     adv = advantages.unsqueeze(1)  # (B, 1)
     old = logps.detach() if old_logps is None else old_logps
     ratio = torch.exp(logps - old)
@@ -84,20 +111,23 @@ def grpo_loss(logps: torch.Tensor, old_logps: torch.Tensor | None,
         # gradient (DeepSeek-V3.2; TRL's use_bias_correction_kl default)
         per_token = per_token + s.beta * kl * ratio
         metrics["kl"] = _masked_mean(kl.detach(), mask)
-    loss = _aggregate(per_token, mask, s)
+    loss = _aggregate(per_token, mask, s, totals)
     low = ((ratio < 1 - s.epsilon_low) & (adv < 0)).float()
     high = ((ratio > 1 + s.epsilon_high) & (adv > 0)).float()
-    metrics["clip_ratio/low_mean"] = _masked_mean(low, mask)
-    metrics["clip_ratio/high_mean"] = _masked_mean(high, mask)
-    metrics["clip_ratio/region_mean"] = _masked_mean(torch.maximum(low, high), mask)
+    metrics["clip_ratio/low_mean"] = _masked_mean(low, mask, tokens)
+    metrics["clip_ratio/high_mean"] = _masked_mean(high, mask, tokens)
+    metrics["clip_ratio/region_mean"] = _masked_mean(torch.maximum(low, high), mask, tokens)
     return loss, metrics
 
 
-def _aggregate(per_token: torch.Tensor, mask: torch.Tensor, s: LossSettings) -> torch.Tensor:
+def _aggregate(per_token: torch.Tensor, mask: torch.Tensor, s: LossSettings,
+               totals: Totals | None = None) -> torch.Tensor:
     """grpo: mean over each sequence's tokens, then over sequences; dr_grpo: sum over a
     constant (rows x max_completion_length); dapo: sum over the batch's token count."""
+    rows = per_token.size(0) if totals is None else totals.rows
     if s.loss_type == "grpo":
-        return ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+        return ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).sum() / rows
     if s.loss_type == "dr_grpo":
-        return (per_token * mask).sum() / (per_token.size(0) * s.max_completion_length)
-    return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
+        return (per_token * mask).sum() / (rows * s.max_completion_length)
+    tokens = mask.sum() if totals is None else torch.tensor(totals.tokens)
+    return (per_token * mask).sum() / tokens.clamp(min=1.0)

@@ -157,7 +157,7 @@ class OnlineTrainer(TunesmithTrainer):
         raise NotImplementedError
 
     # --- records ---------------------------------------------------------------------------
-    def record(self, examples, rollout, per_func, rewards, batch, advantages) -> None:
+    def record(self, examples, rollout, per_func, rewards, advantages) -> None:
         """Per-step reward/length metrics and (every N steps) the completions."""
         lengths = [len(c) for c in rollout.completion_ids]
         self.state.num_input_tokens_seen += sum(map(len, rollout.prompt_ids)) + sum(lengths)

@@ -61,7 +61,7 @@ class PPOTrainer(OnlineTrainer):
                             "ppo/values/mean": float(masked_mean(values, mask))})
         self.kl_ctl.update(mean_kl, len(examples))
         per_seq = (advantages * mask).sum(1) / mask.sum(1).clamp(min=1)
-        self.record(examples, rollout, per_func, raw, batch, per_seq)
+        self.record(examples, rollout, per_func, raw, per_seq)
         return batch
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -33,6 +33,11 @@ class Rollout:
     texts: list[str]
     truncated: list[bool]
 
+    def select(self, rows: list[int]) -> Rollout:
+        """The rollout of these rows only."""
+        return Rollout(*([getattr(self, f)[i] for i in rows]
+                         for f in ("prompt_ids", "completion_ids", "texts", "truncated")))
+
 
 def gen_params(infer_cfg: InferConfig, max_completion_length: int) -> GenParams:
     """Sampling settings as in ``chat`` (temperature, top_p, top_k, repetition_penalty); online

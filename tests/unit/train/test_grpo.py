@@ -150,6 +150,10 @@ def _run(tiny_model_dir, tmp_path, monkeypatch, **keys):
 
         def broken(completions, **kw):
             raise KeyError("answer")
+
+        def one_group(prompts, completions, **kw):  # the other prompt's group scores alike
+            first = prompts[0]
+            return [len(c) / 100 if p == first else 0.5 for p, c in zip(prompts, completions)]
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     data = write_rows(tmp_path / "chat.jsonl", CHAT_ROWS[:4])
@@ -247,3 +251,34 @@ def test_resume_continues_the_same_run(tiny_model_dir, tmp_path, monkeypatch):
     for step in (3, 4):
         assert a[step][0] == pytest.approx(b[step][0], abs=1e-6)
         assert a[step][1] == pytest.approx(b[step][1], abs=1e-6)
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo", "dr_grpo"])
+def test_skipping_zero_advantage_groups_changes_nothing(tiny_model_dir, tmp_path, monkeypatch,
+                                                        loss_type):
+    """beta 0: a group whose completions scored alike is not run forward or backward; losses,
+    gradient norms and the adapter equal the run that computes every row (and a step where no
+    group is live still steps the optimizer with zero gradients)."""
+    from safetensors.torch import load_file
+
+    import tunesmith.train.grpo_trainer as trainer
+
+    def run(name, **keys):
+        _run(tiny_model_dir, tmp_path, monkeypatch, beta=0.0, loss_type=loss_type,
+             output_dir=str(tmp_path / name), **keys)
+        logs = [json.loads(x) for x in (tmp_path / name / "trainer_log.jsonl").read_text()
+                .splitlines() if '"loss"' in x]
+        return logs, load_file(tmp_path / name / "adapter_model.safetensors")
+
+    skip, skip_adapter = run("skip", reward_funcs="tiny_rewards:one_group")
+    assert [r["frac_rows_skipped"] for r in skip] == [0.5, 0.5]
+    monkeypatch.setattr(trainer, "live_groups", lambda adv, g, beta: list(range(adv.numel())))
+    full, full_adapter = run("full", reward_funcs="tiny_rewards:one_group")
+    for a, b in zip(skip, full):
+        for key in ("loss", "grad_norm", "reward", "clip_ratio/region_mean"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-10), key
+    assert skip[0]["grad_norm"] > 0
+    assert all(torch.allclose(skip_adapter[k], full_adapter[k], atol=1e-6) for k in full_adapter)
+    monkeypatch.undo()
+    alike, _ = run("alike", reward_funcs="format_think")  # a tiny model never writes <think>
+    assert [(r["frac_rows_skipped"], r["loss"], r["grad_norm"]) for r in alike] == [(1.0, 0, 0)] * 2
