@@ -4,7 +4,8 @@ The same 16 arithmetic prompts (``workloads/w5.json``, rendered with the model's
 template by both tools), the bundled SmolLM2-135M, LoRA r8 (alpha 16, dropout 0) on every
 linear layer, 2 prompts x 4 generations per step, 64 new tokens sampled at temperature 1.0
 (top_p 1, no top_k), beta 0 (no reference pass), loss dapo, lr 5e-4 cosine, gradient
-checkpointing on, the ``format_think`` reward, 8 steps. Sampling differs between the tools, so
+checkpointing on, the ``format_think`` reward plus a length reward (``w5_reward.py``: it keeps
+every group's advantages non-zero, so both tools run the loss pass on every row), 8 steps. Sampling differs between the tools, so
 the work is compared per token: tokens/s = the prompt + completion tokens trained on (both count
 them the same way, unpadded) / training time; peak RSS is the child process's maximum.
 """
@@ -48,7 +49,8 @@ def ours_config(spec: dict, run_dir: Path) -> dict:
             "temperature": spec["temperature"], "top_p": spec["top_p"], "top_k": spec["top_k"],
             "beta": spec["beta"], "loss_type": spec["loss_type"],
             "gradient_checkpointing": spec["gradient_checkpointing"],
-            "reward_funcs": ["format_think"], "logging_steps": 1, "save_strategy": "no",
+            "reward_funcs": ["format_think", "tunesmith.bench.w5_reward:length"],
+            "logging_steps": 1, "save_strategy": "no",
             "plot_loss": False, "log_completions_steps": 0, "output_dir": str(run_dir / "output")}
 
 
@@ -91,7 +93,18 @@ def run_one(tool: str, cmd: list[str], env: dict, run_dir: Path, result: Path,
     if outer["returncode"] != 0 or not result.is_file():
         tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or [""]
         return {"tool": tool, "error": f"exit {outer['returncode']}: {tail[0][:200]} (log: {log})"}
-    return summarize(tool, outer, json.loads(result.read_text(encoding="utf-8")))
+    summary = summarize(tool, outer, json.loads(result.read_text(encoding="utf-8")))
+    skipped = skipped_rows(run_dir / "output" / "trainer_log.jsonl")
+    return summary if skipped is None else {**summary, "rows_skipped": skipped}
+
+
+def skipped_rows(log: Path) -> float | None:
+    """The share of rows whose loss pass tunesmith skipped (advantage 0), over the run's steps."""
+    if not log.is_file():
+        return None
+    shares = [row["frac_rows_skipped"] for row in map(json.loads, log.read_text().splitlines())
+              if "frac_rows_skipped" in row]
+    return round(sum(shares) / len(shares), 3) if shares else None
 
 
 def _median(values: list[float]) -> float:
@@ -111,6 +124,11 @@ def format_report(result: dict) -> str:
                      f"{agg['peak_rss_mb']} |")
     for key, value in result.get("ratios", {}).items():
         lines.append(f"\n{key}: {value}")
+    skipped = [r["rows_skipped"] for r in result["runs"] if "rows_skipped" in r]
+    if skipped:
+        lines.append(f"\nrows whose loss pass tunesmith skipped (all of their group scored alike: "
+                     f"advantage 0, no gradient): {', '.join(f'{x:.0%}' for x in skipped)} "
+                     "per run")
     for run in result["runs"]:
         if "error" in run:
             lines.append(f"\n{run['tool']} failed: {run['error']}")

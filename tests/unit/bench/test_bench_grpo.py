@@ -31,3 +31,38 @@ def test_report_from_timing_records():
     text = format_report({"spec": {"steps": 8, "dtype": "fp32"}, "tools": tools,
                           "ratios": ratios(tools), "runs": runs})
     assert "| tunesmith | 1 | 100.0 |" in text and "tokens/s, tunesmith / TRL: 2.0" in text
+
+
+def test_trls_reward_copies_score_as_ours(monkeypatch):
+    """Both tools train on the same rewards: TRL's child carries copies of format_think and
+    the length reward (it cannot import tunesmith)."""
+    import importlib
+    from pathlib import Path
+
+    import tunesmith.bench as bench
+    from tunesmith.bench.w5_reward import length
+    from tunesmith.train.rewards import REWARDS, RewardBatch
+
+    monkeypatch.syspath_prepend(str(Path(bench.__file__).parent / "peer_scripts"))
+    child = importlib.import_module("trl_grpo_child")
+    texts = ["<think>8 minus 4 is 4.</think>4", "The answer is 4.", "<think>x", "y" * 300, ""]
+    ours = REWARDS.get("format_think").factory(None)(
+        RewardBatch([[]] * len(texts), texts, [[1]] * len(texts), [None] * len(texts)))
+    messages = [[{"role": "assistant", "content": t}] for t in texts]
+    assert child.format_think(messages) == ours
+    assert child.length(messages) == length(texts) == [31 / 256, 16 / 256, 8 / 256, 1.0, 0.0]
+    assert len(set(length(texts[:3]))) == 3  # a group's completions differ: advantages are not 0
+
+
+def test_report_says_how_many_loss_rows_tunesmith_skipped(tmp_path):
+    from tunesmith.bench.grpo import skipped_rows
+
+    log = tmp_path / "trainer_log.jsonl"
+    log.write_text('{"step": 1, "frac_rows_skipped": 0.5}\n{"step": 2, "frac_rows_skipped": 0.0}\n'
+                   '{"train_runtime": 3}\n')
+    assert skipped_rows(log) == 0.25 and skipped_rows(tmp_path / "none.jsonl") is None
+    run = {"tool": "tunesmith", "tokens_per_s": 1.0, "s_per_step": 1.0, "peak_rss_mb": 1.0,
+           "rows_skipped": 0.25}
+    text = format_report({"spec": {"steps": 8, "dtype": "fp32"}, "tools": aggregate([run]),
+                          "runs": [run]})
+    assert "skipped (all of their group scored alike" in text and "25% per run" in text

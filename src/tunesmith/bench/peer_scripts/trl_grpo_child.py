@@ -1,8 +1,9 @@
 """Train bench workload W5 with TRL's GRPOTrainer (run with the TRL venv's python).
 
 Input: a spec JSON (see tunesmith/bench/grpo.py): the prompts as chat messages, the shared
-settings, the output dir and the timing result path. The reward is a copy of tunesmith's
-``format_think`` (the reward's cost is negligible beside generation and training).
+settings, the output dir and the timing result path. The rewards are copies of tunesmith's
+``format_think`` and ``bench/w5_reward.py``'s ``length`` (their cost is negligible beside
+generation and training).
 """
 
 import json
@@ -27,6 +28,11 @@ def format_think(completions, **kwargs):
             score += 0.5 if answer and "<think>" not in answer else 0.0
         out.append(score)
     return out
+
+
+def length(completions, **kwargs):
+    return [min(len(c[0]["content"] if isinstance(c, list) else c), 256) / 256
+            for c in completions]
 
 
 def main(spec_path):
@@ -54,7 +60,7 @@ def main(spec_path):
                       target_modules="all-linear", task_type="CAUSAL_LM")
     data = Dataset.from_list([{"prompt": m} for m in spec["prompts"]])
     timing = BenchTiming(spec["result"])
-    trainer = GRPOTrainer(model=model, reward_funcs=[format_think], args=args,
+    trainer = GRPOTrainer(model=model, reward_funcs=[format_think, length], args=args,
                           train_dataset=data, processing_class=tokenizer, peft_config=peft,
                           callbacks=[timing])
     trainer.train()
