@@ -106,3 +106,21 @@ def test_decode_path_reads_grouped_heads_as_sdpa_does(mask_kind):
         q, repeat_kv(k, 3), repeat_kv(v, 3), attn_mask=None if mask is None else mask, scale=0.3)
     got = decode_attention(q, k, v, mask, 0.3)
     torch.testing.assert_close(got, want.transpose(1, 2))
+
+
+@pytest.mark.parametrize("length", [11, 600])  # fp32 math up to UPCAST_KV keys, bf16 beyond
+def test_decode_path_in_bf16_is_the_exact_attention_to_bf16_precision(length):
+    from transformers.integrations.sdpa_attention import repeat_kv
+
+    from tunesmith.model.attention import UPCAST_KV, decode_attention
+
+    g = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(2, heads, n, 8, generator=g, dtype=torch.float64)
+               for heads, n in ((9, 1), (3, length), (3, length)))
+    mask = torch.zeros(2, 1, 1, length, dtype=torch.float64)
+    mask[0, ..., :3] = -1e30
+    want = torch.nn.functional.scaled_dot_product_attention(
+        q, repeat_kv(k, 3), repeat_kv(v, 3), attn_mask=mask, scale=0.3).transpose(1, 2)
+    got = decode_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask.bfloat16(), 0.3)
+    assert got.dtype == torch.bfloat16 and (length <= UPCAST_KV) == (length == 11)
+    torch.testing.assert_close(got.double(), want, atol=2e-2, rtol=2e-2)

@@ -175,6 +175,29 @@ class HFDecoder:
         return self._choose(self.rows, logits)
 
     def _prefill(self, jobs: list) -> list:
+        """Prefill the newcomers; rows with the same tokens (GRPO's completions of one prompt,
+        ``n`` > 1 choices) are computed once and their cache rows copied."""
+        owner: dict[tuple, int] = {}
+        source = [owner.setdefault(tuple(j.prompt_ids + j.generated), i) for i, j in enumerate(jobs)]
+        unique = [j for i, j in enumerate(jobs) if source[i] == i]
+        copies = [(i, source[i]) for i in range(len(jobs)) if source[i] != i]
+        n = len(self.rows)
+        logits = self._prefill_rows(unique)
+        if not copies:
+            return self._choose(unique, logits)
+        slot = {i: n + k for k, i in enumerate(i for i in range(len(jobs)) if source[i] == i)}
+        for k, (i, src) in enumerate(copies):  # duplicates take the slots after the unique rows
+            dst, src_slot = n + len(unique) + k, slot[src]
+            self.cache.move_row(src_slot, dst)
+            self.valid[dst], self.positions[dst] = self.valid[src_slot], self.positions[src_slot]
+            self.next_pos[dst] = self.next_pos[src_slot]
+            slot[i] = dst
+        self.rows += [jobs[i] for i, _ in copies]
+        order = sorted(range(len(jobs)), key=lambda i: slot[i])
+        index = torch.tensor([slot[source[i]] - n for i in order])
+        return self._choose([jobs[i] for i in order], logits[index])
+
+    def _prefill_rows(self, jobs: list) -> torch.Tensor:
         n, m = len(self.rows), len(jobs)
         width = max(len(j.prompt_ids) + len(j.generated) for j in jobs)
         self.col = max(self.col, width)
@@ -193,7 +216,7 @@ class HFDecoder:
         self.cache.window = (n, n + m, c0, self.col, c0)
         logits = self._forward(ids.to(self.device), pos.to(self.device), mask)
         self.rows += jobs
-        return self._choose(jobs, logits)
+        return logits
 
     def _mask(self, keep: torch.Tensor, key_pos: torch.Tensor, query_pos: torch.Tensor):
         """Additive (rows, 1, queries, keys) mask from ``keep`` (rows, queries, keys): a row sees

@@ -167,3 +167,30 @@ def test_slot_cache_growth_compaction_and_refills_keep_greedy_answers(random_eng
             events.append(tag), f(self, *a))[1])(original, name))
     assert run(2, rows) == single
     assert "_grow" in events and "_compact" in events
+
+
+def test_repeated_prompts_are_prefilled_once_with_the_same_answers(random_engine, monkeypatch):
+    """GRPO asks for several completions of each prompt: the decoder prefills each distinct
+    prompt once and copies its cache rows; every row still samples on its own (its seed), and
+    answers equal each row generated alone, also when copies finish at different lengths."""
+    from tunesmith.infer import slots
+    from tunesmith.infer.batching import Job, completion_of, generate_jobs
+
+    a, b = list(range(5, 25)), list(range(30, 37))
+    rows = [(a, 9, 1), (a, 3, 2), (b, 7, 3), (a, 9, 4), (b, 12, 5), (b, 12, 5)]
+
+    def run(chosen, capacity):
+        jobs = [Job(ids, GenParams(max_new_tokens=k, temperature=1.0, top_k=0, top_p=1.0,
+                                   seed=seed), index=i)
+                for i, (ids, k, seed) in enumerate(chosen)]
+        generate_jobs(random_engine, jobs, capacity)
+        return [completion_of(j).token_ids for j in jobs]
+
+    single = [run([row], 1)[0] for row in rows]
+    prefilled = []
+    original = slots.HFDecoder._prefill_rows
+    monkeypatch.setattr(slots.HFDecoder, "_prefill_rows",
+                        lambda self, jobs: (prefilled.append(len(jobs)), original(self, jobs))[1])
+    assert run(rows, len(rows)) == single
+    assert prefilled == [2]  # two distinct prompts for six rows
+    assert single[4] == single[5] and single[0] != single[3]  # same seed same text; else not
