@@ -66,3 +66,23 @@ def test_report_says_how_many_loss_rows_tunesmith_skipped(tmp_path):
     text = format_report({"spec": {"steps": 8, "dtype": "fp32"}, "tools": aggregate([run]),
                           "runs": [run]})
     assert "skipped (all of their group scored alike" in text and "25% per run" in text
+
+
+def test_lf_packed_rows_are_padded_to_eight_in_every_column(monkeypatch):
+    """LLaMA-Factory 0.9.5's collator pads input_ids to a multiple of 8 but not position_ids:
+    the bench pads every column of its packed sequences first (the real tokens unchanged)."""
+    import importlib
+    from pathlib import Path
+
+    import tunesmith.bench as bench
+
+    monkeypatch.syspath_prepend(str(Path(bench.__file__).parent / "peer_scripts"))
+    lf_child = importlib.import_module("lf_child")
+    packed = {"input_ids": [[5, 6, 7, 9, 0]], "attention_mask": [[1, 1, 2, 2, 0]],
+              "position_ids": [[0, 1, 0, 1, 0]], "labels": [[-100, 6, -100, 9, -100]],
+              "packing_params": [{"sequence_boundaries": [0, 2, 4, 5], "right_padding_length": 1}]}
+    out = lf_child.pad_to_eight(packed, pad_id=0)
+    assert {len(v[0]) for k, v in out.items() if k != "packing_params"} == {8}
+    assert out["attention_mask"][0][:5] == [1, 1, 2, 2, 0] and out["labels"][0][5:] == [-100] * 3
+    assert out["packing_params"][0] == {"sequence_boundaries": [0, 2, 4, 8],
+                                        "right_padding_length": 4}

@@ -64,10 +64,38 @@ def packed_dir(spec):
                                         "_system": [""] * n, "_tools": [""] * n,
                                         "_images": [None] * n, "_videos": [None] * n,
                                         "_audios": [None] * n})
+    packed = pad_to_eight(dict(packed), tokenizer.pad_token_id)
     path = os.path.join(os.path.dirname(spec["output_dir"]), "lf_packed")
     shutil.rmtree(path, ignore_errors=True)
-    DatasetDict({"train": Dataset.from_dict(dict(packed))}).save_to_disk(path)
+    DatasetDict({"train": Dataset.from_dict(packed)}).save_to_disk(path)
     return path, trained_packed_tokens(packed["attention_mask"], spec)
+
+
+def pad_to_eight(packed: dict, pad_id: int) -> dict:
+    """Pad each packed sequence (``cutoff_len`` + 1 long) to a multiple of 8 here.
+
+    LLaMA-Factory 0.9.5's SFT collator pads ``input_ids`` to a multiple of 8 but not
+    ``position_ids`` ("pad_to_multiple_of ignore this"), so with ``cutoff_len: 1024`` every
+    packed step fails in the rotary embedding (1032 vs 1025 positions). Padding all the columns
+    the same way first (pad token, attention 0, position 0, label ignored) leaves the collator
+    nothing to pad; the knapsack and the real tokens are LLaMA-Factory's own.
+    """
+    out = {k: list(v) for k, v in packed.items()}
+    for i, ids in enumerate(out["input_ids"]):
+        extra = -len(ids) % 8
+        if not extra:
+            continue
+        out["input_ids"][i] = ids + [pad_id] * extra
+        out["attention_mask"][i] = out["attention_mask"][i] + [0] * extra
+        out["position_ids"][i] = out["position_ids"][i] + [0] * extra
+        out["labels"][i] = out["labels"][i] + [-100] * extra
+        if "packing_params" in out:
+            params = dict(out["packing_params"][i])
+            params["sequence_boundaries"] = list(params["sequence_boundaries"])
+            params["sequence_boundaries"][-1] += extra
+            params["right_padding_length"] = params.get("right_padding_length", 0) + extra
+            out["packing_params"][i] = params
+    return out
 
 
 def trained_packed_tokens(masks, spec) -> int:

@@ -3,7 +3,9 @@
 Input: a spec JSON (see tunesmith/bench/prepare.py). TRL gets the pre-tokenized rows
 (input_ids + completion_mask from tunesmith's labels), so tokens and masks are identical.
 ``padding_free`` (the bench's ``best`` mode) flattens each batch into one sequence with
-position ids; checkpointing is TRL's default (on) unless the spec sets it.
+position ids; the rows are already cut at ``cutoff_len`` by tunesmith, so ``max_length`` is
+left unset there (TRL 1.16 refuses ``padding_free`` with a ``max_length`` it would not enforce).
+Checkpointing is TRL's default (on) unless the spec sets it.
 """
 
 import json
@@ -23,7 +25,10 @@ def main(spec_path):
                                "completion_mask": [int(x != -100) for x in r["labels"]]}
                               for r in rows])
     model, tokenizer = trl_model(spec)
-    args = SFTConfig(**trl_args(spec),
+    base = trl_args(spec)
+    if spec.get("padding_free"):
+        base["max_length"] = None  # rows arrive cut at cutoff_len
+    args = SFTConfig(**base,
                      **({} if spec.get("gradient_checkpointing") is None else
                         {"gradient_checkpointing": spec["gradient_checkpointing"]}),
                      padding_free=bool(spec.get("padding_free")), completion_only_loss=True)
