@@ -113,7 +113,9 @@ def leave(code: int) -> None:
     A rank that stops on an error skips interpreter teardown: its process group's destructor
     can abort when the peer ranks have already gone, turning a clean exit code 2 into SIGABRT.
     """
-    if code and "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ:
+    from .train.distributed import is_launched
+
+    if code and is_launched():
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

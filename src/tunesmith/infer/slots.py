@@ -179,23 +179,20 @@ class HFDecoder:
         ``n`` > 1 choices) are computed once and their cache rows copied."""
         owner: dict[tuple, int] = {}
         source = [owner.setdefault(tuple(j.prompt_ids + j.generated), i) for i, j in enumerate(jobs)]
-        unique = [j for i, j in enumerate(jobs) if source[i] == i]
-        copies = [(i, source[i]) for i in range(len(jobs)) if source[i] != i]
+        first = [i for i, s in enumerate(source) if s == i]
+        copies = [i for i, s in enumerate(source) if s != i]
         n = len(self.rows)
-        logits = self._prefill_rows(unique)
-        if not copies:
-            return self._choose(unique, logits)
-        slot = {i: n + k for k, i in enumerate(i for i in range(len(jobs)) if source[i] == i)}
-        for k, (i, src) in enumerate(copies):  # duplicates take the slots after the unique rows
-            dst, src_slot = n + len(unique) + k, slot[src]
-            self.cache.move_row(src_slot, dst)
-            self.valid[dst], self.positions[dst] = self.valid[src_slot], self.positions[src_slot]
-            self.next_pos[dst] = self.next_pos[src_slot]
-            slot[i] = dst
-        self.rows += [jobs[i] for i, _ in copies]
-        order = sorted(range(len(jobs)), key=lambda i: slot[i])
-        index = torch.tensor([slot[source[i]] - n for i in order])
-        return self._choose([jobs[i] for i in order], logits[index])
+        logits = self._prefill_rows([jobs[i] for i in first])
+        slot = {i: n + k for k, i in enumerate(first + copies)}  # copies after the prefilled rows
+        for i in copies:
+            src, dst = slot[source[i]], slot[i]
+            self.cache.move_row(src, dst)
+            self.valid[dst], self.positions[dst] = self.valid[src], self.positions[src]
+            self.next_pos[dst] = self.next_pos[src]
+        self.rows += [jobs[i] for i in copies]
+        order = first + copies
+        return self._choose([jobs[i] for i in order],
+                            logits[torch.tensor([slot[source[i]] - n for i in order])])
 
     def _prefill_rows(self, jobs: list) -> torch.Tensor:
         n, m = len(self.rows), len(jobs)

@@ -72,10 +72,10 @@ class GRPOTrainer(OnlineTrainer):
         super().record(examples, rollout, per_func, rewards, advantages)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        totals = Totals(int(inputs["total_rows"]), float(inputs["total_tokens"]))
         if inputs["advantages"].numel() == 0:  # every group scored alike: a zero gradient
             self.metrics.add(**{k: 0.0 for k in CLIP_METRICS})
             return sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
+        totals = Totals(int(inputs["total_rows"]), float(inputs["total_tokens"]))
         logps = completion_logps(model, inputs, self.gen.temperature)
         loss, metrics = grpo_loss(logps, inputs.get("old_logps"), inputs.get("ref_logps"),
                                   inputs["advantages"], inputs["completion_mask"], self.settings,

@@ -4,8 +4,9 @@
 at end-of-turn). With ``rollout_merge`` (auto: where a copy of the adapted weights fits) the
 LoRA adapter is merged into the base weights for the generation and the base weights are put back
 exactly afterwards: decoding then runs one matmul per layer instead of three, with no casts.
-``infer_backend: vllm`` (GPU) runs a colocated ``vllm.LLM`` whose weights are refreshed from the policy before each generation (LoRA deltas
-added to copies of the base weights), as TRL's colocate mode does.
+``infer_backend: vllm`` (GPU) runs a colocated ``vllm.LLM`` whose weights are refreshed from the
+policy before each generation (LoRA deltas added to copies of the base weights), as TRL's
+colocate mode does.
 """
 
 from __future__ import annotations
