@@ -24,6 +24,7 @@ class HFEngine(TemplateEngine):
         gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
         extra = gen_eos if isinstance(gen_eos, list) else [gen_eos]
         self.eos_ids = sorted(self.end_of_turn_ids() | {i for i in extra if i is not None})
+        self.lean = None  # a LeanForward (infer/lean.py) while the weights stay as it copied them
 
     @property
     def context_length(self) -> int:
@@ -36,7 +37,7 @@ class HFEngine(TemplateEngine):
         from .json_mode import constraint_factory
         from .slots import HFDecoder
 
-        return HFDecoder(self.model, capacity, constraint_factory(self))
+        return HFDecoder(self.model, capacity, constraint_factory(self), self.lean)
 
 
 class GenerateDecoder:

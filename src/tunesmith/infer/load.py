@@ -48,6 +48,7 @@ def load_hf_engine(cfg: RunConfig, adapter: str | None = None):
     from ..model.tokens import match_adapter_tokens
     from .adapters import attach_adapter, check_adapter_dir
     from .hf import HFEngine
+    from .lean import choose as choose_lean
     from .packed import choose_packing, pack_linears
 
     adapter = adapter if adapter is not None else cfg.model.adapter_name_or_path
@@ -66,10 +67,12 @@ def load_hf_engine(cfg: RunConfig, adapter: str | None = None):
         model = attach_adapter(model, adapter, cfg.model.model_name_or_path)
         if not quant:
             model = merged_for_inference(model, adapter)
-    if choose_packing(model):
-        pack_linears(model)  # decoding's weights never change: packed for the engine's life
     name, system = resolve_template(cfg, adapter, path)
-    return HFEngine(model, tokenizer, get_template(name, tokenizer, system))
+    engine = HFEngine(model, tokenizer, get_template(name, tokenizer, system))
+    engine.lean, _why = choose_lean(model)  # decoding's weights never change: built once
+    if engine.lean is None and choose_packing(model):
+        pack_linears(model)
+    return engine
 
 
 def merged_for_inference(model, adapter: str):

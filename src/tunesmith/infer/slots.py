@@ -98,16 +98,19 @@ class HFDecoder:
         model: the model (eval mode; a PEFT model works too).
         capacity: rows held at once.
         constraint_factory: ``(params) -> constraint or None`` for JSON-constrained rows.
+        lean: a :class:`~tunesmith.infer.lean.LeanForward` of the model to run instead of the
+            model's own forward, or None.
     """
 
-    def __init__(self, model, capacity: int, constraint_factory=None):
-        self.model, self.capacity = model, capacity
+    def __init__(self, model, capacity: int, constraint_factory=None, lean=None):
+        self.model, self.capacity, self.lean = model, capacity, lean
         config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         heads = config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
         kv_heads = getattr(config, "num_key_value_heads", None) or heads
         param = next(model.parameters())
         dtype = param.dtype if param.dtype in (torch.float32, torch.bfloat16, torch.float16) else torch.float32
+        dtype = lean.cache_dtype if lean is not None else dtype
         self.cache = SlotCache(config.num_hidden_layers, capacity, kv_heads, head_dim, dtype,
                                param.device)
         self.device, self.mask_dtype = param.device, dtype
@@ -226,6 +229,8 @@ class HFDecoder:
         return mask[:, None].to(self.device)
 
     def _forward(self, ids, positions, mask) -> torch.Tensor:
+        if self.lean is not None:
+            return self.lean(ids, positions, mask, self.cache)
         out = self.model(input_ids=ids, position_ids=positions, attention_mask=mask,
                          cache=self.cache, use_cache=True, logits_to_keep=1)
         return out.logits[:, -1].float()

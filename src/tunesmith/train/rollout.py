@@ -112,11 +112,18 @@ def merged_adapter(model, enabled: bool) -> Iterator[None]:
 
 
 class PolicySampler:
-    """Generates from the live training model through an Engine (``batch_generate``)."""
+    """Generates from the live training model through an Engine (``batch_generate``).
 
-    def __init__(self, engine, model, sync=None, merge: bool = False, pack: bool = False):
+    ``merge``: generate from a copy of the weights with the adapter folded in: the lean decoder
+    (``infer/lean.py``: fused, prepacked copies, the model untouched) where it covers the model,
+    else the adapter merged in place (``merged_adapter``) with prepacked linear layers (``pack``).
+    """
+
+    def __init__(self, engine, model, sync=None, merge: bool = False, pack: bool = False,
+                 log=None):
         self.engine, self.model, self.sync = engine, model, sync
-        self.merge, self.pack = merge, pack
+        self.merge, self.pack, self.log = merge, pack, log
+        self.keep: dict = {}  # the output head's lean copy, while its weight is unchanged
 
     def encode(self, messages: list[dict]) -> list[int]:
         return self.engine.encode(messages)
@@ -130,8 +137,7 @@ class PolicySampler:
             self.sync(self.model)
         self.model.eval()  # no dropout, and a KV cache even under gradient checkpointing
         try:
-            with torch.no_grad(), merged_adapter(self.model, self.merge), \
-                    packed_linears(self.model, self.pack):
+            with torch.no_grad(), self.decoding():
                 done = self.engine.batch_generate(repeated, params)
         finally:
             self.model.train(was_training)
@@ -140,8 +146,29 @@ class PolicySampler:
                        [list(c.token_ids or []) for c in done], [c.text for c in done],
                        [c.finish_reason == "length" for c in done])
 
+    @contextmanager
+    def decoding(self) -> Iterator[None]:
+        """The weights one generation decodes with (see the class doc)."""
+        lean = None
+        if self.merge and hasattr(self.engine, "lean"):
+            from ..infer.lean import build
 
-def hf_sampler(model, tokenizer, template, merge: bool = False) -> PolicySampler:
+            lean, why = build(self.model, self.keep)
+            if self.log is not None:
+                self.log(f"rollouts decode with {why}")
+                self.log = None
+        if lean is None:
+            with merged_adapter(self.model, self.merge), packed_linears(self.model, self.pack):
+                yield
+            return
+        self.engine.lean = lean
+        try:
+            yield
+        finally:
+            self.engine.lean = None
+
+
+def hf_sampler(model, tokenizer, template, merge: bool = False, log=None) -> PolicySampler:
     """The training model itself behind the HF engine (linear layers prepacked for each
     generation on a CPU where the copies fit: ``infer/packed.py``)."""
     from ..infer.hf import HFEngine
@@ -149,7 +176,7 @@ def hf_sampler(model, tokenizer, template, merge: bool = False) -> PolicySampler
 
     engine = HFEngine(model, tokenizer, template)
     model.train()
-    return PolicySampler(engine, model, merge=merge, pack=choose_packing(model))
+    return PolicySampler(engine, model, merge=merge, pack=choose_packing(model), log=log)
 
 
 def _vllm_name(name: str) -> str:
@@ -223,4 +250,4 @@ def build_sampler(cfg: RunConfig, model, tokenizer, template) -> PolicySampler:
 
     merge, why = choose_rollout_merge(cfg.infer.rollout_merge, model)
     log(f"rollout_merge: {cfg.infer.rollout_merge} -> {why}")
-    return hf_sampler(model, tokenizer, template, merge=merge)
+    return hf_sampler(model, tokenizer, template, merge=merge, log=log)
