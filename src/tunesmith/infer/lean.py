@@ -61,12 +61,10 @@ class Linear:
         row = 0
         for w, _, deltas in parts:
             rows = weight[row:row + w.shape[0]]
-            rows.copy_(w)
-            for b, a, scale in deltas:  # W + s B A, in fp32 where the adapter is (as a merge)
-                if b.dtype == rows.dtype:
-                    rows.addmm_(b, a, alpha=scale)
-                else:
-                    rows.add_(torch.mm(b, a), alpha=scale)
+            if not deltas:
+                rows.copy_(w)
+            for i, (b, a, scale) in enumerate(deltas):  # W + s B A, summed in the adapter's
+                torch.add(rows if i else w, torch.mm(b, a), alpha=scale, out=rows)  # dtype
             row += w.shape[0]
         bias = None
         if any(b is not None for _, b, _ in parts):
