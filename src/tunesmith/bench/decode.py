@@ -15,6 +15,11 @@ import sys
 import time
 
 READ_MIB = 512  # the bandwidth probe's buffer: far larger than any cache
+DECODERS = {"lean": {"TUNESMITH_LEAN": "1", "TUNESMITH_PACKED_LINEAR": "1"},
+            "packed": {"TUNESMITH_LEAN": "0", "TUNESMITH_PACKED_LINEAR": "1"},
+            "plain": {"TUNESMITH_LEAN": "0", "TUNESMITH_PACKED_LINEAR": "0"}}
+"""The engine's decoding paths: ``infer/lean.py`` (with its packed weights), transformers'
+modules with prepacked linear layers (``infer/packed.py``), or neither."""
 
 
 def memory_bandwidth(seconds: float = 1.0) -> float:
@@ -54,21 +59,22 @@ def prompts(rows: int) -> list[list[dict]]:
 
 
 def run_decode(dtype: str, batch: int, conversations: list, new_tokens: int,
-               packed: bool = True) -> dict:
-    """tokens/s of the engine on ``conversations`` (greedy), and the mean context per row;
-    ``packed=False`` loads the engine without prepacked linear layers (``infer/packed.py``)."""
+               decoder: str = "lean") -> dict:
+    """tokens/s of the engine on ``conversations`` (greedy), and the mean context per row, with
+    the decoding path ``decoder`` (one of :data:`DECODERS`)."""
     from ..config import load_config
     from ..infer.engine import GenParams
     from ..infer.load import load_engine
 
-    before = os.environ.get("TUNESMITH_PACKED_LINEAR")
-    os.environ["TUNESMITH_PACKED_LINEAR"] = "1" if packed else "0"
+    before = {key: os.environ.get(key) for key in DECODERS[decoder]}
+    os.environ.update(DECODERS[decoder])
     try:
         engine = load_engine(load_config(None, {"dtype": dtype}))
     finally:
-        os.environ.pop("TUNESMITH_PACKED_LINEAR")
-        if before is not None:
-            os.environ["TUNESMITH_PACKED_LINEAR"] = before
+        for key, value in before.items():
+            os.environ.pop(key)
+            if value is not None:
+                os.environ[key] = value
     engine.generate(conversations[0], GenParams(max_new_tokens=4))  # warm-up
     start = time.perf_counter()
     outs = engine.batch_generate(conversations, GenParams(max_new_tokens=new_tokens),
@@ -76,21 +82,23 @@ def run_decode(dtype: str, batch: int, conversations: list, new_tokens: int,
     seconds = time.perf_counter() - start
     tokens = sum(o.completion_tokens for o in outs)
     context = sum(o.prompt_tokens + o.completion_tokens / 2 for o in outs) / len(outs)
-    return {"dtype": dtype, "packed": packed, "batch": batch, "tokens": tokens,
+    used = "lean" if getattr(engine, "lean", None) is not None else \
+        ("plain" if decoder == "plain" else "packed")
+    return {"dtype": dtype, "decoder": used, "batch": batch, "tokens": tokens,
             "seconds": round(seconds, 2),
             "tokens_per_s": round(tokens / seconds, 1), "mean_context": round(context),
             "config": engine.model.config}
 
 
 def bench_decode(dtypes=("fp32", "bf16"), batches=(8, 32), rows: int = 32,
-                 new_tokens: int = 256, packed=(True,)) -> dict:
-    """Every (batch, dtype, packed) once, interleaved, with its bandwidth limit."""
+                 new_tokens: int = 256, decoders=("lean",)) -> dict:
+    """Every (batch, dtype, decoder) once, interleaved, with its bandwidth limit."""
     bandwidth = memory_bandwidth()
     conversations = prompts(rows)
     results = []
     for batch in batches:
-        for dtype, pack in [(d, p) for d in dtypes for p in packed]:
-            r = run_decode(dtype, batch, conversations, new_tokens, pack)
+        for dtype, decoder in [(d, p) for d in dtypes for p in decoders]:
+            r = run_decode(dtype, batch, conversations, new_tokens, decoder)
             size = step_bytes(r.pop("config"), 4 if dtype == "fp32" else 2, batch, r["mean_context"])
             limit = batch * bandwidth / size["total"]
             results.append({**r, "step_mib": round(size["total"] / 2**20, 1),
@@ -104,10 +112,10 @@ def bench_decode(dtypes=("fp32", "bf16"), batches=(8, 32), rows: int = 32,
 def format_decode(result: dict) -> str:
     lines = [f"memory read bandwidth: {result['bandwidth_gb_s']} GB/s; {result['rows']} W2 prompts, "
              f"greedy, up to {result['new_tokens']} new tokens",
-             f"{'dtype':>6} {'packed':>6} {'batch':>5} {'tokens':>7} {'s':>7} {'tok/s':>7} {'step MiB':>9} "
+             f"{'dtype':>6} {'decoder':>7} {'batch':>5} {'tokens':>7} {'s':>7} {'tok/s':>7} {'step MiB':>9} "
              f"{'limit tok/s':>11} {'of limit':>8}"]
     for r in result["runs"]:
-        lines.append(f"{r['dtype']:>6} {'yes' if r.get('packed', True) else 'no':>6} "
+        lines.append(f"{r['dtype']:>6} {r.get('decoder', 'packed'):>7} "
                      f"{r['batch']:>5} {r['tokens']:>7} {r['seconds']:>7} "
                      f"{r['tokens_per_s']:>7} {r['step_mib']:>9} {r['limit_tokens_per_s']:>11} "
                      f"{100 * r['share_of_limit']:>7.0f}%")

@@ -40,7 +40,9 @@ class Peer:
 PEERS = {
     "trl": Peer("trl", ("trl==1.16.*", "peft", "accelerate", "datasets"), "trl_child.py",
                 stage_scripts=(("dpo", "trl_dpo_child.py"),)),
-    "llamafactory": Peer("llamafactory", ("llamafactory==0.9.5",), "lf_child.py",
+    # jieba, nltk, rouge-chinese: its requirements/metrics.txt, which --do_predict imports
+    "llamafactory": Peer("llamafactory", ("llamafactory==0.9.5", "jieba", "nltk", "rouge-chinese"),
+                         "lf_child.py",
                          torch_dance=True, stub_torchaudio=True,
                          stage_scripts=(("dpo", "lf_dpo_child.py"),)),
 }

@@ -46,9 +46,10 @@ def add_arguments(parser) -> None:
     d.add_argument("--batches", default="8,32", help="comma list of rows decoded together")
     d.add_argument("--rows", type=int, default=32, help="W2 prompts generated for")
     d.add_argument("--max-new-tokens", type=int, default=256, help="new tokens per row")
-    d.add_argument("--packed", default="on",
-                   help="on, off or on,off: decode with prepacked linear layers (infer/packed.py), "
-                        "without, or both interleaved")
+    d.add_argument("--decoders", default="lean",
+                   help="comma list, interleaved: lean (infer/lean.py: fused, prepacked weights; "
+                        "the default where it covers the model), packed (transformers' modules "
+                        "with prepacked linear layers, infer/packed.py), plain (neither)")
     p = sub.add_parser("predict", help="batched generation on W2 rows, against LLaMA-Factory")
     p.add_argument("--rows", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=256)
@@ -130,17 +131,17 @@ def _peak(args) -> int:
 
 
 def _decode(args) -> int:
-    from ..bench.decode import bench_decode, format_decode
+    from ..bench.decode import DECODERS, bench_decode, format_decode
 
     from ..errors import ConfigError
 
-    packed = [p for p in args.packed.split(",") if p]
-    if not packed or set(packed) - {"on", "off"}:
-        raise ConfigError(f"--packed: on, off or on,off, not '{args.packed}'")
+    decoders = [p for p in args.decoders.split(",") if p]
+    if not decoders or set(decoders) - set(DECODERS):
+        raise ConfigError(f"--decoders: a comma list of {', '.join(DECODERS)}, "
+                          f"not '{args.decoders}'")
     result = bench_decode([d for d in args.dtypes.split(",") if d],
                           [int(b) for b in args.batches.split(",") if b], args.rows,
-                          args.max_new_tokens,
-                          [p == "on" for p in packed])
+                          args.max_new_tokens, decoders)
     print(format_decode(result))
     return 0
 

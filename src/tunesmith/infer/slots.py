@@ -110,7 +110,6 @@ class HFDecoder:
         kv_heads = getattr(config, "num_key_value_heads", None) or heads
         param = next(model.parameters())
         dtype = param.dtype if param.dtype in (torch.float32, torch.bfloat16, torch.float16) else torch.float32
-        dtype = lean.cache_dtype if lean is not None else dtype
         self.cache = SlotCache(config.num_hidden_layers, capacity, kv_heads, head_dim, dtype,
                                param.device)
         self.device, self.mask_dtype = param.device, dtype
