@@ -155,7 +155,7 @@ class LeanForward:
         if getattr(config, "hidden_act", "silu") != "silu":
             raise Unsupported(f"activation {config.hidden_act!r}")
         core = base.model
-        self.embed, self.rotary, self.head_module = core.embed_tokens, core.rotary_emb, base.lm_head
+        self.embed, self.rotary = core.embed_tokens, core.rotary_emb
         self.eps = core.norm.variance_epsilon
         self.norm = core.norm.weight.detach()
         attn = core.layers[0].self_attn
@@ -203,8 +203,8 @@ class LeanForward:
     @torch.inference_mode()
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
                  cache) -> torch.Tensor:
-        # the dtypes are chosen here: a training run's autocast (rollouts run under it) would
-        # turn the fp32 attention products into slower bf16 ones and add casts
+        # the dtypes are the weights' own: a training run's autocast (rollouts run under it)
+        # would cast an fp32 model's attention to bf16 and add casts around every product
         with torch.autocast("cpu", enabled=False):
             return self._forward(ids, positions, mask, cache)
 

@@ -86,6 +86,16 @@ def test_lean_logits_and_tokens_equal_the_models_own(family, tokenizer):
     assert all(len(c.token_ids) for c in got)
 
 
+def test_bf16_logits_stay_within_bf16_rounding_of_the_models_own(tokenizer):
+    """In bf16 the fused kernels round differently, so only closeness is expected."""
+    model = with_lora(tiny("qwen2", tokenizer)).to(torch.bfloat16)
+    ours, theirs = engine(model, tokenizer, True), engine(model, tokenizer, False)
+    for a, b in zip(step_logits(ours, PROMPTS, 4), step_logits(theirs, PROMPTS, 4)):
+        scale = b.abs().max()
+        assert (a - b).abs().max() <= 0.03 * scale + 0.02
+        assert (a.argmax(-1) == b.argmax(-1)).float().mean() >= 0.6
+
+
 def test_adapter_is_folded_into_copies_and_the_model_is_untouched(tokenizer):
     model = with_lora(tiny("llama", tokenizer))
     before = {k: v.clone() for k, v in model.state_dict().items()}
