@@ -25,6 +25,11 @@ from tunesmith.train.checkpoint import complete_checkpoints
 REPO = Path(__file__).resolve().parents[2]
 
 TOL = 1e-5
+# FSDP reduce-scatters the gradients in its own order and steps the optimizer on its shards: the
+# fp32 sums differ from one process's in the last bits, and three Adam steps at lr 1e-2 carry
+# that into the adapter at up to ~1e-5 (1.03e-5 measured on an Intel AMX machine); a wrong
+# gradient (unreduced, a missing shard) moves it by orders of magnitude more
+FSDP_ADAPTER_TOL = 5e-5
 
 
 def _port() -> int:
@@ -120,8 +125,8 @@ def test_fsdp_on_two_cpu_ranks_checkpoints_resumes_and_exports_the_unsharded_ada
     got, ref = losses(out), losses(nodes.ref)
     assert got.keys() == ref.keys() and max(abs(got[s] - ref[s]) for s in ref) < TOL
     for sub in ("checkpoint-2", "checkpoint-3", ""):
-        assert max_abs_diff(adapter(out / sub), adapter(nodes.ref / sub)) < TOL
-    assert _merged_diff(nodes, out) < TOL
+        assert max_abs_diff(adapter(out / sub), adapter(nodes.ref / sub)) < FSDP_ADAPTER_TOL
+    assert _merged_diff(nodes, out) < FSDP_ADAPTER_TOL
 
 
 def _merged_diff(nodes, out: Path) -> float:
