@@ -1,9 +1,11 @@
 """Sampling completions from the policy being trained, with the same engine as ``chat``.
 
 ``infer_backend: hf`` wraps the training model itself in the HF engine (batched, KV cache, stops
-at end-of-turn). With ``rollout_merge`` (auto: where a copy of the adapted weights fits) the
-LoRA adapter is merged into the base weights for the generation and the base weights are put back
-exactly afterwards: decoding then runs one matmul per layer instead of three, with no casts.
+at end-of-turn). With ``rollout_merge`` (auto: where a copy of the adapted weights fits) each
+generation decodes from a copy with the LoRA adapter folded in: the lean decoder's fused weights
+(``infer/lean.py``) where it covers the model, else the adapter merged into the base weights and
+the base weights put back exactly afterwards; either way one matmul per layer instead of three,
+with no casts.
 ``infer_backend: vllm`` (GPU) runs a colocated ``vllm.LLM`` whose weights are refreshed from the
 policy before each generation (LoRA deltas added to copies of the base weights), as TRL's
 colocate mode does.
@@ -169,8 +171,8 @@ class PolicySampler:
 
 
 def hf_sampler(model, tokenizer, template, merge: bool = False, log=None) -> PolicySampler:
-    """The training model itself behind the HF engine (linear layers prepacked for each
-    generation on a CPU where the copies fit: ``infer/packed.py``)."""
+    """The training model itself behind the HF engine; with ``merge``, each generation decodes
+    from a copy with the adapter folded in (see :class:`PolicySampler`)."""
     from ..infer.hf import HFEngine
     from ..infer.packed import choose_packing
 
