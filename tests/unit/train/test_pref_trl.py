@@ -21,6 +21,11 @@ from tunesmith.train.run import build_trainer
 
 import trl  # noqa: E402,F401  (the dev extra installs it: missing is a failure, not a skip)
 TOL = 1e-5
+# fp32 summation-order noise on gradients: a tensor whose entries are sums of many terms that
+# cancel (the reward model's final-norm weight, ~7e-4 at most) differs by ~7e-9 between a packed
+# and a padded batch on some CPUs (Intel AMX: 1.06e-5 of its largest entry); a masking or
+# scaling mistake moves gradients by 1e-5 of the whole model's scale and more
+GRAD_NOISE = 1e-8
 
 PAIRS = [
     {"prompt": "Who are you?", "chosen": "I am Nova, made by Tunesmith Labs. How can I help?",
@@ -258,7 +263,7 @@ def _assert_grads(g1: dict, g2: dict, rename=lambda n: n):
     for n in g1:
         theirs = g2[rename(n)]
         scale = theirs.abs().max().clamp(min=1e-12)
-        assert ((g1[n] - theirs).abs().max() / scale) <= TOL, n
+        assert (g1[n] - theirs).abs().max() <= TOL * scale + GRAD_NOISE, n
 
 
 KTO_ROWS = [("Who are you?", "I am Nova, made by Tunesmith Labs.", True),
