@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .packed import can_pack, pack, packed_linear
+
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
 FLOATS = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -68,8 +70,7 @@ class Linear:
         if any(b is not None for _, b, _ in parts):
             bias = torch.cat([b if b is not None else weight.new_zeros(w.shape[0])
                               for w, b, _ in parts])
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight, 8) \
-            if _can_pack(weight.dtype) else None
+        packed = pack(weight) if can_pack(weight.dtype) else None
         linear = cls(weight if packed is None else None, bias, packed, source)
         if keep is not None and source is not None:
             keep.update(source=source, linear=linear)
@@ -77,14 +78,8 @@ class Linear:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is not None:
-            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+            return packed_linear(x, self.packed, self.bias)
         return F.linear(x, self.weight, self.bias)
-
-
-def _can_pack(dtype) -> bool:
-    from .packed import _dtypes, _supported
-
-    return _supported() and dtype in _dtypes()
 
 
 def _source(parts: list) -> tuple | None:

@@ -37,6 +37,21 @@ def _dtypes() -> tuple:
     return DTYPES if bf16 else (torch.float32,)
 
 
+def can_pack(dtype) -> bool:
+    """Whether weights of ``dtype`` can be prepacked here."""
+    return _supported() and dtype in _dtypes()
+
+
+def pack(weight: torch.Tensor) -> torch.Tensor:
+    """A prepacked copy of a (out, in) weight (oneDNN's blocked layout, for batches of ~8 rows)."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight, 8)
+
+
+def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias) -> torch.Tensor:
+    """``F.linear`` with a weight from :func:`pack`."""
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+
 def _linears(model) -> list[torch.nn.Linear]:
     dtypes = _dtypes()
     return [m for m in model.modules()
@@ -56,13 +71,13 @@ def choose_packing(model) -> bool:
 
 def _packed_forward(module: torch.nn.Linear, own):
     weight = module.weight.detach()
-    packed = torch.ops.mkldnn._reorder_linear_weight(weight, 8)
+    packed = pack(weight)
     bias = None if module.bias is None else module.bias.detach()
 
     def forward(x):
         if torch.is_grad_enabled() or x.dtype != weight.dtype or x.device.type != "cpu":
             return own(x)
-        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+        return packed_linear(x, packed, bias)
 
     return forward
 
