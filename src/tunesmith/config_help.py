@@ -138,7 +138,7 @@ KEY_HELP = {
     "seed": "random seed (data order, dropout, init)",
     "bf16": "force bf16 (default: automatic)",
     "fp16": "force fp16 (GPU; default: automatic)",
-    "gradient_checkpointing": "auto (default: on only when the estimated peak would not fit in the free memory; `tunesmith train` prints the choice), true (recompute activations in backward: less memory, ~1.3x slower), false",
+    "gradient_checkpointing": "auto (default: off when the run fits and activations are at most half the estimated peak; selective when they are more, or when only that fits; full when only full fits; `tunesmith train` prints the choice and why), selective (keep the matrix products' and attention's outputs, recompute the element-wise work between them: ~45% less activation memory, ~6% slower), true (full: recompute every layer's forward in backward: least memory, ~1.3x slower), false",
     "logging_steps": "log every N steps (a value below 1: that fraction of the run's steps); the last step is always logged",
     "eval_strategy": "no, steps or epoch",
     "eval_steps": "evaluate every N steps",

@@ -20,20 +20,22 @@ class Variant:
     dtype: str  # "fp32" | "bf16"
     packing: bool
     fast_loss: bool
-    checkpointing: bool
+    checkpointing: bool | str  # True: full, "selective" (train/checkpointing.py), False: off
     attn: str = "sdpa"
     autocast: bool = False  # bf16 autocast, adapters fed bf16 inputs (only with bf16 weights)
     compile: bool = False  # torch_compile: decoder layers compiled (train/compile.py)
 
 
-# Each variant adds one technique to the one before it (the last two: without checkpointing, and
-# the baseline with fp32 weights), so every step's gain is visible.
+# Each variant adds one technique to the one before it (the last three: selective checkpointing,
+# none, and the baseline with fp32 weights), so every step's gain is visible.
 VARIANTS = {
     "padded": Variant("padded, full logits, sdpa, ckpt (peers' setting)", "auto", False, False, True),
     "pack": Variant("+ packing", "auto", True, False, True),
     "pack+fast": Variant("+ labelled-only fused loss", "auto", True, True, True),
     "hybrid": Variant("+ hybrid attention", "auto", True, True, True, "hybrid"),
     "autocast": Variant("+ bf16 autocast adapters", "auto", True, True, True, "hybrid", True),
+    "selective": Variant("all of it, selective ckpt", "auto", True, True, "selective", "hybrid",
+                         True),
     "no-ckpt": Variant("all of it, no ckpt", "auto", True, True, False, "hybrid", True),
     "fp32": Variant("padded, full logits, ckpt, fp32 weights", "fp32", False, False, True),
     # the dtype question on its own: everything above, in each weight dtype (not in the default
@@ -46,7 +48,7 @@ VARIANTS = {
     "all-fp32-compiled": Variant("all of it with ckpt, fp32, layers compiled", "fp32", True,
                                  True, True, "hybrid", False, True),
 }
-DEFAULT = ("padded", "pack", "pack+fast", "hybrid", "autocast", "no-ckpt", "fp32")
+DEFAULT = ("padded", "pack", "pack+fast", "hybrid", "autocast", "selective", "no-ckpt", "fp32")
 
 
 def workload_examples(workload: str, n_rows: int):
@@ -78,9 +80,9 @@ def _model(path, variant: Variant):
                                                  attn_implementation=attn_implementation(variant.attn))
     model.config.use_cache = False
     if variant.checkpointing:
-        from ..train.model import enable_checkpointing
+        from ..train.checkpointing import enable_checkpointing
 
-        enable_checkpointing(model)
+        enable_checkpointing(model, "selective" if variant.checkpointing == "selective" else "full")
     torch.manual_seed(0)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
     model.train()

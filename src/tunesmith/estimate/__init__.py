@@ -147,6 +147,11 @@ def _without_auto(cfg):
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, gradient_checkpointing=False))
 
 
+def _mode(value) -> bool | str:
+    """A ``gradient_checkpointing`` value as the memory model takes it (``auto``: off)."""
+    return value if value in (True, "selective") else False
+
+
 def describe_precision(cfg: RunConfig, weights: str, compute: str | None) -> str:
     """``weights bf16, bf16 autocast, attention sdpa``: what training will choose (GPU rules
     when ``compute`` is set; the CPU's otherwise), as ``tunesmith env`` shows it."""
@@ -208,7 +213,7 @@ def estimate_run(cfg: RunConfig, gpu_mb: float | None = None, examples=None) -> 
     fused = auto_chunk(shapes.vocab) if fast and counts.head_fusable else None
     memory = estimate_memory(counts, shapes, tokens=data.batch_tokens, longest=data.longest,
                              logit_positions=data.batch_labels if fast else data.batch_tokens,
-                             ckpt=cfg.train.gradient_checkpointing is True,
+                             ckpt=_mode(cfg.train.gradient_checkpointing),
                              file_mb=checkpoint_file_mb(path), device="cpu" if device == "cpu" else "gpu",
                              fused_chunk=fused, compute_dtype=compute)
     choice = None

@@ -6,7 +6,10 @@ layer shapes. What autograd saves was counted with saved-tensor hooks on the bun
 bf16 autocast): about ``A_HIDDEN`` hidden-size plus ``A_INTER`` intermediate-size values per
 token per layer (a frozen linear saves no input; norms keep fp32 copies); the math attention
 path of short rows also keeps the T x T probabilities. With gradient checkpointing only each
-layer's input stays, plus one layer's set during its recompute. Rows longer than the hybrid
+layer's input stays, plus one layer's set during its recompute; selective checkpointing
+(train/checkpointing.py) keeps the products' outputs, about ``A_SEL_HIDDEN`` hidden-size plus
+``A_SEL_INTER`` intermediate-size values (the layer input, q/k/v, attention and o/down outputs;
+gate and up), plus one layer's full set during its recompute. Rows longer than the hybrid
 attention's threshold go through sdpa, whose backward holds fp32 T x T buffers for one layer
 (``ATTN_BWD_COPIES``). On CPU the peak is the process's resident set, which exceeds the live
 tensors (gradients of activations in flight, freed blocks the allocator keeps): ``ACT_RSS``
@@ -26,6 +29,8 @@ MIB = 2**20
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 A_HIDDEN = 9  # saved hidden-size values per token per layer (counted, see module doc)
 A_INTER = 4.5  # saved intermediate-size values per token per layer (counted)
+A_SEL_HIDDEN = 6  # kept by selective checkpointing (counted from the operations it keeps)
+A_SEL_INTER = 2
 ATTN_BWD_COPIES = 9  # fp32 T x T values per head and token held by sdpa's backward (fitted)
 ACT_RSS = 1.8  # resident bytes per saved activation byte on CPU (fitted)
 LOGIT_COPIES = 3.5  # bf16 logits, their fp32 copy, log-softmax and its gradient (allocated)
@@ -75,8 +80,12 @@ class MemoryEstimate:
     overhead_mb: float
     peak_mb: float
     peak_if_ckpt_toggled_mb: float
-    checkpointing: bool = False
+    checkpointing: bool | str = False  # as chosen: False, True (full) or "selective"
     loading_mb: float = 0.0  # resident while the checkpoint is read and converted (CPU)
+    activations_selective_mb: float = 0.0
+    peak_off_mb: float = 0.0  # the expected peak in each checkpointing mode
+    peak_selective_mb: float = 0.0
+    peak_full_mb: float = 0.0
 
     def as_dict(self) -> dict:
         return {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -89,11 +98,12 @@ def model_shapes(config) -> Shapes:
                   text.num_attention_heads, text.vocab_size)
 
 
-def activation_bytes(shapes: Shapes, tokens: int, longest: int, dtype: str, ckpt: bool,
+def activation_bytes(shapes: Shapes, tokens: int, longest: int, dtype: str, ckpt: bool | str,
                      math_attention: bool = True) -> float:
     """Saved activations for one batch of ``tokens`` tokens (rows up to ``longest`` long).
 
     Args:
+        ckpt: False, True (full checkpointing) or ``"selective"``.
         math_attention: short rows take the math attention path (the CPU's hybrid kernel),
             which keeps T x T probabilities; a GPU's sdpa/flash kernels keep none.
     """
@@ -101,6 +111,9 @@ def activation_bytes(shapes: Shapes, tokens: int, longest: int, dtype: str, ckpt
     per_layer = tokens * (A_HIDDEN * shapes.hidden + A_INTER * shapes.intermediate) * b
     if math_attention and longest <= SHORT_KV:  # keeps its probabilities (+ fp32 softmax input)
         per_layer += tokens * longest * shapes.heads * (b + 4)
+    if ckpt == "selective":
+        kept = tokens * (A_SEL_HIDDEN * shapes.hidden + A_SEL_INTER * shapes.intermediate) * b
+        return shapes.layers * kept + per_layer
     if ckpt:
         return shapes.layers * tokens * shapes.hidden * b + per_layer
     return shapes.layers * per_layer
@@ -120,7 +133,7 @@ def logits_bytes(shapes: Shapes, positions: int, fused_chunk: int | None = None,
 
 
 def estimate_memory(counts: ParamCounts, shapes: Shapes, *, tokens: int, longest: int,
-                    logit_positions: int, ckpt: bool, file_mb: float, device: str,
+                    logit_positions: int, ckpt: bool | str, file_mb: float, device: str,
                     fused_chunk: int | None = None,
                     compute_dtype: str | None = None) -> MemoryEstimate:
     """Every term in MiB, and the expected peak (RSS on CPU, allocated memory on a GPU).
@@ -138,17 +151,17 @@ def estimate_memory(counts: ParamCounts, shapes: Shapes, *, tokens: int, longest
     # a GPU's fused attention kernels hold no T x T buffers (the CPU's math/sdpa paths do)
     transient = attention_transient_bytes(shapes, tokens, longest) if cpu else 0.0
     act_dtype = compute_dtype or counts.frozen_dtype  # autocast computes in 16 bits on a GPU
-    act = scale * activation_bytes(shapes, tokens, longest, act_dtype, ckpt, cpu) + transient
-    act_other = scale * activation_bytes(shapes, tokens, longest, act_dtype, not ckpt,
-                                         cpu) + transient
+    act = {mode: scale * activation_bytes(shapes, tokens, longest, act_dtype, mode, cpu)
+           + transient for mode in (False, "selective", True)}
     logits = logits_bytes(shapes, logit_positions, fused_chunk,
                           CPU_LOGIT_COPIES if cpu else LOGIT_COPIES)
     overhead = RUNTIME_MB if cpu else CUDA_CONTEXT_MB
     fixed = (weights + grads + optim + logits) / MIB + overhead
     # loading: the checkpoint file's pages and the converted weights are resident together
     load = overhead + file_mb + weights / MIB if cpu else 0.0
-    return MemoryEstimate(weights / MIB, grads / MIB, optim / MIB,
-                          act / MIB if not ckpt else act_other / MIB,
-                          act / MIB if ckpt else act_other / MIB, logits / MIB, overhead,
-                          max(load, fixed + act / MIB), max(load, fixed + act_other / MIB), ckpt,
-                          load)
+    peak = {mode: max(load, fixed + a / MIB) for mode, a in act.items()}
+    ckpt = "selective" if ckpt == "selective" else bool(ckpt)
+    return MemoryEstimate(weights / MIB, grads / MIB, optim / MIB, act[False] / MIB,
+                          act[True] / MIB, logits / MIB, overhead, peak[ckpt],
+                          peak[False] if ckpt else peak[True], ckpt, load,
+                          act["selective"] / MIB, peak[False], peak["selective"], peak[True])

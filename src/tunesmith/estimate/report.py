@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 
+MODE_NAMES = {False: "off", "selective": "selective", True: "full"}
+
+
 def _mb(x: float) -> str:
     return f"{x / 1024:.2f} GiB" if x >= 1024 else f"{x:.0f} MiB"
 
@@ -25,14 +28,15 @@ def format_estimate(est, timing: dict | None = None) -> str:
         f"  weights        {_mb(m.weights_mb)}",
         f"  gradients      {_mb(m.gradients_mb)}",
         f"  optimizer      {_mb(m.optimizer_mb)} (AdamW, 2 states)",
-        f"  activations    {_mb(m.activations_mb)} without / {_mb(m.activations_ckpt_mb)} with "
-        "gradient checkpointing",
+        f"  activations    {_mb(m.activations_mb)} without / {_mb(m.activations_selective_mb)} "
+        f"selective / {_mb(m.activations_ckpt_mb)} full gradient checkpointing",
         f"  logits + loss  {_mb(m.logits_mb)}",
         f"  runtime        {_mb(m.overhead_mb)}",
         *([f"  while loading  {_mb(m.loading_mb)} (checkpoint file + converted weights)"]
           if m.loading_mb else []),
-        f"  expected peak  {_mb(m.peak_mb)} (gradient checkpointing {'on' if ckpt_on else 'off'}; "
-        f"{_mb(m.peak_if_ckpt_toggled_mb)} if {'off' if ckpt_on else 'on'})",
+        f"  expected peak  {_mb(m.peak_mb)} (gradient checkpointing {MODE_NAMES[ckpt_on]}; "
+        f"off {_mb(m.peak_off_mb)}, selective {_mb(m.peak_selective_mb)}, "
+        f"full {_mb(m.peak_full_mb)})",
     ]
     if est.checkpointing_choice:
         lines.append(f"  gradient_checkpointing: auto -> {est.checkpointing_choice}")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..config_parse import check_ranges
 from ..errors import ConfigError
+from ..train.checkpointing import checkpoint_mode
 from . import register_method, wrap_peft
 from .lora import target_modules
 
@@ -87,6 +88,6 @@ def apply_adalora(model, params: AdaLoraParams, cfg: RunConfig):
     total = params.adalora_total_step or cfg.train.max_steps
     if total <= 0:  # provisional; AdaLoraBudget sets the real length at train begin
         total = params.adalora_tinit + params.adalora_tfinal + 1
-    if cfg.train.gradient_checkpointing is True:
+    if checkpoint_mode(cfg.train.gradient_checkpointing):
         model.enable_input_require_grads()
     return wrap_peft(model, build_adalora_config(params, total), "adalora")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+from ..train.checkpointing import checkpoint_mode
 from . import register_method
 
 if TYPE_CHECKING:
@@ -37,6 +38,6 @@ def apply_bitfit(model, params: BitFitParams, cfg: RunConfig):
                           "parameters) or lora, or a model with biases (e.g. Qwen2 attention)")
     for name, p in model.named_parameters():
         p.requires_grad_(name in biases)
-    if cfg.train.gradient_checkpointing is True:
+    if checkpoint_mode(cfg.train.gradient_checkpointing):
         model.enable_input_require_grads()
     return model

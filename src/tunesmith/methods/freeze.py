@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+from ..train.checkpointing import checkpoint_mode
 from . import register_method
 
 if TYPE_CHECKING:
@@ -80,6 +81,6 @@ def apply_freeze(model, params: FreezeParams, cfg: RunConfig):
     prefixes = trainable_prefixes(model, params)
     for name, p in model.named_parameters():
         p.requires_grad_(any(name.startswith(pre) for pre in prefixes))
-    if cfg.train.gradient_checkpointing is True:
+    if checkpoint_mode(cfg.train.gradient_checkpointing):
         model.enable_input_require_grads()
     return model

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+from ..train.checkpointing import checkpoint_mode
 from . import register_method, wrap_peft
 from .lora import target_modules
 
@@ -47,6 +48,6 @@ def build_ia3_config(params: IA3Params):
 @register_method("ia3", IA3Params, summary="learned scaling vectors on keys, values and FFN (IA3)")
 def apply_ia3(model, params: IA3Params, cfg: RunConfig):
     """Wrap ``model`` with peft's ``IA3Config``."""
-    if cfg.train.gradient_checkpointing is True:
+    if checkpoint_mode(cfg.train.gradient_checkpointing):
         model.enable_input_require_grads()
     return wrap_peft(model, build_ia3_config(params), "ia3")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..config_parse import check_ranges
 from ..errors import ConfigError
+from ..train.checkpointing import checkpoint_mode
 from . import register_method, wrap_peft
 
 if TYPE_CHECKING:
@@ -184,7 +185,7 @@ def for_device(model, params: LoraParams) -> LoraParams:
 def apply_lora(model, params: LoraParams, cfg: RunConfig):
     """Wrap ``model`` with a LoRA adapter; returns the ``PeftModel``."""
     params = for_device(model, params)
-    if cfg.train.gradient_checkpointing is True:
+    if checkpoint_mode(cfg.train.gradient_checkpointing):
         model.enable_input_require_grads()
     model = wrap_peft(model, build_lora_config(params, model), "lora")
     save_init_adapter(model, params, cfg)

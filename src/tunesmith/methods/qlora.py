@@ -12,9 +12,15 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..train.checkpointing import checkpoint_kwargs, checkpoint_mode
 from . import register_method, wrap_peft
-from .lora import (LoraParams, build_lora_config, convert_saved_adapter, for_device,
-                   save_init_adapter)
+from .lora import (
+    LoraParams,
+    build_lora_config,
+    convert_saved_adapter,
+    for_device,
+    save_init_adapter,
+)
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -40,9 +46,10 @@ def apply_qlora(model, params: QLoraParams, cfg: RunConfig):
     params = for_device(model, params)
     # bitsandbytes' 8-bit matmul warns on every call that fp32 inputs are cast to fp16 (CPU).
     warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
+    mode = checkpoint_mode(cfg.train.gradient_checkpointing)
     model = prepare_model_for_kbit_training(
-        model, use_gradient_checkpointing=cfg.train.gradient_checkpointing is True,
-        gradient_checkpointing_kwargs={"use_reentrant": False})
+        model, use_gradient_checkpointing=mode is not None,
+        gradient_checkpointing_kwargs=checkpoint_kwargs(mode) if mode else None)
     model = wrap_peft(model, build_lora_config(params, model), "qlora")
     save_init_adapter(model, params, cfg)
     return model

@@ -193,6 +193,8 @@ def _base_kwargs(cfg) -> dict:
         kwargs["eval_steps"] = t.eval_steps
     if t.load_best_model_at_end and not t.metric_for_best_model:
         kwargs["metric_for_best_model"] = "eval_loss"
+    # full checkpointing through the Trainer; selective is enabled on the model at load time
+    # (train/model.py): its policy is a function, which TrainingArguments cannot serialize
     kwargs["gradient_checkpointing"] = t.gradient_checkpointing is True  # auto: train/auto.py
     if t.gradient_checkpointing is True:
         kwargs["gradient_checkpointing_kwargs"] = {"use_reentrant": False}

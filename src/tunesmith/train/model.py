@@ -1,4 +1,5 @@
-"""The model as training needs it: dtype, optional k-bit quantization, gradient checkpointing."""
+"""The model as training needs it: dtype, optional k-bit quantization, activation checkpointing
+(full or selective: train/checkpointing.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..model.load import load_model
 from .arguments import training_dtype
+from .checkpointing import checkpoint_mode, enable_checkpointing
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -21,23 +23,14 @@ def load_for_training(cfg: RunConfig, path):
         quant = quantization_config(cfg.model, compute_dtype=dtype)
     model = load_model(cfg.model, dtype=dtype, path=path, quantization_config=quant)
     model.config.use_cache = False
-    if cfg.train.gradient_checkpointing is True:
-        enable_checkpointing(model)
+    mode = checkpoint_mode(cfg.train.gradient_checkpointing)
+    if mode:
+        enable_checkpointing(model, mode)
     if cfg.train.fast_loss:
         from .fast_loss import enable_fast_loss
 
         enable_fast_loss(model)
     return model
-
-
-def enable_checkpointing(model) -> None:
-    """Non-reentrant activation checkpointing of every decoder layer (transformers 5.x's
-    ``activation_checkpointing_enable``; the older name where that is missing)."""
-    kwargs = {"use_reentrant": False}
-    if hasattr(model, "activation_checkpointing_enable"):
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 @contextmanager

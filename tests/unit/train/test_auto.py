@@ -1,5 +1,5 @@
 """``packing: auto`` and ``gradient_checkpointing: auto``: the defaults, how they are decided, and
-that a run says which it chose."""
+that a run says which it chose (the three-way checkpointing choice: test_checkpointing.py)."""
 
 from __future__ import annotations
 
@@ -29,25 +29,6 @@ def test_auto_packing_pads_a_dense_batch_and_packs_a_ragged_one():
     ragged = collate([row(40), row(5), row(30), row(8)])
     assert "position_ids" in ragged and ragged["input_ids"].numel() < 4 * 40
     assert "attention_mask" in pad_or_pack(False, 0)([row(40), row(5)])
-
-
-def _memory(peak_off: float, peak_on: float):
-    from tunesmith.estimate.memory import MemoryEstimate
-
-    return MemoryEstimate(100.0, 1.0, 2.0, 500.0, 50.0, 10.0, 500.0, peak_off, peak_on)
-
-
-def test_checkpointing_auto_is_on_only_when_the_peak_would_not_fit():
-    from tunesmith.train.auto import choose_checkpointing
-
-    cfg = load_config(None, {})
-    memory, on, why = choose_checkpointing(cfg, _memory(2_000, 1_200), budget_mb=10_000)
-    assert not on and memory.peak_mb == 2_000 and why.startswith("off: ")
-    memory, on, why = choose_checkpointing(cfg, _memory(20_000, 1_200), budget_mb=10_000)
-    assert on and memory.checkpointing and memory.peak_mb == 1_200
-    assert "20,000 MiB" in why and "1,200 MiB" in why
-    prefix = load_config(None, {"method": "prefix"})
-    assert choose_checkpointing(prefix, _memory(20_000, 1_200), budget_mb=10_000)[1] is False
 
 
 def test_train_prints_its_automatic_choices(tiny_overrides, tmp_path, capsys):
