@@ -103,7 +103,7 @@ class TrainConfig:
     seed: int = 42
     bf16: bool | None = None
     fp16: bool | None = None
-    gradient_checkpointing: bool | Literal["auto", "selective"] = "auto"  # train/checkpointing.py
+    gradient_checkpointing: bool | Literal["auto", "selective"] = "auto"  # model/checkpointing.py
     logging_steps: float = 10  # a value < 1 is a fraction of the total steps (transformers)
     eval_strategy: str = "no"
     eval_steps: int | None = None

@@ -20,7 +20,7 @@ class Variant:
     dtype: str  # "fp32" | "bf16"
     packing: bool
     fast_loss: bool
-    checkpointing: bool | str  # True: full, "selective" (train/checkpointing.py), False: off
+    checkpointing: bool | str  # True: full, "selective" (model/checkpointing.py), False: off
     attn: str = "sdpa"
     autocast: bool = False  # bf16 autocast, adapters fed bf16 inputs (only with bf16 weights)
     compile: bool = False  # torch_compile: decoder layers compiled (train/compile.py)
@@ -80,7 +80,7 @@ def _model(path, variant: Variant):
                                                  attn_implementation=attn_implementation(variant.attn))
     model.config.use_cache = False
     if variant.checkpointing:
-        from ..train.checkpointing import enable_checkpointing
+        from ..model.checkpointing import enable_checkpointing
 
         enable_checkpointing(model, "selective" if variant.checkpointing == "selective" else "full")
     torch.manual_seed(0)

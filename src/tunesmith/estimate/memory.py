@@ -7,7 +7,7 @@ bf16 autocast): about ``A_HIDDEN`` hidden-size plus ``A_INTER`` intermediate-siz
 token per layer (a frozen linear saves no input; norms keep fp32 copies); the math attention
 path of short rows also keeps the T x T probabilities. With gradient checkpointing only each
 layer's input stays, plus one layer's set during its recompute; selective checkpointing
-(train/checkpointing.py) keeps the products' outputs, about ``A_SEL_HIDDEN`` hidden-size plus
+(model/checkpointing.py) keeps the products' outputs, about ``A_SEL_HIDDEN`` hidden-size plus
 ``A_SEL_INTER`` intermediate-size values (the layer input, q/k/v, attention and o/down outputs;
 gate and up), plus one layer's full set during its recompute. Rows longer than the hybrid
 attention's threshold go through sdpa, whose backward holds fp32 T x T buffers for one layer

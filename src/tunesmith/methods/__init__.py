@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..config_parse import build_typed

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..config_parse import check_ranges
 from ..errors import ConfigError
-from ..train.checkpointing import checkpoint_mode
+from ..model.checkpointing import checkpoint_mode
 from . import register_method, wrap_peft
 from .lora import target_modules
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from ..train.checkpointing import checkpoint_mode
+from ..model.checkpointing import checkpoint_mode
 from . import register_method
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from ..train.checkpointing import checkpoint_mode
+from ..model.checkpointing import checkpoint_mode
 from . import register_method, wrap_peft
 from .lora import target_modules
 

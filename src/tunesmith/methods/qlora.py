@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..train.checkpointing import checkpoint_kwargs, checkpoint_mode
+from ..model.checkpointing import checkpoint_kwargs, checkpoint_mode
 from . import register_method, wrap_peft
 from .lora import (
     LoraParams,

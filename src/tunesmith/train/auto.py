@@ -5,7 +5,7 @@ estimate``'s memory model) of the peak in each, against the memory this machine 
 ``--gpu`` size an estimate is asked for):
 - off, when it fits and the activations are at most ``ACTIVATIONS_SHARE`` of that peak: there is
   little for checkpointing to save;
-- selective (train/checkpointing.py), when the activations are most of the peak, or when only
+- selective (model/checkpointing.py), when the activations are most of the peak, or when only
   checkpointing makes it fit: it keeps the products' outputs and recomputes the element-wise work,
   about 45% less activation memory for about 6% of the speed (docs/performance.md);
 - full, when selective does not fit either: it recomputes every layer's forward in the backward

@@ -1,14 +1,14 @@
 """The model as training needs it: dtype, optional k-bit quantization, activation checkpointing
-(full or selective: train/checkpointing.py)."""
+(full or selective: model/checkpointing.py)."""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from ..model.checkpointing import checkpoint_mode, enable_checkpointing
 from ..model.load import load_model
 from .arguments import training_dtype
-from .checkpointing import checkpoint_mode, enable_checkpointing
 
 if TYPE_CHECKING:
     from ..config import RunConfig

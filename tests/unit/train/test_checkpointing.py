@@ -12,7 +12,7 @@ from tunesmith.config import load_config
 from tunesmith.data.packing import PackingCollator
 from tunesmith.errors import ConfigError
 from tunesmith.estimate.memory import MemoryEstimate
-from tunesmith.train import checkpointing
+from tunesmith.model import checkpointing
 
 from ..test_packing import rows, tiny_llama
 
