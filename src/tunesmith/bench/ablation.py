@@ -80,9 +80,9 @@ def _model(path, variant: Variant):
                                                  attn_implementation=attn_implementation(variant.attn))
     model.config.use_cache = False
     if variant.checkpointing:
-        from ..model.checkpointing import enable_checkpointing
+        from ..model.checkpointing import checkpoint_mode, enable_checkpointing
 
-        enable_checkpointing(model, "selective" if variant.checkpointing == "selective" else "full")
+        enable_checkpointing(model, checkpoint_mode(variant.checkpointing))
     torch.manual_seed(0)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
     model.train()

@@ -149,7 +149,10 @@ def _without_auto(cfg):
 
 def _mode(value) -> bool | str:
     """A ``gradient_checkpointing`` value as the memory model takes it (``auto``: off)."""
-    return value if value in (True, "selective") else False
+    from ..model.checkpointing import FULL, checkpoint_mode
+
+    mode = checkpoint_mode(value)
+    return True if mode == FULL else (mode or False)
 
 
 def describe_precision(cfg: RunConfig, weights: str, compute: str | None) -> str:

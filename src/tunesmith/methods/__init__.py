@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..config_parse import build_typed
 from ..errors import ConfigError
+from ..model.checkpointing import checkpoint_mode
 from ..model.signature import write_base_signature
 from ..registry import Registry
 
@@ -103,7 +104,7 @@ def validate_method(cfg: RunConfig) -> None:
     cfg.method.params = {k: getattr(params, k) for k in cfg.method.params}
     if method.quantize_base and cfg.model.quantization_bit is None:
         cfg.model.quantization_bit = 4
-    if cfg.train.gradient_checkpointing in (True, "selective") and not method.gradient_checkpointing:
+    if checkpoint_mode(cfg.train.gradient_checkpointing) and not method.gradient_checkpointing:
         raise ConfigError(f"method '{method.name}' does not work with gradient_checkpointing "
                           "(peft's limitation); set gradient_checkpointing: false")
     if cfg.model.quantization_bit and not method.quantize_base:

@@ -15,6 +15,7 @@ from tunesmith.estimate.memory import MemoryEstimate
 from tunesmith.model import checkpointing
 
 from ..test_packing import rows, tiny_llama
+from .test_compile import loss_and_grads as _loss_and_grads
 
 
 def _model(mode):
@@ -28,14 +29,6 @@ def _model(mode):
                                             init_lora_weights=False))
     model.train()
     return model
-
-
-def _loss_and_grads(model, batch):
-    model.zero_grad()
-    loss = model(**batch).loss
-    loss.backward()
-    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
-                           if p.requires_grad}
 
 
 @pytest.mark.parametrize("mode", [checkpointing.SELECTIVE, checkpointing.FULL])
