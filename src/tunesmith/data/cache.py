@@ -98,7 +98,10 @@ def load(key: str, root: Path | None = None) -> tuple[list[Example], DataReport]
                   for n in ("ids", "labels", "offsets", "truncated", "rows", "flags")}
     except (OSError, ValueError):
         return None
-    os.utime(entry)  # recently used: pruned last
+    try:
+        os.utime(entry)  # recently used: pruned last
+    except OSError:  # a concurrent run replaced or pruned it after we read it: what we read is whole
+        pass
     ids, labels, offsets = arrays["ids"].tolist(), arrays["labels"].tolist(), arrays["offsets"].tolist()
     examples = [Example(ids[a:b], labels[a:b], bool(t), int(r), int(f))
                 for a, b, t, r, f in zip(offsets[:-1], offsets[1:], arrays["truncated"],
@@ -107,7 +110,7 @@ def load(key: str, root: Path | None = None) -> tuple[list[Example], DataReport]
 
 
 def save(key: str, examples: list[Example], report: DataReport, root: Path | None = None) -> Path:
-    """Write an entry atomically (temp dir + rename); an existing entry is replaced."""
+    """Write an entry atomically (temp dir + rename); a whole existing entry is kept, a damaged one replaced."""
     import numpy as np
 
     root = _root(root)
@@ -125,12 +128,23 @@ def save(key: str, examples: list[Example], report: DataReport, root: Path | Non
     (tmp / "meta.json").write_text(json.dumps({"version": CACHE_VERSION, "report": report.to_dict()},
                                               ensure_ascii=False), encoding="utf-8")
     entry = root / key
-    if entry.exists():
-        shutil.rmtree(entry, ignore_errors=True)
-    try:
-        os.rename(tmp, entry)
-    except OSError:  # a concurrent run wrote the same entry first: theirs is equally valid
+    if (entry / "meta.json").is_file():
+        # A concurrent run (a sweep's parallel runs share the cache) wrote the same key first: the
+        # key covers the content, so theirs is equally valid. Removing it could pull it from under
+        # a run that is reading it.
         shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        if entry.exists():  # a damaged entry: move it aside in one step, then drop it
+            trash = Path(tempfile.mkdtemp(prefix=f".{key}.old.", dir=root))
+            try:
+                os.rename(entry, trash / "entry")
+            except OSError:
+                pass
+            shutil.rmtree(trash, ignore_errors=True)
+        try:
+            os.rename(tmp, entry)
+        except OSError:  # a concurrent run wrote the same entry in between: theirs is equally valid
+            shutil.rmtree(tmp, ignore_errors=True)
     prune(root)
     return entry
 

@@ -207,3 +207,25 @@ def test_cache_is_pruned(tmp_path, chatml_tok, data_cache):
     cache.prune(data_cache, keep=2)
     assert len([p for p in data_cache.iterdir() if not p.name.startswith(".")]) == 2
     assert _load(chatml_tok, dataset=str(path), cutoff_len=102).from_cache  # the newest survives
+
+
+def test_concurrent_runs_share_an_entry_without_pulling_it_from_a_reader(tmp_path, chatml_tok, data_cache,
+                                                                         monkeypatch):
+    """A sweep's parallel runs tokenize the same data: the second writer keeps the first's entry
+    (same key, same content), and a reader whose entry vanishes after it read it keeps what it read."""
+    from tunesmith.data import cache
+
+    path = write_rows(tmp_path / "c.jsonl", QA)
+    first = _load(chatml_tok, dataset=str(path))
+    [entry] = [p for p in data_cache.iterdir() if not p.name.startswith(".")]
+    inode = (entry / "ids.npy").stat().st_ino
+    cache.save(entry.name, first.train, first.report, data_cache)  # the second, concurrent writer
+    assert (entry / "ids.npy").stat().st_ino == inode
+    assert [p.name for p in data_cache.iterdir()] == [entry.name]  # its temp dir is gone too
+
+    def vanished(p, *a, **k):  # another run replaced the entry between our read and the touch
+        raise FileNotFoundError(2, "No such file or directory", str(p))
+
+    monkeypatch.setattr(cache.os, "utime", vanished)
+    again = _load(chatml_tok, dataset=str(path))
+    assert again.from_cache and [e.input_ids for e in again.train] == [e.input_ids for e in first.train]
