@@ -40,7 +40,7 @@ browser:
 	  echo "WARNING: chromium could not be installed; web UI browser tests will be skipped")
 
 test: install-dev browser
-	$(BIN)/python -m pytest -x -q --timeout=1800 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -x -q --timeout=1800 --durations=25 $(PYTEST_ARGS)
 
 test-quick: install-dev
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
