@@ -104,6 +104,7 @@ class TrainConfig:
     bf16: bool | None = None
     fp16: bool | None = None
     gradient_checkpointing: bool | Literal["auto", "selective"] = "auto"  # model/checkpointing.py
+    cpu_allocator: str = "auto"  # auto | lean | default (model/allocator.py)
     logging_steps: float = 10  # a value < 1 is a fraction of the total steps (transformers)
     eval_strategy: str = "no"
     eval_steps: int | None = None

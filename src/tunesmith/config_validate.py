@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 CHOICES = {
     "train_on": ("all_assistant", "last_turn", "split_turns", "everything"),
     "nan_policy": ("stop", "skip"),
+    "cpu_allocator": ("auto", "lean", "default"),
     "eval_strategy": ("no", "steps", "epoch"),
     "save_strategy": ("no", "steps", "epoch", "best"),
     "infer_backend": ("hf", "vllm"),
@@ -35,7 +36,7 @@ def validate(cfg: RunConfig) -> None:
     from .methods import validate_method
 
     d, t, m = cfg.data, cfg.train, cfg.model
-    for key, section in (("train_on", d), ("nan_policy", t), ("mix_strategy", d),
+    for key, section in (("train_on", d), ("nan_policy", t), ("cpu_allocator", t), ("mix_strategy", d),
                          ("eval_strategy", t), ("save_strategy", t), ("infer_backend", cfg.infer),
                          ("hub", m)):
         _check_choice(key, getattr(section, key))
