@@ -46,7 +46,7 @@ def _growth(mode: str) -> tuple[int, int, int]:
 def test_lean_returns_freed_activations_so_the_resident_set_follows_the_live_tensors():
     # (glibc's default keeps some of the freed temporaries in its heap; how much depends on the
     # order of frees, 4% to 70% extra in this pattern and 3.5x on a real step, so only lean's
-    # guarantee is asserted here; `tunesmith bench speed` measures both on real steps)
+    # guarantee is asserted here; `tunesmith bench train` measures whole runs)
     grown, kept, after = _growth("lean")
     assert kept == (24 * 4430 * 576 * 4) >> 20  # 24 kept tensors of 9.7 MiB
     assert grown <= 1.1 * kept  # the freed temporaries went back to the system at once
