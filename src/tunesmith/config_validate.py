@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from .config_parse import suggest
 from .errors import ConfigError
+from .model import allocator
 
 if TYPE_CHECKING:
     from .config import DataConfig, RunConfig, TrainConfig
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 CHOICES = {
     "train_on": ("all_assistant", "last_turn", "split_turns", "everything"),
     "nan_policy": ("stop", "skip"),
-    "cpu_allocator": ("auto", "lean", "default"),
+    "cpu_allocator": allocator.CHOICES,
     "eval_strategy": ("no", "steps", "epoch"),
     "save_strategy": ("no", "steps", "epoch", "best"),
     "infer_backend": ("hf", "vllm"),

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..paths import publish
 from .report import DataReport
 from .tokenize import Example
 
@@ -127,24 +128,7 @@ def save(key: str, examples: list[Example], report: DataReport, root: Path | Non
     np.save(tmp / "flags.npy", np.array([e.flag for e in examples], dtype=np.int64))
     (tmp / "meta.json").write_text(json.dumps({"version": CACHE_VERSION, "report": report.to_dict()},
                                               ensure_ascii=False), encoding="utf-8")
-    entry = root / key
-    if (entry / "meta.json").is_file():
-        # A concurrent run (a sweep's parallel runs share the cache) wrote the same key first: the
-        # key covers the content, so theirs is equally valid. Removing it could pull it from under
-        # a run that is reading it.
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        if entry.exists():  # a damaged entry: move it aside in one step, then drop it
-            trash = Path(tempfile.mkdtemp(prefix=f".{key}.old.", dir=root))
-            try:
-                os.rename(entry, trash / "entry")
-            except OSError:
-                pass
-            shutil.rmtree(trash, ignore_errors=True)
-        try:
-            os.rename(tmp, entry)
-        except OSError:  # a concurrent run wrote the same entry in between: theirs is equally valid
-            shutil.rmtree(tmp, ignore_errors=True)
+    entry = publish(tmp, root / key, "meta.json")
     prune(root)
     return entry
 

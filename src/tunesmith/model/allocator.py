@@ -21,21 +21,20 @@ with glibc (Linux); elsewhere it says it did nothing.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import platform
-
-CHOICES = ("auto", "lean", "default")
+CHOICES = ("auto", "lean", "default")  # the config key's values (config_validate.py)
 LEAN_MMAP_THRESHOLD = 4 << 20  # bytes; the activations of one small-model layer are ~3-30 MiB
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
 
 
 def _glibc():
     """The C library when it is glibc (``mallopt`` and ``gnu_get_libc_version`` exist)."""
+    import ctypes
+    import platform
+
     if platform.system() != "Linux":
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the symbols this process already has: its C library's
         libc.gnu_get_libc_version.restype = ctypes.c_char_p
         libc.gnu_get_libc_version()
         libc.mallopt
@@ -63,6 +62,8 @@ def apply(mode: str) -> str | None:
         return None
     libc = _glibc()
     if libc is None:
+        import platform
+
         return f"cpu_allocator lean needs glibc (Linux); this is {platform.system()}: left as is"
     if not libc.mallopt(_M_MMAP_THRESHOLD, LEAN_MMAP_THRESHOLD):
         return "cpu_allocator lean: glibc refused the mmap threshold; left as is"

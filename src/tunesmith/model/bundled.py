@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelError
-from ..paths import models_dir
+from ..paths import models_dir, publish
 
 
 @dataclass(frozen=True)
@@ -90,11 +90,7 @@ def convert_gguf(gguf: Path, dest: Path, *, quiet: bool = False) -> Path:
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     (tmp / _DONE).write_text(gguf.name, encoding="utf-8")
-    if (dest / _DONE).is_file():  # a concurrent process converted it first: keep theirs (a reader may hold it)
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        shutil.rmtree(dest, ignore_errors=True)  # a half-written one from a killed run
-        os.replace(tmp, dest)
+    publish(tmp, dest, _DONE)  # a concurrent process's finished conversion is kept
     if not quiet:
         print(f"Saved to {dest} in {time.time() - start:.1f} s", file=sys.stderr, flush=True)
     return dest
