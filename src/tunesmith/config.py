@@ -133,6 +133,7 @@ class TrainConfig:
     torch_compile: bool = False
     group_by_length: bool = False
     fast_loss: bool = True
+    fused_lora: bool = True
     trainer_args: dict = field(default_factory=dict)
     do_train: bool = False
     do_eval: bool = False

@@ -170,6 +170,7 @@ KEY_HELP = {
     "torch_compile": "compile every decoder layer with torch.compile (inductor, dynamic shapes): pays with bf16 weights on CPU, costs tens of seconds before the first step (docs/performance.md)",
     "group_by_length": "batch rows of similar length together",
     "fast_loss": "LM head and loss only at labelled positions (same loss, less time and memory)",
+    "fused_lora": "LoRA layers add their update in one fused product and take their weight gradients in the CPU's fast layout (same result; false: peft's own forward)",
     "trainer_args": "any other transformers TrainingArguments, as a mapping",
     "do_train": "LLaMA-Factory flag: train",
     "do_eval": "evaluate on val_size/eval_dataset at the end of training; without do_train, "

@@ -24,6 +24,7 @@ class Variant:
     attn: str = "sdpa"
     autocast: bool = False  # bf16 autocast, adapters fed bf16 inputs (only with bf16 weights)
     compile: bool = False  # torch_compile: decoder layers compiled (train/compile.py)
+    fused_lora: bool = False  # LoRA layers fused (methods/lora_fused.py)
 
 
 # Each variant adds one technique to the one before it (the last three: selective checkpointing,
@@ -34,9 +35,12 @@ VARIANTS = {
     "pack+fast": Variant("+ labelled-only fused loss", "auto", True, True, True),
     "hybrid": Variant("+ hybrid attention", "auto", True, True, True, "hybrid"),
     "autocast": Variant("+ bf16 autocast adapters", "auto", True, True, True, "hybrid", True),
+    "fused": Variant("+ fused LoRA layers", "auto", True, True, True, "hybrid", True,
+                     fused_lora=True),
     "selective": Variant("all of it, selective ckpt", "auto", True, True, "selective", "hybrid",
-                         True),
-    "no-ckpt": Variant("all of it, no ckpt", "auto", True, True, False, "hybrid", True),
+                         True, fused_lora=True),
+    "no-ckpt": Variant("all of it, no ckpt", "auto", True, True, False, "hybrid", True,
+                       fused_lora=True),
     "fp32": Variant("padded, full logits, ckpt, fp32 weights", "fp32", False, False, True),
     # the dtype question on its own: everything above, in each weight dtype (not in the default
     # list: the automatic dtype already shows in the rows above)
@@ -48,7 +52,8 @@ VARIANTS = {
     "all-fp32-compiled": Variant("all of it with ckpt, fp32, layers compiled", "fp32", True,
                                  True, True, "hybrid", False, True),
 }
-DEFAULT = ("padded", "pack", "pack+fast", "hybrid", "autocast", "selective", "no-ckpt", "fp32")
+DEFAULT = ("padded", "pack", "pack+fast", "hybrid", "autocast", "fused", "selective", "no-ckpt",
+           "fp32")
 
 
 def workload_examples(workload: str, n_rows: int):
@@ -85,6 +90,10 @@ def _model(path, variant: Variant):
         enable_checkpointing(model, checkpoint_mode(variant.checkpointing))
     torch.manual_seed(0)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
+    if variant.fused_lora:
+        from ..methods.lora_fused import enable_fused_lora
+
+        enable_fused_lora(model)
     model.train()
     if variant.compile:
         from ..train.compile import compile_layers

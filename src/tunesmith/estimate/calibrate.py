@@ -40,7 +40,7 @@ def calibrate(cfg: RunConfig, steps: int = 3) -> dict:
     from ..methods import method_params
     from ..model.load import load_tokenizer, resolve_model_path
     from ..train.arguments import cpu_autocast
-    from ..train.model import forward_backward, load_for_training
+    from ..train.model import apply_method, forward_backward, load_for_training
     from ..train.stages import check_stage, stage_template
 
     stage = check_stage(cfg)
@@ -49,7 +49,7 @@ def calibrate(cfg: RunConfig, steps: int = 3) -> dict:
     template = stage_template(cfg, tokenizer, stage)
     examples = load_data(cfg, tokenizer, template, kind=stage.data_kind).train
     method, params = method_params(cfg)
-    model = method.apply(load_for_training(cfg, path), params, cfg)
+    model = apply_method(method, load_for_training(cfg, path), params, cfg)
     if stage.prepare_model is not None:
         model = stage.prepare_model(cfg, model)
     if getattr(cfg.train, "fast_loss", False):

@@ -33,6 +33,17 @@ def load_for_training(cfg: RunConfig, path):
     return model
 
 
+def apply_method(method, base, params, cfg: RunConfig):
+    """The training method on the loaded base model, with the fused LoRA layers
+    (``fused_lora``, methods/lora_fused.py) where the method made plain LoRA layers."""
+    model = method.apply(base, params, cfg)
+    if cfg.train.fused_lora:
+        from ..methods.lora_fused import enable_fused_lora
+
+        enable_fused_lora(model)
+    return model
+
+
 @contextmanager
 def adapter_inputs_as_is(model, active: bool = True):
     """Under bf16 autocast: adapter layers that cast their input to their (fp32) weights' dtype

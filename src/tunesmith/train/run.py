@@ -30,7 +30,7 @@ from .checkpoint import (clean_stale, disk_full_error, is_disk_full, latest_chec
                          read_marker, resolve_resume)
 from .distributed import check_same_run, is_main_process
 from .fingerprint import check_resume, run_fingerprint
-from .model import adapter_inputs_as_is, describe_trainable, load_for_training
+from .model import adapter_inputs_as_is, apply_method, describe_trainable, load_for_training
 from .new_tokens import add_run_tokens, record_tokens, train_new_rows
 from .optimizers import optimizer_factory
 from .records import plot_loss, write_model_card
@@ -89,7 +89,7 @@ def run_training(cfg: RunConfig) -> dict:
     set_seed(cfg.train.seed)  # adapter init (LoRA A, ...) draws from the global RNG
     base = load_for_training(cfg, path)
     params = train_new_rows(base, tokenizer, method, params, cfg)  # resize_vocab / new tokens
-    model = method.apply(base, params, cfg)
+    model = apply_method(method, base, params, cfg)
     if stage.prepare_model is not None:
         model = stage.prepare_model(cfg, model)
     log(describe_trainable(model))
