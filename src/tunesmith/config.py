@@ -105,6 +105,7 @@ class TrainConfig:
     fp16: bool | None = None
     gradient_checkpointing: bool | Literal["auto", "selective"] = "auto"  # model/checkpointing.py
     cpu_allocator: str = "auto"  # auto | lean | default (model/allocator.py)
+    micro_batch_tokens: int | Auto = "auto"  # tokens per forward/backward pass (train/trainer.py)
     logging_steps: float = 10  # a value < 1 is a fraction of the total steps (transformers)
     eval_strategy: str = "no"
     eval_steps: int | None = None

@@ -169,6 +169,7 @@ KEY_HELP = {
     "fsdp": "FSDP: a JSON config (examples/fsdp/) or options such as 'full_shard auto_wrap'",
     "torch_compile": "compile every decoder layer with torch.compile (inductor, dynamic shapes): pays with bf16 weights on CPU, costs tens of seconds before the first step (docs/performance.md)",
     "group_by_length": "batch rows of similar length together",
+    "micro_batch_tokens": "auto (default, with gradient_checkpointing: auto: a batch whose activations would dominate the estimated peak runs through the model in passes of whole rows, the largest passes that keep activations at most half the peak, none under 512 tokens; the gradients are the whole batch's, only one pass's activations are in memory; `tunesmith train` prints the choice), 0 (the whole batch in one pass), or N (passes of at most N tokens; a row longer than N is a pass of its own)",
     "fast_loss": "LM head and loss only at labelled positions (same loss, less time and memory)",
     "fused_lora": "LoRA layers add their update in one fused product and take their weight gradients in the CPU's fast layout (same result; false: peft's own forward)",
     "trainer_args": "any other transformers TrainingArguments, as a mapping",

@@ -44,7 +44,9 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         except ConfigError:
             if not words:
                 raise
-            raise ConfigError(f"key '{key}': expected {' or '.join(words)}, true or false, "
+            kind = (", true or false" if inner is bool else
+                    f" or {'an integer' if inner is int else 'a ' + getattr(inner, '__name__', 'value')}")
+            raise ConfigError(f"key '{key}': expected {' or '.join(words)}{kind}, "
                               f"got {value!r}") from None
     if tp is bool:
         if isinstance(value, bool):

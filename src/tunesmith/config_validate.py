@@ -86,6 +86,9 @@ def _validate_train(t: TrainConfig) -> None:
     for key in ("weight_decay", "max_grad_norm", "dataloader_num_workers"):
         if getattr(t, key) < 0:
             raise ConfigError(f"key '{key}': must be >= 0, got {getattr(t, key)}")
+    if t.micro_batch_tokens != "auto" and t.micro_batch_tokens < 0:
+        raise ConfigError("key 'micro_batch_tokens': must be auto, 0 (one pass) or a positive "
+                          f"number of tokens per pass, got {t.micro_batch_tokens}")
     if t.save_strategy == "steps" and t.save_steps <= 0:
         raise ConfigError(f"key 'save_steps': must be a positive integer, got {t.save_steps}")
     if t.eval_steps is not None and t.eval_steps <= 0:

@@ -219,11 +219,16 @@ def estimate_run(cfg: RunConfig, gpu_mb: float | None = None, examples=None) -> 
                              ckpt=_mode(cfg.train.gradient_checkpointing),
                              file_mb=checkpoint_file_mb(path), device="cpu" if device == "cpu" else "gpu",
                              fused_chunk=fused, compute_dtype=compute)
-    choice = None
-    if cfg.train.gradient_checkpointing == "auto":
-        from ..train.auto import choose_checkpointing
+    from ..train.auto import choose_checkpointing, pass_sizes, peak_in_passes
+    from ..train.stages import get_stage
 
-        memory, _, choice = choose_checkpointing(cfg, memory, gpu_mb)
+    choice = None
+    sizes = pass_sizes(cfg, data.batch_tokens, data.longest, get_stage(cfg.method.stage))
+    if cfg.train.gradient_checkpointing == "auto":
+        memory, _, choice = choose_checkpointing(cfg, memory, gpu_mb, sizes, data.batch_tokens,
+                                                cpu=device == "cpu")
+    elif sizes[0] < data.batch_tokens:  # micro_batch_tokens set: one pass's activations at a time
+        memory = peak_in_passes(memory, sizes[0], data.batch_tokens)
     est = Estimate(str(cfg.model.model_name_or_path), dtype, device, counts, shapes, data, memory,
                    steps_of(cfg, data.rows), gpu_mb, checkpointing_choice=choice,
                    precision=describe_precision(cfg, dtype, compute))

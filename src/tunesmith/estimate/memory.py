@@ -86,6 +86,7 @@ class MemoryEstimate:
     peak_off_mb: float = 0.0  # the expected peak in each checkpointing mode
     peak_selective_mb: float = 0.0
     peak_full_mb: float = 0.0
+    pass_tokens: int = 0  # the batch runs in passes of at most this many tokens (0: in one)
 
     def as_dict(self) -> dict:
         return {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(self).items()}

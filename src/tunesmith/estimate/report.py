@@ -34,9 +34,10 @@ def format_estimate(est, timing: dict | None = None) -> str:
         f"  runtime        {_mb(m.overhead_mb)}",
         *([f"  while loading  {_mb(m.loading_mb)} (checkpoint file + converted weights)"]
           if m.loading_mb else []),
-        f"  expected peak  {_mb(m.peak_mb)} (gradient checkpointing {MODE_NAMES[ckpt_on]}; "
-        f"off {_mb(m.peak_off_mb)}, selective {_mb(m.peak_selective_mb)}, "
-        f"full {_mb(m.peak_full_mb)})",
+        f"  expected peak  {_mb(m.peak_mb)} (gradient checkpointing {MODE_NAMES[ckpt_on]}"
+        f"{f', passes of at most {m.pass_tokens:,} tokens' if m.pass_tokens else ''}; "
+        f"the whole batch in one pass: off {_mb(m.peak_off_mb)}, selective "
+        f"{_mb(m.peak_selective_mb)}, full {_mb(m.peak_full_mb)})",
     ]
     if est.checkpointing_choice:
         lines.append(f"  gradient_checkpointing: auto -> {est.checkpointing_choice}")

@@ -7,6 +7,9 @@
    update and counts it.
 3. Nothing non-finite is ever saved (checked before every checkpoint and the final save).
 
+And one speed path: a batch larger than ``micro_batch_tokens`` runs through the model in passes
+of whole rows, with the same gradients (the activations of one pass are live at a time).
+
 Fault injection for the fault tests (NaN at a step, a rank killed, a slow checkpoint write) is
 read from ``tunesmith.faults``.
 """
@@ -17,9 +20,11 @@ import math
 import shutil
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from accelerate.utils import DistributedType
 from transformers import Trainer
 from transformers.trainer_utils import rotate_checkpoints
 
@@ -132,9 +137,38 @@ class TunesmithTrainer(Trainer):
             return loss * float("nan")
         return loss
 
+    # --- passes: a batch fed through the model a few rows at a time -------------------------
+    # at most this many tokens per forward/backward pass (``micro_batch_tokens``, set by the run
+    # for stages whose batches are rows of tokens; None: the whole batch in one pass)
+    pass_tokens: int | None = None
+
+    def split_passes(self, inputs, num_items_in_batch) -> list:
+        """The batch as passes of whole rows (bins) of at most ``pass_tokens`` tokens each, or
+        ``[inputs]`` when it fits in one or cannot be split exactly: every pass's loss is its
+        labelled-token sum over the whole batch's count, so the summed gradients are the whole
+        batch's (that needs the count, ``num_items_in_batch``, and a loss that takes it)."""
+        ids = inputs.get("input_ids") if isinstance(inputs, dict) else None
+        if (not self.pass_tokens or num_items_in_batch is None or ids is None
+                or not self.model_accepts_loss_kwargs or ids.dim() != 2
+                or self.accelerator.distributed_type == DistributedType.DEEPSPEED):
+            return [inputs]
+        rows, width = ids.shape
+        if rows < 2 or rows * width <= self.pass_tokens or not all(
+                torch.is_tensor(v) and v.dim() >= 1 and v.shape[0] == rows for v in inputs.values()):
+            return [inputs]
+        per = max(1, self.pass_tokens // width)
+        return [{k: v[i:i + per] for k, v in inputs.items()} for i in range(0, rows, per)]
+
     def training_step(self, model, inputs, num_items_in_batch=None):
         faults.die_if_due(self.state.global_step + 1)
-        loss = super().training_step(model, inputs, num_items_in_batch)
+        passes = self.split_passes(inputs, num_items_in_batch)
+        loss = None
+        for i, part in enumerate(passes):
+            # gradients are synchronised across processes once, in the last pass
+            last = i == len(passes) - 1
+            with nullcontext() if last else self.accelerator.no_sync(model):
+                part_loss = super().training_step(model, part, num_items_in_batch)
+            loss = part_loss if loss is None else loss + part_loss
         if not torch.isfinite(loss).all():
             self._bad_loss_step = self.state.global_step + 1
         return loss
