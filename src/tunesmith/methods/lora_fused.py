@@ -21,40 +21,48 @@ from __future__ import annotations
 
 import functools
 
-import torch
 
+@functools.lru_cache(maxsize=1)
+def _update_function():
+    """The autograd function (built on first use: config parsing must not import torch)."""
+    import torch
 
-class _LoraUpdate(torch.autograd.Function):
-    """``base + scaling * (x @ a.T) @ b.T`` with fast weight-gradient layouts."""
+    class _LoraUpdate(torch.autograd.Function):
+        """``base + scaling * (x @ a.T) @ b.T`` with fast weight-gradient layouts."""
 
-    @staticmethod
-    def forward(ctx, base, x, a, b, scaling: float):
-        width = base.shape[-1]
-        x2 = x.reshape(-1, x.shape[-1])
-        ax = x2 @ a.t()
-        out = torch.addmm(base.reshape(-1, width), ax, b.t(), alpha=scaling)
-        ctx.save_for_backward(x, a, b, ax)
-        ctx.scaling = scaling
-        return out.view(base.shape)
+        @staticmethod
+        def forward(ctx, base, x, a, b, scaling: float):
+            width = base.shape[-1]
+            x2 = x.reshape(-1, x.shape[-1])
+            ax = x2 @ a.t()
+            out = torch.addmm(base.reshape(-1, width), ax, b.t(), alpha=scaling)
+            ctx.save_for_backward(x, a, b, ax)
+            ctx.scaling = scaling
+            return out.view(base.shape)
 
-    @staticmethod
-    def backward(ctx, grad):
-        x, a, b, ax = ctx.saved_tensors
-        g2 = grad.reshape(-1, grad.shape[-1])
-        grad_ax = (g2 @ b).mul_(ctx.scaling)  # [tokens, r]
-        grad_x = grad_a = grad_b = None
-        if ctx.needs_input_grad[1]:
-            grad_x = (grad_ax @ a).view(x.shape)
-        if ctx.needs_input_grad[2]:
-            grad_a = grad_ax.t() @ x.reshape(-1, x.shape[-1])  # [r, tokens] @ [tokens, in]
-        if ctx.needs_input_grad[3]:
-            grad_b = (ax.t() @ g2).t().mul_(ctx.scaling).contiguous()  # [r, out] -> [out, r]
-        return grad, grad_x, grad_a, grad_b, None
+        @staticmethod
+        def backward(ctx, grad):
+            x, a, b, ax = ctx.saved_tensors
+            g2 = grad.reshape(-1, grad.shape[-1])
+            grad_ax = (g2 @ b).mul_(ctx.scaling)  # [tokens, r]
+            grad_x = grad_a = grad_b = None
+            if ctx.needs_input_grad[1]:
+                grad_x = (grad_ax @ a).view(x.shape)
+            if ctx.needs_input_grad[2]:
+                grad_a = grad_ax.t() @ x.reshape(-1, x.shape[-1])  # [r, tokens] @ [tokens, in]
+            if ctx.needs_input_grad[3]:
+                grad_b = (ax.t() @ g2).t().mul_(ctx.scaling).contiguous()  # [r, out] -> [out, r]
+            return grad, grad_x, grad_a, grad_b, None
+
+    return _LoraUpdate
 
 
 @functools.lru_cache(maxsize=1)
 def _fused_class():
+    import torch
     from peft.tuners.lora.layer import Linear, VARIANT_KWARG_KEYS
+
+    update = _update_function()
 
     class FusedLoraLinear(Linear):
         """peft's ``lora.Linear`` with :class:`_LoraUpdate` for the plain single-adapter case."""
@@ -71,7 +79,7 @@ def _fused_class():
             device = x.device.type
             dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else xd.dtype
             with torch.autocast(device, enabled=False):
-                out = _LoraUpdate.apply(result.to(dtype), xd.to(dtype), lora_a.to(dtype),
+                out = update.apply(result.to(dtype), xd.to(dtype), lora_a.to(dtype),
                                         lora_b.to(dtype), float(self.scaling[adapter]))
             return out.to(result.dtype)
 
