@@ -67,9 +67,9 @@ _PEAK = {False: "peak_off_mb", "selective": "peak_selective_mb", True: "peak_ful
 def _peak(memory, mode, size: int, tokens: int) -> tuple[float, float]:
     """(peak, activations) in MiB for passes of ``size`` of the batch's ``tokens`` tokens: the
     activations of one pass are live at a time."""
-    act = getattr(memory, _ACT[mode]) * size / tokens
-    whole = getattr(memory, _PEAK[mode])
-    return max(memory.loading_mb, whole - getattr(memory, _ACT[mode]) + act), act
+    whole_act = getattr(memory, _ACT[mode])
+    act = whole_act * size / tokens
+    return max(memory.loading_mb, getattr(memory, _PEAK[mode]) - whole_act + act), act
 
 
 def peak_in_passes(memory, size: int, tokens: int):
@@ -101,8 +101,8 @@ def choose_checkpointing(cfg: RunConfig, memory, budget_mb: float | None = None,
     from ..hardware import available_memory_mb
     from ..methods import get_method
 
-    if not sizes or not tokens:
-        sizes, tokens = [0], 0
+    if not sizes or not tokens:  # the whole batch, in one pass
+        sizes, tokens = [1], 1
     small = cpu and len(sizes) > 1
     if small:
         sizes = sizes[-1:]
@@ -113,20 +113,17 @@ def choose_checkpointing(cfg: RunConfig, memory, budget_mb: float | None = None,
         return memory, False, "off: free memory unknown on this machine"
     where = f"{budget:,.0f} MiB {'given' if budget_mb is not None else 'free'}"
     fits = lambda peak: peak <= HEADROOM * budget  # noqa: E731
-    plans = {mode: [(size, *_peak(memory, mode, size, tokens)) if tokens else
-                    (0, getattr(memory, _PEAK[mode]), getattr(memory, _ACT[mode]))
-                    for size in sizes] for mode in _PEAK}
+    plans = {mode: [(size, *_peak(memory, mode, size, tokens)) for size in sizes] for mode in _PEAK}
 
     def chosen(mode, size, peak):
-        split = 0 < size < tokens
         return dataclasses.replace(memory, peak_mb=peak, checkpointing=mode,
-                                   pass_tokens=size if split else 0,
+                                   pass_tokens=size if size < tokens else 0,
                                    peak_if_ckpt_toggled_mb=memory.peak_off_mb if mode is not False
                                    else memory.peak_full_mb)
 
     def passes(size):
         return f" in passes of at most {size:,} of the batch's {tokens:,} tokens" \
-            if 0 < size < tokens else ""
+            if size < tokens else ""
 
     off = memory.peak_off_mb
     share = memory.activations_mb / max(off, 1.0)
