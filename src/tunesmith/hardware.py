@@ -143,7 +143,7 @@ def _cgroup_limit_mb() -> float | None:
     return None
 
 
-def _meminfo_mb(field: str) -> float | None:
+def meminfo_mb(field: str) -> float | None:
     try:
         with open("/proc/meminfo", encoding="utf-8") as fh:
             for line in fh:
@@ -172,7 +172,7 @@ def available_memory_mb() -> float | None:
     if detect().device == "cuda":
         free, _total = torch.cuda.mem_get_info(0)
         return (free + torch.cuda.memory_reserved(0)) / 2**20
-    avail = _meminfo_mb("MemAvailable")
+    avail = meminfo_mb("MemAvailable")
     if avail is None:
         return None
     try:

@@ -80,7 +80,25 @@ def measure(cmd: list[str], env: dict, log: Path, timeout_s: float) -> dict:
             timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
     return {"t_launch": start, "t_exit": time.time(), "returncode": proc.returncode,
+            "timed_out": timer.finished.is_set() and time.time() - start >= timeout_s,
             "peak_rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime}
+
+
+def failure(outer: dict, timeout_s: float, log: Path) -> str:
+    """Why a run ended without its result, in one line: a timeout, a kill (on Linux without a
+    timeout: the out-of-memory killer, at the peak it had reached), or the exit code and the
+    log's last line."""
+    peak = outer["peak_rss_mb"]
+    if outer.get("timed_out"):
+        return f"timed out after {timeout_s:.0f} s (log: {log})"
+    if outer["returncode"] == -9:
+        from ..hardware import meminfo_mb
+
+        total = meminfo_mb("MemTotal")
+        return (f"killed (SIGKILL) at {peak:,.0f} MiB peak RSS: out of memory"
+                f"{f' on this {total:,.0f} MiB machine' if total else ''} (log: {log})")
+    tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or [""]
+    return f"exit {outer['returncode']}: {tail[0][:200]} (log: {log})"
 
 
 def summarize(tool: str, spec: dict, outer: dict, inner: dict, flops_per_token: float) -> dict:
@@ -113,7 +131,7 @@ def run_tool(tool: str, cmd: list[str], env: dict, spec: dict, run_dir: Path, re
     log = run_dir / "log.txt"
     outer = measure(cmd, env, log, timeout_s)
     if outer["returncode"] != 0 or not result.is_file():
-        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or [""]
-        return {"tool": tool, "error": f"exit {outer['returncode']}: {tail[0][:200]} (log: {log})"}
+        return {"tool": tool, "error": failure(outer, timeout_s, log),
+                "peak_rss_mb": round(outer["peak_rss_mb"], 1)}
     return summarize(tool, spec, outer, json.loads(result.read_text(encoding="utf-8")),
                      flops_per_token)

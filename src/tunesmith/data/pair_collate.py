@@ -166,17 +166,42 @@ class PairCollator:
     shared when ``share``; plus ``ref_logps`` (2B,) when the dataset carries precomputed
     reference log-probs.
 
+    With ``pass_tokens`` set, a batch of more tokens than that comes as ``{"passes": [...],
+    "n_tokens": ...}``: consecutive groups of whole pairs of at most ``pass_tokens`` tokens each
+    (a longer pair alone), each collated as above and carrying ``pass_weight``, its share of the
+    batch's pairs. Every pair loss is a mean over pairs, so the weighted sum of the passes'
+    losses (and metrics) is the whole batch's (``PreferenceTrainer``).
+
     Args:
         pad_id: the tail padding token.
         pack: several segments per row (False: one per row, for virtual-token methods).
         share: compute each pair's prompt once (needs an attention kernel that takes a 4D
             boolean mask: sdpa, hybrid; False packs the two sides as separate sequences).
+        pass_tokens: the largest pass in tokens (``micro_batch_tokens``); None: one pass.
     """
 
-    def __init__(self, pad_id: int, pack: bool = True, share: bool = True):
+    def __init__(self, pad_id: int, pack: bool = True, share: bool = True,
+                 pass_tokens: int | None = None):
         self.pad_id, self.pack, self.share = pad_id, pack, share and pack
+        self.pass_tokens = pass_tokens
 
     def __call__(self, features: list[dict]) -> dict:
+        n = len(features)
+        if not self.pass_tokens or n < 2:
+            return self._collate(features)
+        sizes = [sum(len(p.ids) for s in pair_segments(f["chosen"], f["rejected"], 0, 1, self.share)
+                     for p in s) for f in features]
+        groups = token_groups(sizes, self.pass_tokens)
+        if len(groups) == 1:
+            return self._collate(features)
+        passes = []
+        for group in groups:
+            part = self._collate([features[i] for i in group])
+            part["pass_weight"] = torch.tensor(len(group) / n)
+            passes.append(part)
+        return {"passes": passes, "n_tokens": torch.tensor(sum(int(p["n_tokens"]) for p in passes))}
+
+    def _collate(self, features: list[dict]) -> dict:
         n = len(features)
         segments = [s for i, f in enumerate(features)
                     for s in pair_segments(f["chosen"], f["rejected"], i, n, self.share)]
@@ -185,6 +210,21 @@ class PairCollator:
             batch["ref_logps"] = torch.tensor([f["ref_chosen"] for f in features]
                                               + [f["ref_rejected"] for f in features])
         return batch
+
+
+def token_groups(sizes: list[int], budget: int) -> list[list[int]]:
+    """Consecutive indices grouped so each group's sizes sum to at most ``budget`` (an item
+    larger than that is a group of its own); the order is kept."""
+    groups: list[list[int]] = []
+    total = 0
+    for i, size in enumerate(sizes):
+        if groups and total + size <= budget:
+            groups[-1].append(i)
+            total += size
+        else:
+            groups.append([i])
+            total = size
+    return groups
 
 
 def kl_partner(features: list[dict], i: int, group: int) -> dict:

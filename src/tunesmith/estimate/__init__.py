@@ -223,7 +223,9 @@ def estimate_run(cfg: RunConfig, gpu_mb: float | None = None, examples=None) -> 
     from ..train.stages import get_stage
 
     choice = None
-    sizes = pass_sizes(cfg, data.batch_tokens, data.longest, get_stage(cfg.method.stage))
+    stage = get_stage(cfg.method.stage)
+    unit = data.longest * (2 if stage.data_kind == "pairs" else 1)  # a row, or a pair's two sides
+    sizes = pass_sizes(cfg, data.batch_tokens, unit, stage)
     if cfg.train.gradient_checkpointing == "auto":
         memory, _, choice = choose_checkpointing(cfg, memory, gpu_mb, sizes, data.batch_tokens,
                                                 cpu=device == "cpu")

@@ -40,15 +40,15 @@ MIN_PASS_TOKENS = 512  # passes are not made smaller than this (whole rows): bel
 
 def pass_sizes(cfg: RunConfig, tokens: int, width: int, stage=None) -> list[int]:
     """Tokens per forward/backward pass to consider for the largest batch (``tokens`` fed as
-    rows or bins ``width`` long), largest first.
+    rows, bins or pairs up to ``width`` tokens each), largest first.
 
     ``micro_batch_tokens: auto`` with ``gradient_checkpointing: auto`` (for stages whose batches
-    are rows of tokens): the whole batch, then half its rows per pass, a quarter, ... down to one
-    row, none under ``MIN_PASS_TOKENS``; a number: the passes it allows; 0, or a stage that feeds
-    other batches: the whole batch."""
+    can run in passes, ``Stage.passes``): the whole batch, then half its rows per pass, a
+    quarter, ... down to one row, none under ``MIN_PASS_TOKENS``; a number: the passes it allows;
+    0, or a stage whose batches run in one pass: the whole batch."""
     value = cfg.train.micro_batch_tokens
     width = max(1, min(width, tokens))
-    if not pads_or_packs(stage) or value == 0 or (
+    if not splits(stage) or value == 0 or (
             value == "auto" and cfg.train.gradient_checkpointing != "auto"):
         return [tokens]
     if value != "auto":
@@ -161,7 +161,8 @@ def resolve_speed_keys(cfg: RunConfig, examples, log, stage=None) -> bool:
         cfg: the run config.
         examples: the tokenized training rows (the largest batch drives the estimate).
         log: a ``print``-like function for the one-line notes.
-        stage: the run's stage (packing and passes are for stages that pad or pack their rows).
+        stage: the run's stage (packing is for stages that pad or pack their rows, passes for
+            those with ``Stage.passes``).
     Returns:
         True when checkpointing was decided here (training arguments must be rebuilt).
     """
@@ -176,9 +177,9 @@ def resolve_speed_keys(cfg: RunConfig, examples, log, stage=None) -> bool:
         log(f"gradient_checkpointing: auto -> {reason}")
     if cfg.train.micro_batch_tokens == "auto":
         cfg.train.micro_batch_tokens = passes
-        if pads_or_packs(stage):
+        if splits(stage):
             log(f"micro_batch_tokens: auto -> {passes}: " + (
-                "each batch runs in passes of whole rows up to this many tokens (the same "
+                "each batch runs in passes of whole rows (pairs) up to this many tokens (the same "
                 "gradients, one pass's activations in memory)" if passes else
                 "each batch runs in one pass"))
     apply_cpu_allocator(cfg, log)
@@ -220,3 +221,8 @@ def pads_or_packs(stage) -> bool:
 
     default = Stage.__dataclass_fields__["collator"].default
     return stage is None or stage.collator is default
+
+
+def splits(stage) -> bool:
+    """The stage's batches can run in passes (``Stage.passes``; None: SFT's)."""
+    return stage is None or stage.passes

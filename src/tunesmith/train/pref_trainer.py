@@ -6,6 +6,10 @@ same model with its adapter switched off (adapter methods: no second copy in mem
 frozen reference model (full/freeze/bitfit: a copy of the starting model, or ``ref_model``).
 Reference-free losses (ORPO, SimPO) skip it. Metrics are gathered per micro-batch and averaged
 into each log line, as TRL does.
+
+A pair batch may come in passes of whole pairs (``micro_batch_tokens``; the collator splits it,
+``data/pair_collate.py``): each pass's loss and metrics count with its share of the batch's pairs,
+so the gradients and the logged values are the whole batch's, with one pass's activations live.
 """
 
 from __future__ import annotations
@@ -107,6 +111,20 @@ class PreferenceTrainer(TunesmithTrainer):
         with torch.no_grad(), self._reference() as ref:
             return sequence_logps(ref, batch)[0].detach()
 
+    def set_pass_tokens(self, tokens: int | None) -> None:
+        """Pair batches are split by the collator (whole pairs per pass); not under DeepSpeed,
+        whose engine counts backward calls as accumulation steps."""
+        from accelerate.utils import DistributedType
+
+        if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
+            tokens = None
+        super().set_pass_tokens(tokens)
+        if hasattr(self.data_collator, "pass_tokens"):
+            self.data_collator.pass_tokens = tokens
+
+    def split_passes(self, inputs, num_items_in_batch) -> list:
+        return inputs["passes"] if "passes" in inputs else [inputs]
+
     def precompute_reference(self, dataset) -> None:
         """One pass in dataset order; the values stay with their items (``dataset.ref``)."""
         from torch.utils.data import DataLoader
@@ -118,17 +136,20 @@ class PreferenceTrainer(TunesmithTrainer):
         self.model.eval()
         with self.autocast_smart_context_manager():
             for batch in loader:
-                batch = self._prepare_inputs(batch)
-                items += self.objective.reference_items(self, batch)
+                for part in batch.get("passes", [batch]):
+                    items += self.objective.reference_items(self, self._prepare_inputs(part))
         self.model.train(was_training)
         dataset.ref = items
 
     # --- loss and metrics ------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, metrics = self.objective(self, model, inputs)
+        weight = float(inputs["pass_weight"]) if "pass_weight" in inputs else 1.0
         mode = "train" if model.training else "eval"
         for key, value in metrics.items():
-            self._metrics[mode][key].append(value)
+            self._metrics[mode][key].append((value, weight))
+        if weight != 1.0:
+            loss = loss * weight
         loss = self.inject_test_nan(model, loss)
         return (loss, None) if return_outputs else loss
 
@@ -140,16 +161,19 @@ class PreferenceTrainer(TunesmithTrainer):
         self.state.num_input_tokens_seen += self.accelerator.gather(count).sum().item()
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = self._prepare_inputs(inputs)
-        with torch.no_grad(), self.compute_loss_context_manager():
-            loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None
+        loss = None
+        for part in inputs.get("passes", [inputs]):
+            part = self._prepare_inputs(part)
+            with torch.no_grad(), self.compute_loss_context_manager():
+                part_loss = self.compute_loss(model, part).detach()
+            loss = part_loss if loss is None else loss + part_loss
+        return loss, None, None
 
     def log(self, logs, start_time=None):
         mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
         prefix = "eval_" if mode == "eval" else ""
         for key, values in self._metrics[mode].items():
-            if values:
-                logs[f"{prefix}{key}"] = sum(values) / len(values)
+            if values:  # (value, share of its batch) per pass
+                logs[f"{prefix}{key}"] = sum(v * w for v, w in values) / sum(w for _, w in values)
         self._metrics[mode].clear()
         super().log(logs, start_time)

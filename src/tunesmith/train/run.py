@@ -24,7 +24,7 @@ from ..data.load import load_data
 from ..methods import method_params
 from ..model.load import load_tokenizer, resolve_model_path
 from .arguments import build_training_args, cpu_autocast
-from .auto import pads_or_packs, resolve_speed_keys
+from .auto import resolve_speed_keys, splits
 from .callbacks import LogCallback, ProgressCallback, peak_memory_mb
 from .checkpoint import (clean_stale, disk_full_error, is_disk_full, latest_checkpoint,
                          read_marker, resolve_resume)
@@ -201,8 +201,8 @@ def build_trainer(cfg: RunConfig, model, tokenizer, data, args=None, fingerprint
         callbacks=callbacks, nan_policy=cfg.train.nan_policy, fingerprint=fingerprint, **extra)
     trainer.remove_callback(PrinterCallback)
     trainer.optimizer_factory = optimizer_factory(cfg)
-    if pads_or_packs(stage) and cfg.train.micro_batch_tokens not in ("auto", 0, None):
-        trainer.pass_tokens = cfg.train.micro_batch_tokens
+    if splits(stage) and cfg.train.micro_batch_tokens not in ("auto", 0, None):
+        trainer.set_pass_tokens(cfg.train.micro_batch_tokens)
     return trainer
 
 

@@ -142,6 +142,10 @@ class TunesmithTrainer(Trainer):
     # for stages whose batches are rows of tokens; None: the whole batch in one pass)
     pass_tokens: int | None = None
 
+    def set_pass_tokens(self, tokens: int | None) -> None:
+        """Run batches in passes of at most ``tokens`` tokens (None or 0: one pass)."""
+        self.pass_tokens = tokens or None
+
     def split_passes(self, inputs, num_items_in_batch) -> list:
         """The batch as passes of whole rows (bins) of at most ``pass_tokens`` tokens each, or
         ``[inputs]`` when it fits in one or cannot be split exactly: every pass's loss is its

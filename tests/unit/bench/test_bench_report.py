@@ -228,3 +228,16 @@ def test_serve_and_decode_reports():
     size = step_bytes(cfg, 4, batch=3, context=10)
     weights = (2 * (8 * 8 * 2 + 8 * 4 * 2 + 3 * 8 * 16 + 2 * 8) + 100 * 8 + 8) * 4
     assert size["weights"] == weights and size["kv"] == 3 * 10 * 2 * 2 * 1 * 4 * 4
+
+
+def test_a_failed_run_says_why_in_one_line(tmp_path):
+    """A kill without a timeout is the out-of-memory killer (with the peak it reached); a
+    timeout says so; anything else gives the exit code and the log's last line."""
+    from tunesmith.bench.run import failure
+
+    log = tmp_path / "log.txt"
+    log.write_text("step 1\nValueError: bad key\n")
+    base = {"returncode": -9, "peak_rss_mb": 24_112.2, "timed_out": False}
+    assert failure(base, 3600, log).startswith("killed (SIGKILL) at 24,112 MiB peak RSS: out of memory")
+    assert failure({**base, "timed_out": True}, 3600, log).startswith("timed out after 3600 s")
+    assert failure({**base, "returncode": 1}, 3600, log).startswith("exit 1: ValueError: bad key")

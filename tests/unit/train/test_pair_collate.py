@@ -42,3 +42,28 @@ def test_shared_prompt_equals_separate_sequences(tiny_model_dir):
         ra, rb = reward_scores(model, shared), reward_scores(model, padded)
     assert torch.equal(na, nb) and na.tolist()[:4] == [5, 6, 7, 2]
     assert torch.allclose(a, b, atol=1e-4) and torch.allclose(ra, rb, atol=1e-5)
+
+
+def test_passes_hold_whole_pairs_in_order_with_their_share():
+    from tunesmith.data.pair_collate import token_groups
+
+    assert token_groups([30, 30, 50, 10, 90], 60) == [[0, 1], [2, 3], [4]]  # 90 > 60: alone
+    assert token_groups([5, 5], 60) == [[0, 1]]
+    pairs = _pairs(n=3)  # segments of 14, 20, 26 tokens (shared prompts) and 4 + 3 tokens
+    whole = PairCollator(0)(pairs)
+    split = PairCollator(0, pass_tokens=33)(pairs)
+    parts = split["passes"]
+    assert [float(p["pass_weight"]) for p in parts] == [0.25, 0.25, 0.5]
+    assert int(split["n_tokens"]) == int(whole["n_tokens"]) == sum(int(p["n_tokens"]) for p in parts)
+    # each part is the collation of its own pairs, in the batch's order
+    assert [int(p["n_seqs"]) for p in parts] == [2, 2, 4]
+
+    def answers(batch):  # every sequence's answer tokens, chosen ones first
+        return [batch["target_ids"][batch["target_seq"] == s].tolist()
+                for s in range(int(batch["n_seqs"]))]
+
+    per_part = [answers(p) for p in parts]
+    chosen = [a for ans in per_part for a in ans[:len(ans) // 2]]
+    rejected = [a for ans in per_part for a in ans[len(ans) // 2:]]
+    assert chosen + rejected == answers(whole)
+    assert "passes" not in PairCollator(0, pass_tokens=10_000)(pairs)  # fits in one pass

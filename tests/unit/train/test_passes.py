@@ -90,6 +90,16 @@ def test_pass_sizes_halve_whole_rows_down_to_the_floor():
     assert pass_sizes(explicit, 4160, 832) == [4160]  # auto passes come with auto checkpointing
 
 
+def test_pass_sizes_follow_the_stage():
+    from tunesmith.train.stages import get_stage
+
+    cfg = load_config(None, {})
+    for name in ("sft", "pt", "dpo", "rm"):  # token sums over rows, or means over pairs
+        assert pass_sizes(cfg, 4 * 1100, 1100, get_stage(name)) == [4400, 2200, 1100], name
+    for name in ("kto", "grpo", "ppo"):  # a batch-wide KL term, or generation: one pass
+        assert pass_sizes(cfg, 4 * 1100, 1100, get_stage(name)) == [4400], name
+
+
 def test_bad_values_are_one_line_errors():
     with pytest.raises(ConfigError, match="micro_batch_tokens.*auto or an integer"):
         load_config(None, {"micro_batch_tokens": "some"})

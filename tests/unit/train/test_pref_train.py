@@ -77,6 +77,38 @@ def test_precomputed_reference_equals_the_adapter_toggle(pref_overrides, tmp_pat
             assert abs(ra[key] - rb[key]) <= 1e-5, (ra["step"], key)
 
 
+@pytest.mark.parametrize("keys", [
+    {"pref_ftx": 0.5},  # sigmoid DPO with its SFT term
+    {"pref_loss": "ipo", "precompute_ref_log_probs": True},
+    {"stage": "rm"},
+])
+def test_pair_passes_train_exactly_as_one_pass(keys, pref_overrides, tmp_path, monkeypatch):
+    """``micro_batch_tokens``: a batch of pairs run one pair per pass gives the same losses,
+    logged metrics and adapter as the whole batch at once."""
+    from safetensors.torch import load_file
+
+    from tunesmith.train.pref_trainer import PreferenceTrainer
+
+    seen = []
+    split = PreferenceTrainer.split_passes
+    monkeypatch.setattr(PreferenceTrainer, "split_passes",
+                        lambda self, i, n: seen.append(len(split(self, i, n))) or split(self, i, n))
+    runs = {}
+    for name, tokens in (("one", 0), ("passes", 40)):  # a pair here is ~30-40 tokens
+        out = tmp_path / name
+        run_training(load_config(None, {**pref_overrides, **keys, "output_dir": str(out),
+                                        "micro_batch_tokens": tokens}))
+        runs[name] = (_losses(out), load_file(out / "adapter_model.safetensors"))
+    assert seen[:3] == [1, 1, 1] and seen[3:] == [4, 4, 4], seen
+    (one, w_one), (passes, w_passes) = runs["one"], runs["passes"]
+    assert len(one) == len(passes) == 3
+    for a, b in zip(one, passes):
+        for key in ("loss", "grad_norm", *METRICS[:4 if keys.get("stage") == "rm" else 6]):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), (a["step"], key)
+    for key, value in w_one.items():
+        assert torch.allclose(w_passes[key], value, rtol=1e-4, atol=1e-6), key
+
+
 @pytest.mark.parametrize("method,extra", [
     ("full", {}), ("freeze", {"freeze_trainable_layers": 1}), ("ia3", {}),
     ("prompt", {"num_virtual_tokens": 4}),

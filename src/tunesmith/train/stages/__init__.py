@@ -67,6 +67,11 @@ class Stage:
             head, which adapters must not target), or None.
         evaluate: the evaluator ``tunesmith eval`` runs under this stage, by name
             (``evaluate.EVALUATORS``: ``loss``, ``pairs``, ``rewards``).
+        passes: a batch can run through the model in passes of fewer tokens
+            (``micro_batch_tokens``) with the whole batch's gradients: rows of a loss summed
+            over tokens (sft, pt: the trainer splits them) or whole pairs of a loss averaged
+            over pairs (dpo, rm: the collator splits them). False: always one pass (KTO's
+            batch-wide KL term, online stages).
     """
 
     name: str
@@ -83,6 +88,7 @@ class Stage:
     methods_note: str = ""
     prepare_model: Callable[..., Any] | None = None
     evaluate: str = "loss"
+    passes: bool = False
 
     def __post_init__(self):
         if self.data_kind not in DATA_KINDS:

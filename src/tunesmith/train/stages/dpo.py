@@ -59,6 +59,7 @@ register_stage(Stage(
     summary="preference optimisation on chosen/rejected pairs (pref_loss: sigmoid, ipo, hinge, "
             "orpo, simpo)",
     **PAIR_DATA,
+    passes=True,
     check=_check,
     trainer="pref_trainer:PreferenceTrainer",
     trainer_kwargs=_kwargs,

@@ -25,6 +25,7 @@ register_stage(Stage(
     name="rm",
     summary="reward model on chosen/rejected pairs (value head, pairwise loss)",
     **PAIR_DATA,
+    passes=True,
     check=_check,
     trainer="reward_trainer:RewardTrainer",
     prepare_model=_prepare,

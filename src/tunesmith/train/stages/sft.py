@@ -8,4 +8,5 @@ register_stage(Stage(
     name="sft",
     summary="supervised fine-tuning on chat data (labels: the assistant's tokens)",
     data_kind="chat",
+    passes=True,
 ))
