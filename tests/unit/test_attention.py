@@ -124,3 +124,29 @@ def test_decode_path_in_bf16_is_the_exact_attention_to_bf16_precision(length):
     got = decode_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask.bfloat16(), 0.3)
     assert got.dtype == torch.bfloat16 and (length <= UPCAST_KV) == (length == 11)
     torch.testing.assert_close(got.double(), want, atol=2e-2, rtol=2e-2)
+
+
+def test_packed_rows_run_per_sequence_and_other_masks_do_not(monkeypatch):
+    """A packed batch's block-diagonal mask is replaced by one causal call per sequence (equal
+    results: ``test_hybrid_matches_sdpa_loss_and_grads[pack-sdpa-path]``); any other mask (a
+    preference batch's shared prompt, padding) keeps the masked call."""
+    from tunesmith.model.attention import packed_segments
+
+    pos = torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3]])
+    seg = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    block = ((seg[:, None] == seg[None, :]) & torch.ones(9, 9, dtype=torch.bool).tril())[None, None]
+    assert packed_segments(pos, block, 9, 9) == [[(0, 3), (3, 5), (5, 9)]]
+    shared = block.clone()
+    shared[0, 0, 5:, :3] = True  # the last sequence also sees the first (a shared prompt)
+    assert packed_segments(pos, shared, 9, 9) is None
+    assert packed_segments(pos, None, 9, 9) is None and packed_segments(None, block, 9, 9) is None
+    assert packed_segments(pos, block[..., :8], 9, 8) is None  # a cache: queries != keys
+
+    calls = []
+    real = attention.segment_attention
+    monkeypatch.setattr(attention, "segment_attention",
+                        lambda *a, **k: calls.append(max(map(len, a[3]))) or real(*a, **k))
+    monkeypatch.setattr(attention, "SHORT_KV", 0)
+    batch = PackingCollator(0)(rows(seed=11))
+    loss_and_grads(tiny_llama(register()), batch)
+    assert calls and max(calls) > 1, calls  # rows holding several sequences took the path

@@ -8,6 +8,13 @@ are often short, so on CPU ``attn_implementation: auto`` picks this kernel: up t
 ``SHORT_KV`` keys the math path, beyond it transformers' own sdpa function. Both receive the same
 masks (transformers' sdpa mask: None for plain causal, else a boolean mask, block-diagonal for
 packed rows), so the result is the same attention either way (tests/unit/test_attention.py).
+
+Packed rows (several sequences laid end to end, ``position_ids`` restarting at each) get a
+block-diagonal mask, and the fused CPU kernel computes every block of a masked call, the masked
+ones included. Where the mask is exactly that (checked against the position ids), each sequence
+instead goes through the kernel on its own with ``is_causal``, which skips the blocks above the
+diagonal: the same result at a fraction of the work (a W2 bin of [50, 67, 688, 27] tokens,
+forward+backward: 114 vs 183 ms; one 832-token sequence: 107 vs 144 ms).
 """
 
 from __future__ import annotations
@@ -56,6 +63,11 @@ def hybrid_attention(module, query, key, value, attention_mask, dropout: float =
     if q_len == 1 and not torch.is_grad_enabled() and query.device.type == "cpu":
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
         return decode_attention(query, key, value, attention_mask, scale), None
+    if kv_len > SHORT_KV and query.device.type == "cpu":
+        segments = packed_segments(kwargs.get("position_ids"), attention_mask, q_len, kv_len)
+        if segments is not None:
+            return segment_attention(query, key, value, segments, scaling,
+                                     dropout if module.training else 0.0), None
     if kv_len > SHORT_KV or query.device.type != "cpu":
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, is_causal=is_causal, **kwargs)
@@ -82,6 +94,49 @@ def hybrid_attention(module, query, key, value, attention_mask, dropout: float =
     if dropout and module.training:
         probs = torch.nn.functional.dropout(probs, p=dropout, training=True)
     return torch.matmul(probs, repeat_kv(value, groups)).transpose(1, 2).contiguous(), None
+
+
+def packed_segments(position_ids, attention_mask, q_len: int, kv_len: int):
+    """Per row, the ``(start, end)`` of each packed sequence, when ``attention_mask`` is exactly
+    the causal block-diagonal mask of the sequences ``position_ids`` delimit (a new one where
+    the ids do not step by 1, as transformers builds it); else None (a custom mask, padding, a
+    cache)."""
+    if (position_ids is None or attention_mask is None or attention_mask.dtype != torch.bool
+            or q_len != kv_len or position_ids.shape[-1] != q_len
+            or attention_mask.dim() != 4 or attention_mask.shape[-2:] != (q_len, kv_len)):
+        return None
+    rows = attention_mask.shape[0]
+    pos = position_ids.expand(rows, -1) if position_ids.shape[0] == 1 else position_ids
+    if pos.shape[0] != rows:
+        return None
+    starts = torch.ones_like(pos, dtype=torch.bool)
+    starts[:, 1:] = pos[:, 1:] - pos[:, :-1] != 1
+    seg = starts.cumsum(-1)
+    causal = torch.ones(q_len, q_len, dtype=torch.bool, device=pos.device).tril()
+    expected = (seg[:, :, None] == seg[:, None, :]) & causal
+    if not torch.equal(attention_mask.expand(rows, 1, q_len, q_len)[:, 0], expected):
+        return None
+    out = []
+    for row in starts:
+        bounds = row.nonzero().flatten().tolist() + [q_len]
+        out.append(list(zip(bounds[:-1], bounds[1:])))
+    return out
+
+
+def segment_attention(query, key, value, segments, scaling, dropout: float):
+    """Causal attention of each packed sequence on its own: query (B, H, T, D), key/value
+    (B, Hkv, T, D) -> (B, T, H, D)."""
+    from torch.nn.functional import scaled_dot_product_attention as sdpa
+
+    gqa = query.shape[1] != key.shape[1]
+    rows = []
+    for b, bounds in enumerate(segments):
+        parts = [sdpa(query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e],
+                      dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=gqa)
+                 for s, e in bounds]
+        rows.append(torch.cat(parts, dim=2) if len(parts) > 1 else parts[0])
+    out = torch.cat(rows) if len(rows) > 1 else rows[0]
+    return out.transpose(1, 2).contiguous()
 
 
 def register() -> str:
