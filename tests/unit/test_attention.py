@@ -135,9 +135,9 @@ def test_packed_rows_run_per_sequence_and_other_masks_do_not(monkeypatch):
     pos = torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3]])
     seg = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
     block = ((seg[:, None] == seg[None, :]) & torch.ones(9, 9, dtype=torch.bool).tril())[None, None]
-    assert packed_segments(pos, block, 9, 9) == [[(0, 3), (3, 5), (5, 9)]]
+    assert packed_segments(pos, block, 9, 9) == [[(0, 3, None), (3, 5, None), (5, 9, None)]]
     shared = block.clone()
-    shared[0, 0, 5:, :3] = True  # the last sequence also sees the first (a shared prompt)
+    shared[0, 0, 5:, :3] = True  # the last sequence also sees the first: not what the ids say
     assert packed_segments(pos, shared, 9, 9) is None
     assert packed_segments(pos, None, 9, 9) is None and packed_segments(None, block, 9, 9) is None
     assert packed_segments(pos, block[..., :8], 9, 8) is None  # a cache: queries != keys
@@ -150,3 +150,35 @@ def test_packed_rows_run_per_sequence_and_other_masks_do_not(monkeypatch):
     batch = PackingCollator(0)(rows(seed=11))
     loss_and_grads(tiny_llama(register()), batch)
     assert calls and max(calls) > 1, calls  # rows holding several sequences took the path
+
+
+def test_shared_prompt_pairs_run_as_pieces_with_the_same_log_probs(tiny_model_dir, monkeypatch):
+    """A preference batch (prompt, chosen, rejected seeing only the prompt) through the pieces:
+    the same answer log-probs and gradients as the masked call."""
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.data.pair_collate import PairCollator
+    from tunesmith.train.pref_logps import sequence_logps
+
+    from .train.test_pair_collate import _pairs
+
+    batch = PairCollator(0)(_pairs(n=3))
+    plan = attention.packed_segments(batch["position_ids"], batch["mask_4d"],
+                                     *batch["input_ids"].shape[1:] * 2)
+    assert plan and any(prefix for row in plan for _, _, prefix in row)
+    monkeypatch.setattr(attention, "SHORT_KV", 0)
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float64,
+                                                 attn_implementation=register())
+    results = []
+    for use in (True, False):
+        if not use:
+            monkeypatch.setattr(attention, "packed_segments", lambda *a: None)
+        model.zero_grad()
+        logps, _ = sequence_logps(model, batch)
+        logps.sum().backward()
+        results.append((logps.detach(), [p.grad.clone() for p in model.parameters()
+                                         if p.grad is not None]))
+    (a, ga), (b, gb) = results
+    torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    for x, y in zip(ga, gb):
+        torch.testing.assert_close(x, y, rtol=1e-8, atol=1e-10)

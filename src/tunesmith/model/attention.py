@@ -14,7 +14,9 @@ block-diagonal mask, and the fused CPU kernel computes every block of a masked c
 ones included. Where the mask is exactly that (checked against the position ids), each sequence
 instead goes through the kernel on its own with ``is_causal``, which skips the blocks above the
 diagonal: the same result at a fraction of the work (a W2 bin of [50, 67, 688, 27] tokens,
-forward+backward: 114 vs 183 ms; one 832-token sequence: 107 vs 144 ms).
+forward+backward: 114 vs 183 ms; one 832-token sequence: 107 vs 144 ms). A preference pair laid
+out as prompt, chosen, rejected (the rejected answer sees the prompt, not the chosen one) is two
+calls the same way: prompt and chosen causally, the rejected answer against the prompt and itself.
 """
 
 from __future__ import annotations
@@ -96,11 +98,18 @@ def hybrid_attention(module, query, key, value, attention_mask, dropout: float =
     return torch.matmul(probs, repeat_kv(value, groups)).transpose(1, 2).contiguous(), None
 
 
+MAX_PIECES = 64  # more pieces in a row than this (e.g. one-token padding): the masked call
+
+
 def packed_segments(position_ids, attention_mask, q_len: int, kv_len: int):
-    """Per row, the ``(start, end)`` of each packed sequence, when ``attention_mask`` is exactly
-    the causal block-diagonal mask of the sequences ``position_ids`` delimit (a new one where
-    the ids do not step by 1, as transformers builds it); else None (a custom mask, padding, a
-    cache)."""
+    """Per row, its pieces ``(start, end, prefix)`` when ``attention_mask`` is exactly the mask
+    they imply; else None (padding masks, a cache, any other mask).
+
+    A piece is a run of ``position_ids`` stepping by 1. One starting at position 0 begins a new
+    sequence and sees itself causally (packed rows, as transformers builds their mask); one
+    starting at k > 0 without continuing the piece before it is a branch: it sees the first k
+    tokens of its sequence, ``prefix = (start, end)``, and itself causally (a preference pair's
+    rejected answer after the shared prompt, ``data/pair_collate.py``)."""
     if (position_ids is None or attention_mask is None or attention_mask.dtype != torch.bool
             or q_len != kv_len or position_ids.shape[-1] != q_len
             or attention_mask.dim() != 4 or attention_mask.shape[-2:] != (q_len, kv_len)):
@@ -111,29 +120,59 @@ def packed_segments(position_ids, attention_mask, q_len: int, kv_len: int):
         return None
     starts = torch.ones_like(pos, dtype=torch.bool)
     starts[:, 1:] = pos[:, 1:] - pos[:, :-1] != 1
-    seg = starts.cumsum(-1)
-    causal = torch.ones(q_len, q_len, dtype=torch.bool, device=pos.device).tril()
-    expected = (seg[:, :, None] == seg[:, None, :]) & causal
-    if not torch.equal(attention_mask.expand(rows, 1, q_len, q_len)[:, 0], expected):
+    if int(starts.sum(-1).max()) > MAX_PIECES:
         return None
-    out = []
+    plan, firsts = [], pos[starts].tolist()
+    at = 0
     for row in starts:
         bounds = row.nonzero().flatten().tolist() + [q_len]
-        out.append(list(zip(bounds[:-1], bounds[1:])))
-    return out
+        pieces, root = [], None
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            k = firsts[at]
+            at += 1
+            if k == 0:
+                root = a
+                pieces.append((a, b, None))
+            elif root is not None and root + k <= a:
+                pieces.append((a, b, (root, root + k)))
+            else:
+                return None
+        plan.append(pieces)
+    expected = torch.zeros(rows, q_len, q_len, dtype=torch.bool, device=attention_mask.device)
+    for r, pieces in enumerate(plan):
+        for a, b, prefix in pieces:
+            expected[r, a:b, a:b] = torch.ones(b - a, b - a, dtype=torch.bool).tril()
+            if prefix:
+                expected[r, a:b, prefix[0]:prefix[1]] = True
+    if not torch.equal(attention_mask.expand(rows, 1, q_len, q_len)[:, 0], expected):
+        return None
+    return plan
 
 
 def segment_attention(query, key, value, segments, scaling, dropout: float):
-    """Causal attention of each packed sequence on its own: query (B, H, T, D), key/value
-    (B, Hkv, T, D) -> (B, T, H, D)."""
+    """Each piece of ``packed_segments``'s plan through the fused kernel on its own: a sequence
+    with ``is_causal`` (the kernel skips the blocks above the diagonal), a branch against its
+    prefix and itself. query (B, H, T, D), key/value (B, Hkv, T, D) -> (B, T, H, D)."""
     from torch.nn.functional import scaled_dot_product_attention as sdpa
 
     gqa = query.shape[1] != key.shape[1]
     rows = []
-    for b, bounds in enumerate(segments):
-        parts = [sdpa(query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e],
-                      dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=gqa)
-                 for s, e in bounds]
+    for b, pieces in enumerate(segments):
+        parts = []
+        for s, e, prefix in pieces:
+            q, k, v = query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e]
+            if prefix is None:
+                parts.append(sdpa(q, k, v, dropout_p=dropout, is_causal=True, scale=scaling,
+                                  enable_gqa=gqa))
+                continue
+            p0, p1 = prefix
+            k = torch.cat((key[b:b + 1, :, p0:p1], k), dim=2)
+            v = torch.cat((value[b:b + 1, :, p0:p1], v), dim=2)
+            n = e - s
+            mask = torch.ones(n, p1 - p0 + n, dtype=torch.bool, device=query.device)
+            mask[:, p1 - p0:] = mask[:, p1 - p0:].tril()
+            parts.append(sdpa(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scaling,
+                              enable_gqa=gqa))
         rows.append(torch.cat(parts, dim=2) if len(parts) > 1 else parts[0])
     out = torch.cat(rows) if len(rows) > 1 else rows[0]
     return out.transpose(1, 2).contiguous()

@@ -90,7 +90,7 @@ def _ours(tiny_model_dir, tmp, model, tok, examples, stage: str, ref=None, **key
     model.zero_grad()
     loss = trainer.compute_loss(model, batch)
     loss.backward()
-    metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+    metrics = {k: v[-1][0] for k, v in trainer._metrics["train"].items()}  # (value, weight)
     return float(loss), metrics, _grads(model)
 
 
