@@ -72,7 +72,8 @@ def measure(cmd: list[str], env: dict, log: Path, timeout_s: float) -> dict:
     with log.open("w", encoding="utf-8") as fh:
         start = time.time()
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-        timer = threading.Timer(timeout_s, proc.kill)
+        fired: list[bool] = []
+        timer = threading.Timer(timeout_s, lambda: (fired.append(True), proc.kill()))
         timer.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
@@ -80,7 +81,7 @@ def measure(cmd: list[str], env: dict, log: Path, timeout_s: float) -> dict:
             timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
     return {"t_launch": start, "t_exit": time.time(), "returncode": proc.returncode,
-            "timed_out": timer.finished.is_set() and time.time() - start >= timeout_s,
+            "timed_out": bool(fired),
             "peak_rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime}
 
 

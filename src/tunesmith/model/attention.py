@@ -101,15 +101,28 @@ def hybrid_attention(module, query, key, value, attention_mask, dropout: float =
 MAX_PIECES = 64  # more pieces in a row than this (e.g. one-token padding): the masked call
 
 
+_LAST_PLAN: list = [None, None, None]  # (position_ids, mask, plan) of the last call
+
+
 def packed_segments(position_ids, attention_mask, q_len: int, kv_len: int):
     """Per row, its pieces ``(start, end, prefix)`` when ``attention_mask`` is exactly the mask
-    they imply; else None (padding masks, a cache, any other mask).
+    they imply; else None (padding masks, a cache, any other mask). Every layer of a forward
+    gets the same two tensors: the plan is worked out once and reused while they are the same
+    objects (the cache holds them, so their ids cannot be reused meanwhile).
 
     A piece is a run of ``position_ids`` stepping by 1. One starting at position 0 begins a new
     sequence and sees itself causally (packed rows, as transformers builds their mask); one
     starting at k > 0 without continuing the piece before it is a branch: it sees the first k
     tokens of its sequence, ``prefix = (start, end)``, and itself causally (a preference pair's
     rejected answer after the shared prompt, ``data/pair_collate.py``)."""
+    if _LAST_PLAN[0] is position_ids and _LAST_PLAN[1] is attention_mask and position_ids is not None:
+        return _LAST_PLAN[2]
+    plan = _plan(position_ids, attention_mask, q_len, kv_len)
+    _LAST_PLAN[:] = [position_ids, attention_mask, plan]
+    return plan
+
+
+def _plan(position_ids, attention_mask, q_len: int, kv_len: int):
     if (position_ids is None or attention_mask is None or attention_mask.dtype != torch.bool
             or q_len != kv_len or position_ids.shape[-1] != q_len
             or attention_mask.dim() != 4 or attention_mask.shape[-2:] != (q_len, kv_len)):
