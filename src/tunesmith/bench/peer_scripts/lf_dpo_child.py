@@ -39,7 +39,7 @@ def main(spec_path):
 
     args = lf_args(spec, stage="dpo", pref_beta=spec["pref_beta"], pref_loss=spec["pref_loss"],
                    tokenized_path=tokenized_dir(spec),
-                   disable_gradient_checkpointing=not spec["gradient_checkpointing"])
+                   disable_gradient_checkpointing=spec.get("gradient_checkpointing") is False)
     run_exp(args=args, callbacks=[BenchTiming(spec["result"])])
 
 
