@@ -148,3 +148,27 @@ def test_estimate_gpu_7b_within_20_percent_of_llamafactory_table(qwen7b_config_d
     assert abs(peak_gb - expected) <= 0.2 * expected, (method, round(peak_gb, 1), expected)
     assert out["dtype"] == ("fp32" if method == "full" else "bf16")  # adapters: never fp32
     print(f"{method}: {peak_gb:.1f} GB vs {expected} GB")
+
+
+def test_pairs_are_sized_with_their_prompt_once():
+    """A preference batch feeds each pair's shared prompt once (data/pair_collate.py): the largest
+    batch and the pass unit are pairs as fed, not two whole sequences."""
+    from tunesmith.data.tokenize import IGNORE, Example
+    from tunesmith.estimate import data_shape
+
+    examples = []
+    for i, (prompt, chosen, rejected) in enumerate([(100, 20, 30), (300, 50, 10), (10, 5, 5)]):
+        ids = list(range(prompt))
+        for flag, n in ((1, chosen), (0, rejected)):
+            examples.append(Example(ids + [7] * n, [IGNORE] * prompt + [7] * n, row=i, flag=flag))
+    cfg = load_config(None, {"stage": "dpo", "per_device_train_batch_size": 2,
+                             "trainer_args": {"train_sampling_strategy": "sequential"}})
+    shape = data_shape(cfg, examples=examples)
+    assert shape.rows == 3
+    # pairs of 150 and 360 tokens as fed (not 250 and 660): two rows of the longest's width
+    assert (shape.batch_tokens, shape.batch_labels, shape.longest) == (2 * 360, 50 + 60, 360)
+    prompt_tuning = load_config(None, {"stage": "dpo", "method": "prompt",
+                                       "per_device_train_batch_size": 2,
+                                       "trainer_args": {"train_sampling_strategy": "sequential"}})
+    # virtual tokens: each side padded to the longest, prompts not shared
+    assert data_shape(prompt_tuning, examples=examples).batch_tokens == 4 * 350

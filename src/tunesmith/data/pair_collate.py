@@ -57,11 +57,27 @@ def sequence_segment(seq: dict, index: int) -> list[Piece]:
     return [Piece(list(seq["input_ids"]), list(seq["labels"]), index)]
 
 
+def shared_prompt(chosen_ids, chosen_labels, rejected_ids, rejected_labels) -> int:
+    """Length of the prompt a pair's two sides share token for token (computed once in a
+    batch), or 0 when they do not."""
+    p = _first_label(chosen_labels)
+    if p > 0 and p == _first_label(rejected_labels) and \
+            list(chosen_ids[:p]) == list(rejected_ids[:p]):
+        return p
+    return 0
+
+
+def pair_tokens(chosen_ids, chosen_labels, rejected_ids, rejected_labels, share: bool = True) -> int:
+    """Tokens a pair is fed as (its shared prompt once)."""
+    p = shared_prompt(chosen_ids, chosen_labels, rejected_ids, rejected_labels) if share else 0
+    return len(chosen_ids) + len(rejected_ids) - p
+
+
 def pair_segments(chosen: dict, rejected: dict, i: int, n_pairs: int, share: bool) -> list:
     """One shared-prompt segment for pair i, or two plain ones when its sides' prompts differ."""
-    p = _first_label(chosen["labels"])
-    if share and p == _first_label(rejected["labels"]) and p > 0 and \
-            list(chosen["input_ids"][:p]) == list(rejected["input_ids"][:p]):
+    p = shared_prompt(chosen["input_ids"], chosen["labels"], rejected["input_ids"],
+                      rejected["labels"]) if share else 0
+    if p:
         prompt = Piece(list(chosen["input_ids"][:p]), [IGNORE] * p, -1)
         return [[prompt,
                  Piece(list(chosen["input_ids"][p:]), list(chosen["labels"][p:]), i, 1, 0),
@@ -189,8 +205,9 @@ class PairCollator:
         n = len(features)
         if not self.pass_tokens or n < 2:
             return self._collate(features)
-        sizes = [sum(len(p.ids) for s in pair_segments(f["chosen"], f["rejected"], 0, 1, self.share)
-                     for p in s) for f in features]
+        sizes = [pair_tokens(f["chosen"]["input_ids"], f["chosen"]["labels"],
+                             f["rejected"]["input_ids"], f["rejected"]["labels"], self.share)
+                 for f in features]
         groups = token_groups(sizes, self.pass_tokens)
         if len(groups) == 1:
             return self._collate(features)

@@ -27,7 +27,7 @@ class DataShape:
     p100: int
     batch_tokens: int  # tokens in the largest micro-batch as it is fed (padded or packed)
     batch_labels: int
-    longest: int
+    longest: int  # the longest row (for pairs: the longest pair, its prompt once)
 
 
 @dataclass
@@ -109,10 +109,21 @@ def largest_batch(lengths: list[tuple[int, int]], b: int, packing,
     return fed(worst), sum(y for _, y in worst), max(x for x, _ in worst)
 
 
+def _pair_units(examples, rows) -> list[tuple[int, int]]:
+    """(tokens, labelled tokens) per pair, as a packed preference batch feeds it: one segment,
+    the prompt its sides share computed once (data/pair_collate.py; virtual-token methods pad
+    each side instead). The reference pass keeps no activations."""
+    from ..data.pair_collate import pair_tokens
+
+    return [(pair_tokens(c.input_ids, c.labels, r.input_ids, r.labels), yc + yr)
+            for c, r, (_, yc), (_, yr) in zip(examples[::2], examples[1::2], rows[::2], rows[1::2])]
+
+
 def data_shape(cfg: RunConfig, tokenizer=None, template=None, examples=None) -> DataShape:
     """Length percentiles and the largest micro-batch (padded, or packed per ``packing``) of
     ``examples``, or of the config's training data (tokenized with ``tokenizer``/``template``)."""
     from ..train.stages import get_stage
+    from ..train.stages._pref import packs
 
     kind = get_stage(cfg.method.stage).data_kind
     if examples is None and cfg.data.streaming:  # a stream may not fit in memory: a sample of it
@@ -125,13 +136,15 @@ def data_shape(cfg: RunConfig, tokenizer=None, template=None, examples=None) -> 
         examples = load_data(cfg, tokenizer, template, kind=kind).train
     rows = [(len(e.input_ids), sum(x != -100 for x in e.labels)) for e in examples]
     lengths = sorted(rows)
-    # A pair is two sequences (chosen, rejected) fed in one packed batch; preference batches
-    # are always packed (data/pair_collate.py). The reference pass keeps no activations.
     per_item = 2 if kind == "pairs" else 1
     packing = True if kind in ("pairs", "unpaired") else cfg.data.packing
-    n, b = len(lengths), cfg.train.per_device_train_batch_size * per_item
+    n, b = len(lengths), cfg.train.per_device_train_batch_size
     sequential = cfg.train.trainer_args.get("train_sampling_strategy") == "sequential"
-    batch_tokens, batch_labels, longest = largest_batch(rows, b, packing, sequential)
+    units = rows
+    if kind == "pairs":
+        units, b, packing = ((_pair_units(examples, rows), b, True) if packs(cfg)
+                             else (rows, 2 * b, False))
+    batch_tokens, batch_labels, longest = largest_batch(units, b, packing, sequential)
     pick = lambda q: lengths[min(n - 1, int(q * n))][0]  # noqa: E731
     return DataShape(n // per_item, sum(x for x, _ in lengths), sum(y for _, y in lengths),
                      pick(0.5), pick(0.9), lengths[-1][0], batch_tokens, batch_labels, longest)
@@ -224,8 +237,7 @@ def estimate_run(cfg: RunConfig, gpu_mb: float | None = None, examples=None) -> 
 
     choice = None
     stage = get_stage(cfg.method.stage)
-    unit = data.longest * (2 if stage.data_kind == "pairs" else 1)  # a row, or a pair's two sides
-    sizes = pass_sizes(cfg, data.batch_tokens, unit, stage)
+    sizes = pass_sizes(cfg, data.batch_tokens, data.longest, stage)  # longest row, bin or pair
     if cfg.train.gradient_checkpointing == "auto":
         memory, _, choice = choose_checkpointing(cfg, memory, gpu_mb, sizes, data.batch_tokens,
                                                 cpu=device == "cpu")

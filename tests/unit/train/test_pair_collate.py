@@ -67,3 +67,15 @@ def test_passes_hold_whole_pairs_in_order_with_their_share():
     rejected = [a for ans in per_part for a in ans[len(ans) // 2:]]
     assert chosen + rejected == answers(whole)
     assert "passes" not in PairCollator(0, pass_tokens=10_000)(pairs)  # fits in one pass
+
+
+def test_pair_tokens_is_what_the_collator_feeds():
+    from tunesmith.data.pair_collate import pair_tokens
+
+    for pair in _pairs(n=3):
+        c, r = pair["chosen"], pair["rejected"]
+        fed = int(PairCollator(0)([pair])["n_tokens"])
+        assert pair_tokens(c["input_ids"], c["labels"], r["input_ids"], r["labels"]) == fed
+        assert pair_tokens(c["input_ids"], c["labels"], r["input_ids"], r["labels"],
+                           share=False) == len(c["input_ids"]) + len(r["input_ids"])
+    assert fed == 7  # the last pair's prompts differ: both sides whole
