@@ -33,3 +33,19 @@ def test_w4_prepares_the_same_pairs_for_every_tool(tmp_path, bundled_dir):
     spec_path = tmp_path / "spec.json"
     assert script_for(PEERS["trl"], spec_path) == "trl_dpo_child.py"
     assert script_for(PEERS["llamafactory"], spec_path) == "lf_dpo_child.py"
+
+
+def test_peers_keep_their_own_checkpointing_unless_the_bench_sets_it():
+    """Unset (``--modes defaults``): no key, so LLaMA-Factory and TRL checkpoint as they come;
+    set: passed through."""
+    from tunesmith.bench.peer_scripts.peer_args import lf_args, trl_args
+
+    spec = {"model": "m", "lora_rank": 8, "lora_alpha": 16, "lf_dataset_dir": "d",
+            "default_system": "", "cutoff_len": 1024, "output_dir": "o", "batch": 4,
+            "learning_rate": 5e-4, "epochs": 1, "max_steps": 4, "lr_scheduler_type": "cosine",
+            "seed": 42, "dtype": "fp32"}
+    for value, lf_disable, trl_value in ((None, False, "unset"), (True, False, True),
+                                         (False, True, False)):
+        case = {**spec, "gradient_checkpointing": value}
+        assert lf_args(case, stage="dpo")["disable_gradient_checkpointing"] is lf_disable
+        assert trl_args(case).get("gradient_checkpointing", "unset") is trl_value

@@ -112,8 +112,7 @@ def main(spec_path):
     spec = json.load(open(spec_path, encoding="utf-8"))
     from llamafactory.train.tuner import run_exp
 
-    args = lf_args(spec, stage="sft",
-                   disable_gradient_checkpointing=spec.get("gradient_checkpointing") is False)
+    args = lf_args(spec, stage="sft")
     extra = {}
     if spec.get("neat_packing"):
         args["tokenized_path"], extra["tokens"] = packed_dir(spec)

@@ -38,8 +38,7 @@ def main(spec_path):
     from llamafactory.train.tuner import run_exp
 
     args = lf_args(spec, stage="dpo", pref_beta=spec["pref_beta"], pref_loss=spec["pref_loss"],
-                   tokenized_path=tokenized_dir(spec),
-                   disable_gradient_checkpointing=spec.get("gradient_checkpointing") is False)
+                   tokenized_path=tokenized_dir(spec))
     run_exp(args=args, callbacks=[BenchTiming(spec["result"])])
 
 

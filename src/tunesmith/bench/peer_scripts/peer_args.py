@@ -24,7 +24,10 @@ def lf_args(spec, **stage_keys) -> dict:
         "max_steps": spec["max_steps"], "lr_scheduler_type": spec["lr_scheduler_type"],
         "seed": spec["seed"], "disable_shuffling": True, "disable_tqdm": True,
         "bf16": spec["dtype"] == "bf16",  # pure_bf16 is refused on CPU
-        "logging_first_step": True, **stage_keys,
+        "logging_first_step": True,
+        # unset: LLaMA-Factory's own default (checkpointing on)
+        "disable_gradient_checkpointing": spec.get("gradient_checkpointing") is False,
+        **stage_keys,
     }
     if not torch.cuda.is_available():
         args["use_cpu"] = True  # LLaMA-Factory refuses bf16 without a GPU unless told
@@ -39,7 +42,13 @@ def trl_args(spec) -> dict:
                 seed=spec["seed"], logging_steps=1, logging_first_step=True,
                 save_strategy="no", report_to="none", disable_tqdm=True,
                 max_length=spec["cutoff_len"], train_sampling_strategy="sequential",
-                bf16=False, use_cpu=True)
+                bf16=False, use_cpu=True, **trl_checkpointing(spec))
+
+
+def trl_checkpointing(spec) -> dict:
+    """``gradient_checkpointing`` only when the bench sets it: unset, TRL's own default (on)."""
+    value = spec.get("gradient_checkpointing")
+    return {} if value is None else {"gradient_checkpointing": value}
 
 
 def trl_model(spec):

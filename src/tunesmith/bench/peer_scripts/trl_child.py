@@ -28,10 +28,7 @@ def main(spec_path):
     base = trl_args(spec)
     if spec.get("padding_free"):
         base["max_length"] = None  # rows arrive cut at cutoff_len
-    args = SFTConfig(**base,
-                     **({} if spec.get("gradient_checkpointing") is None else
-                        {"gradient_checkpointing": spec["gradient_checkpointing"]}),
-                     padding_free=bool(spec.get("padding_free")), completion_only_loss=True)
+    args = SFTConfig(**base, padding_free=bool(spec.get("padding_free")), completion_only_loss=True)
     peft = trl_lora(spec)
     timing = BenchTiming(spec["result"])
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,

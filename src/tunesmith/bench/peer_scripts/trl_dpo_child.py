@@ -22,9 +22,7 @@ def main(spec_path):
     data = Dataset.from_list([{k: r[k] for k in ("prompt_ids", "chosen_ids", "rejected_ids")}
                               for r in rows])
     model, tokenizer = trl_model(spec)
-    ckpt = spec.get("gradient_checkpointing")  # None: TRL's own default (on)
-    args = DPOConfig(**trl_args(spec), **({} if ckpt is None else {"gradient_checkpointing": ckpt}),
-                     beta=spec["pref_beta"], loss_type=[spec["pref_loss"]])
+    args = DPOConfig(**trl_args(spec), beta=spec["pref_beta"], loss_type=[spec["pref_loss"]])
     peft = trl_lora(spec)
     DPOTrainer._prepare_dataset = lambda self, dataset, *a, **k: dataset  # already tokenized
     trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
