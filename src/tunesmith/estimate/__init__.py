@@ -137,11 +137,10 @@ def data_shape(cfg: RunConfig, tokenizer=None, template=None, examples=None) -> 
     rows = [(len(e.input_ids), sum(x != -100 for x in e.labels)) for e in examples]
     lengths = sorted(rows)
     per_item = 2 if kind == "pairs" else 1
-    packing = True if kind in ("pairs", "unpaired") else cfg.data.packing
     n, b = len(lengths), cfg.train.per_device_train_batch_size
     sequential = cfg.train.trainer_args.get("train_sampling_strategy") == "sequential"
-    units = rows
-    if kind == "pairs":
+    units, packing = rows, True if kind == "unpaired" else cfg.data.packing
+    if kind == "pairs":  # pair segments packed, or (virtual tokens) each side padded
         units, b, packing = ((_pair_units(examples, rows), b, True) if packs(cfg)
                              else (rows, 2 * b, False))
     batch_tokens, batch_labels, longest = largest_batch(units, b, packing, sequential)
