@@ -135,6 +135,7 @@ class TrainConfig:
     group_by_length: bool = False
     fast_loss: bool = True
     fused_lora: bool = True
+    fused_mlp: bool = True
     trainer_args: dict = field(default_factory=dict)
     do_train: bool = False
     do_eval: bool = False

@@ -139,7 +139,7 @@ KEY_HELP = {
     "bf16": "force bf16 (default: automatic)",
     "fp16": "force fp16 (GPU; default: automatic)",
     "gradient_checkpointing": "auto (default: off when the run fits and activations are at most half the estimated peak; selective when they are more, or when only that fits; full when only full fits; `tunesmith train` prints the choice and why), selective (keep the matrix products' and attention's outputs, recompute the element-wise work between them: ~45% less activation memory, ~6% slower), true (full: recompute every layer's forward in backward: least memory, ~1.3x slower), false",
-    "cpu_allocator": "auto (default: lean when training on the CPU with gradient checkpointing on, else default), lean (glibc returns every tensor of 4 MiB or more to the system when it is freed: the resident set follows the live tensors, ~0.4-0.6x the peak RSS for ~1.05-1.15x the time), default (glibc as it is: its heap keeps what training frees and grows layer by layer)",
+    "cpu_allocator": "auto (default: lean when training on the CPU, else default), lean (glibc returns every tensor of 256 KiB or more to the system when it is freed: the resident set follows the live tensors, ~0.75x the peak RSS without checkpointing and ~0.4x with it, for ~1.01-1.15x the time), default (glibc as it is: its heap keeps what training frees and grows layer by layer)",
     "logging_steps": "log every N steps (a value below 1: that fraction of the run's steps); the last step is always logged",
     "eval_strategy": "no, steps or epoch",
     "eval_steps": "evaluate every N steps",
@@ -172,6 +172,7 @@ KEY_HELP = {
     "micro_batch_tokens": "auto (default, with gradient_checkpointing: auto): on a CPU a batch runs in the smallest passes (whole rows, none under 512 tokens), with checkpointing off when that fits; on a GPU only when activations would dominate the estimated peak, in the largest passes that keep them at most half of it; `tunesmith train` prints the choice. The gradients and logged values are the whole batch's, only one pass's activations are in memory. Passes hold whole rows (sft, pt) or whole pairs (dpo, rm); kto and the online stages run a batch in one pass. 0: the whole batch in one pass; N: passes of at most N tokens (a longer row or pair is a pass of its own)",
     "fast_loss": "LM head and loss only at labelled positions (same loss, less time and memory)",
     "fused_lora": "LoRA layers add their update in one fused product and take their weight gradients in the CPU's fast layout (same result; false: peft's own forward)",
+    "fused_mlp": "SwiGLU MLPs (Llama, Qwen, Mistral, SmolLM, ...) keep only the gate and up outputs for backward and redo the activation there: about a seventh less activation memory, the same gradients (false: the model's own MLP)",
     "trainer_args": "any other transformers TrainingArguments, as a mapping",
     "do_train": "LLaMA-Factory flag: train",
     "do_eval": "evaluate on val_size/eval_dataset at the end of training; without do_train, "

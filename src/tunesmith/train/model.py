@@ -1,5 +1,5 @@
 """The model as training needs it: dtype, optional k-bit quantization, activation checkpointing
-(full or selective: model/checkpointing.py)."""
+(full or selective: model/checkpointing.py), the fused SwiGLU activation (model/fused_mlp.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ def load_for_training(cfg: RunConfig, path):
     mode = checkpoint_mode(cfg.train.gradient_checkpointing)
     if mode:
         enable_checkpointing(model, mode)
+    if cfg.train.fused_mlp:
+        from ..model.fused_mlp import enable_fused_mlp
+
+        enable_fused_mlp(model)
     if cfg.train.fast_loss:
         from .fast_loss import enable_fast_loss
 
