@@ -139,7 +139,7 @@ KEY_HELP = {
     "bf16": "force bf16 (default: automatic)",
     "fp16": "force fp16 (GPU; default: automatic)",
     "gradient_checkpointing": "auto (default: off when the run fits and activations are at most half the estimated peak; selective when they are more, or when only that fits; full when only full fits; `tunesmith train` prints the choice and why), selective (keep the matrix products' and attention's outputs, recompute the element-wise work between them: ~45% less activation memory, ~6% slower), true (full: recompute every layer's forward in backward: least memory, ~1.3x slower), false",
-    "cpu_allocator": "auto (default: lean when training on the CPU, else default), lean (glibc returns every tensor of 256 KiB or more to the system when it is freed: the resident set follows the live tensors, ~0.75x the peak RSS without checkpointing and ~0.4x with it, for ~1.01-1.15x the time), default (glibc as it is: its heap keeps what training frees and grows layer by layer)",
+    "cpu_allocator": "auto (default: lean when training on the CPU with gradient checkpointing on, else default), lean (glibc returns every tensor of 4 MiB or more to the system when it is freed: the resident set follows the live tensors, ~0.4-0.6x the peak RSS for ~1.05-1.15x the time), default (glibc as it is: its heap keeps what training frees and grows layer by layer)",
     "logging_steps": "log every N steps (a value below 1: that fraction of the run's steps); the last step is always logged",
     "eval_strategy": "no, steps or epoch",
     "eval_steps": "evaluate every N steps",

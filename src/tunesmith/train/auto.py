@@ -10,7 +10,7 @@ estimate``'s memory model) of the peak in each, against the memory this machine 
   about 45% less activation memory for about 6% of the speed (docs/performance.md);
 - full, when selective does not fit either: it recomputes every layer's forward in the backward
   pass (about a third of a step), so memory is the only reason to pay for it.
-``cpu_allocator: auto`` is ``lean`` (model/allocator.py) whenever training runs on the CPU.
+``cpu_allocator: auto`` follows that choice: ``lean`` (model/allocator.py) when checkpointing is on.
 ``packing: auto`` is decided per batch by the collator (``data/packing.py``); here it only gets
 its log line.
 """
@@ -187,12 +187,13 @@ def resolve_speed_keys(cfg: RunConfig, examples, log, stage=None) -> bool:
 
 
 def apply_cpu_allocator(cfg: RunConfig, log) -> str:
-    """Resolve ``cpu_allocator`` and put it into effect for this process before the model is
-    loaded; returns the mode."""
+    """Resolve ``cpu_allocator`` (after the checkpointing choice: ``auto`` follows it) and put it
+    into effect for this process before the model is loaded; returns the mode."""
     from ..hardware import detect
     from ..model import allocator
 
-    mode, why = allocator.resolve(cfg.train.cpu_allocator, detect().device)
+    mode, why = allocator.resolve(cfg.train.cpu_allocator, detect().device,
+                                  cfg.train.gradient_checkpointing)
     if cfg.train.cpu_allocator == "auto":
         log(f"cpu_allocator: auto -> {mode}: {why}")
     problem = allocator.apply(mode)

@@ -93,3 +93,14 @@ def test_training_models_follow_the_key(tiny_overrides, tiny_model_dir):
         model = load_for_training(cfg, tiny_model_dir)
         fused = [m for m in model.modules() if getattr(m, "_tunesmith_fused_mlp", False)]
         assert len(fused) == (2 if on else 0)
+
+
+def test_installing_leaves_the_global_random_state_alone(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32)
+    torch.manual_seed(42)
+    expected = torch.rand(3)
+    torch.manual_seed(42)
+    assert enable_fused_mlp(model) == 2
+    assert torch.equal(torch.rand(3), expected)  # an adapter's init after it draws the same values

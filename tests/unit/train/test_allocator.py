@@ -1,4 +1,4 @@
-"""``cpu_allocator``: lean gives freed activations back to the system; auto is lean on the CPU."""
+"""``cpu_allocator``: lean gives freed activations back to the system; auto follows checkpointing."""
 
 from __future__ import annotations
 
@@ -53,12 +53,14 @@ def test_lean_returns_freed_activations_so_the_resident_set_follows_the_live_ten
     assert after <= 16  # and so do the kept ones when they are freed
 
 
-def test_auto_is_lean_when_training_on_the_cpu_and_default_otherwise():
-    mode, why = allocator.resolve("auto", "cpu")
-    assert mode == "lean" and "training on the CPU" in why
-    assert allocator.resolve("auto", "cuda") == ("default", "training runs on cuda, not in CPU memory")
-    assert allocator.resolve("default", "cpu")[0] == "default"
-    assert allocator.resolve("lean", "cuda")[0] == "lean"
+def test_auto_is_lean_on_the_cpu_with_checkpointing_and_default_otherwise():
+    assert allocator.resolve("auto", "cpu", "selective")[0] == "lean"
+    assert allocator.resolve("auto", "cpu", True)[0] == "lean"
+    mode, why = allocator.resolve("auto", "cpu", False)
+    assert mode == "default" and "checkpointing is off" in why
+    assert allocator.resolve("auto", "cuda", True) == ("default", "training runs on cuda, not in CPU memory")
+    assert allocator.resolve("default", "cpu", True)[0] == "default"
+    assert allocator.resolve("lean", "cpu", False)[0] == "lean"
     assert allocator.apply("default") is None
 
 
@@ -69,11 +71,12 @@ def test_the_config_takes_the_three_values_and_names_them_otherwise():
         load_config(None, {"cpu_allocator": "jemalloc"})
 
 
-def test_a_run_on_the_cpu_says_it_went_lean(tiny_overrides, tmp_path, capsys):
+def test_a_checkpointed_run_on_the_cpu_says_it_went_lean(tiny_overrides, tmp_path, capsys):
     from tunesmith.train.run import run_training
 
     cfg = load_config(None, {**tiny_overrides, "output_dir": str(tmp_path / "run"), "max_steps": 1,
-                             "save_strategy": "no", "plot_loss": False})
+                             "save_strategy": "no", "plot_loss": False,
+                             "gradient_checkpointing": "selective"})
     run_training(cfg)
     err = capsys.readouterr().err
-    assert "cpu_allocator: auto -> lean: training on the CPU" in err
+    assert "cpu_allocator: auto -> lean: gradient checkpointing is on (memory first)" in err

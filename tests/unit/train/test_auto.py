@@ -40,5 +40,5 @@ def test_train_prints_its_automatic_choices(tiny_overrides, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "gradient_checkpointing: auto -> off: the estimated peak" in err
     assert "packing: auto" in err
-    assert "cpu_allocator: auto -> lean: training on the CPU" in err
+    assert "cpu_allocator: auto -> default: gradient checkpointing is off (speed first)" in err
     assert cfg.train.gradient_checkpointing is False
