@@ -72,9 +72,10 @@ def _same_output(module) -> bool:
     """The module's own forward and the fused one agree on two random tokens."""
     import torch
 
-    weight = module.gate_proj.weight
-    if weight.device.type == "meta" or not weight.dtype.is_floating_point:
-        return False
+    weight = getattr(module.gate_proj, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2 or weight.numel() == 0 \
+            or weight.device.type == "meta" or not weight.dtype.is_floating_point:
+        return False  # quantized, offloaded, or partitioned (DeepSpeed ZeRO-3): left as it is
     with torch.no_grad():  # its own generator: the global random state (adapter init) is untouched
         rng = torch.Generator(device=weight.device).manual_seed(0)
         x = torch.randn(1, 2, weight.shape[1], generator=rng, device=weight.device).to(weight.dtype)
@@ -85,7 +86,8 @@ def enable_fused_mlp(model) -> int:
     """Give every plain SwiGLU MLP of ``model`` the fused activation; returns how many.
 
     Call on the base model before an adapter method wraps its linear layers (the check runs
-    the MLP once on two tokens; quantized or meta weights are left as they are)."""
+    the MLP once on two tokens; quantized, offloaded or partitioned weights are left as they
+    are)."""
     import types
 
     count = 0

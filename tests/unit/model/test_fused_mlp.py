@@ -78,6 +78,9 @@ def test_other_mlps_and_inference_keep_their_forward(tiny_model_dir):
         layer.mlp.act_fn = torch.nn.GELU()
     assert enable_fused_mlp(model) == 0
     model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32)
+    model.model.layers[0].mlp.gate_proj.weight.data = torch.empty(0)  # as ZeRO-3 partitions it
+    assert enable_fused_mlp(model) == 1  # the other layer only
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32)
     enable_fused_mlp(model)
     with torch.no_grad():  # no autograd: the plain product, no function object
         out = model.model.layers[0].mlp(torch.randn(1, 3, model.config.hidden_size))
