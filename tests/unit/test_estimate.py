@@ -172,3 +172,18 @@ def test_pairs_are_sized_with_their_prompt_once():
                                        "trainer_args": {"train_sampling_strategy": "sequential"}})
     # virtual tokens: each side padded to the longest, prompts not shared
     assert data_shape(prompt_tuning, examples=examples).batch_tokens == 4 * 350
+
+
+def test_the_fused_swiglu_keeps_one_intermediate_value_less(tiny_overrides):
+    from tunesmith.estimate.memory import activation_bytes, Shapes
+
+    plain = Shapes(layers=3, hidden=64, intermediate=128, heads=4, vocab=1000)
+    fused = Shapes(layers=3, hidden=64, intermediate=128, heads=4, vocab=1000, fused_swiglu=True)
+    for ckpt, layers in ((False, 3), (True, 1), ("selective", 1)):  # recompute: one layer's set
+        drop = activation_bytes(plain, 100, 300, "fp32", ckpt) - \
+            activation_bytes(fused, 100, 300, "fp32", ckpt)
+        assert drop == layers * 100 * 128 * 4, ckpt
+    on = estimate_run(cfg_for(tiny_overrides))
+    off = estimate_run(cfg_for(tiny_overrides, fused_mlp=False))
+    assert on.shapes.fused_swiglu and not off.shapes.fused_swiglu
+    assert on.memory.activations_mb < off.memory.activations_mb

@@ -71,7 +71,12 @@ def count_params(cfg: RunConfig, path, dtype: str) -> tuple[ParamCounts, Shapes]
         counts.quantized = quantized_params(model, head)
         counts.quantized_bytes = kbit_bytes(cfg.model.quantization_bit,
                                             cfg.model.double_quantization)
-    return counts, model_shapes(config)
+    shapes = model_shapes(config)
+    if getattr(cfg.train, "fused_mlp", False) and not cfg.model.quantization_bit:
+        from ..model.fused_mlp import is_swiglu
+
+        shapes.fused_swiglu = any(is_swiglu(m) for m in model.modules())
+    return counts, shapes
 
 
 def quantized_params(model, head) -> int:

@@ -4,7 +4,8 @@ Weights, gradients and AdamW states follow from the parameter counts and dtypes 
 adapter weights in fp32). Activations scale with the tokens of the largest batch and with the
 layer shapes. What autograd saves was counted with saved-tensor hooks on the bundled model (LoRA,
 bf16 autocast): about ``A_HIDDEN`` hidden-size plus ``A_INTER`` intermediate-size values per
-token per layer (a frozen linear saves no input; norms keep fp32 copies); the math attention
+token per layer (a frozen linear saves no input; norms keep fp32 copies; one intermediate-size
+value less where the fused SwiGLU keeps no silu output, model/fused_mlp.py); the math attention
 path of short rows also keeps the T x T probabilities. With gradient checkpointing only each
 layer's input stays, plus one layer's set during its recompute; selective checkpointing
 (model/checkpointing.py) keeps the products' outputs, about ``A_SEL_HIDDEN`` hidden-size plus
@@ -67,6 +68,7 @@ class Shapes:
     intermediate: int
     heads: int
     vocab: int
+    fused_swiglu: bool = False  # SwiGLU MLPs keep no silu output (model/fused_mlp.py)
 
 
 @dataclass
@@ -109,7 +111,8 @@ def activation_bytes(shapes: Shapes, tokens: int, longest: int, dtype: str, ckpt
             which keeps T x T probabilities; a GPU's sdpa/flash kernels keep none.
     """
     b = BYTES[dtype]
-    per_layer = tokens * (A_HIDDEN * shapes.hidden + A_INTER * shapes.intermediate) * b
+    inter = A_INTER - (1 if shapes.fused_swiglu else 0)  # silu's output, when not kept
+    per_layer = tokens * (A_HIDDEN * shapes.hidden + inter * shapes.intermediate) * b
     if math_attention and longest <= SHORT_KV:  # keeps its probabilities (+ fp32 softmax input)
         per_layer += tokens * longest * shapes.heads * (b + 4)
     if ckpt == "selective":

@@ -59,7 +59,8 @@ def _forward(self, x):
     return self.down_proj(swiglu(self.gate_proj(x), self.up_proj(x)))
 
 
-def _is_swiglu(module) -> bool:
+def is_swiglu(module) -> bool:
+    """A Llama-style MLP: gate, up and down projections and a SiLU activation."""
     import torch
     from transformers.activations import SiLUActivation
 
@@ -92,7 +93,7 @@ def enable_fused_mlp(model) -> int:
 
     count = 0
     for module in model.modules():
-        if _is_swiglu(module) and not getattr(module, "_tunesmith_fused_mlp", False) \
+        if is_swiglu(module) and not getattr(module, "_tunesmith_fused_mlp", False) \
                 and _same_output(module):
             module.forward = types.MethodType(_forward, module)
             module._tunesmith_fused_mlp = True
