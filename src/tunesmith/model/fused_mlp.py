@@ -16,42 +16,33 @@ input against the module's own forward before the swap; anything else keeps its 
 
 from __future__ import annotations
 
-import functools
+import torch
+import torch.nn.functional as F
 
 
-@functools.lru_cache(maxsize=1)
-def _function():
-    import torch
-    import torch.nn.functional as F
+class _SwiGLU(torch.autograd.Function):
+    """``silu(gate) * up``, keeping ``gate`` and ``up`` only."""
 
-    class _SwiGLU(torch.autograd.Function):
-        """``silu(gate) * up``, keeping ``gate`` and ``up`` only."""
+    @staticmethod
+    def forward(ctx, gate, up):
+        ctx.save_for_backward(gate, up)
+        return F.silu(gate) * up
 
-        @staticmethod
-        def forward(ctx, gate, up):
-            ctx.save_for_backward(gate, up)
-            return F.silu(gate) * up
-
-        @staticmethod
-        def backward(ctx, grad):
-            gate, up = ctx.saved_tensors
-            grad_gate = grad_up = None
-            if ctx.needs_input_grad[0]:
-                grad_gate = torch.ops.aten.silu_backward(grad * up, gate)
-            if ctx.needs_input_grad[1]:
-                grad_up = grad * F.silu(gate)
-            return grad_gate, grad_up
-
-    return _SwiGLU
+    @staticmethod
+    def backward(ctx, grad):
+        gate, up = ctx.saved_tensors
+        grad_gate = grad_up = None
+        if ctx.needs_input_grad[0]:
+            grad_gate = torch.ops.aten.silu_backward(grad * up, gate)
+        if ctx.needs_input_grad[1]:
+            grad_up = grad * F.silu(gate)
+        return grad_gate, grad_up
 
 
 def swiglu(gate, up):
     """``silu(gate) * up``; through :class:`_SwiGLU` when a gradient will be taken."""
-    import torch
-    import torch.nn.functional as F
-
     if torch.is_grad_enabled() and (gate.requires_grad or up.requires_grad):
-        return _function().apply(gate, up)
+        return _SwiGLU.apply(gate, up)
     return F.silu(gate) * up
 
 
@@ -61,7 +52,6 @@ def _forward(self, x):
 
 def is_swiglu(module) -> bool:
     """A Llama-style MLP: gate, up and down projections and a SiLU activation."""
-    import torch
     from transformers.activations import SiLUActivation
 
     return (all(isinstance(getattr(module, n, None), torch.nn.Module)
@@ -71,8 +61,6 @@ def is_swiglu(module) -> bool:
 
 def _same_output(module) -> bool:
     """The module's own forward and the fused one agree on two random tokens."""
-    import torch
-
     weight = getattr(module.gate_proj, "weight", None)
     if not isinstance(weight, torch.Tensor) or weight.dim() != 2 or weight.numel() == 0 \
             or weight.device.type == "meta" or not weight.dtype.is_floating_point:

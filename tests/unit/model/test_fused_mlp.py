@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from tunesmith.model.fused_mlp import enable_fused_mlp
@@ -107,3 +108,39 @@ def test_installing_leaves_the_global_random_state_alone(tiny_model_dir):
     torch.manual_seed(42)
     assert enable_fused_mlp(model) == 2
     assert torch.equal(torch.rand(3), expected)  # an adapter's init after it draws the same values
+
+
+@pytest.mark.parametrize("mode", [None, "selective", "full", "compiled"])
+def test_checkpointing_and_compiled_layers_keep_the_gradients(mode):
+    from peft import LoraConfig, get_peft_model
+
+    from tunesmith.data.packing import PackingCollator
+    from tunesmith.model import checkpointing
+    from tunesmith.train.compile import compile_layers
+
+    from ..test_packing import rows, tiny_llama
+    from ..train.test_compile import loss_and_grads
+
+    def build(fused: bool):
+        torch.manual_seed(0)
+        base = tiny_llama("sdpa")
+        if mode in ("selective", "full"):
+            checkpointing.enable_checkpointing(base, mode)
+        if fused:
+            assert enable_fused_mlp(base) == 2
+        model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear",
+                                                init_lora_weights=False))
+        model.train()
+        if mode == "compiled" and fused:
+            assert compile_layers(model) == 2
+        return model
+
+    batch = PackingCollator(0)(rows(seed=3))
+    loss, grads = loss_and_grads(build(False), batch)
+    f_loss, f_grads = loss_and_grads(build(True), batch)
+    exact = mode != "compiled"  # inductor fuses the element-wise work: rounding differs
+    torch.testing.assert_close(f_loss, loss, rtol=0 if exact else 1e-6, atol=0 if exact else 1e-7)
+    assert grads.keys() == f_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(f_grads[name], grad, rtol=0 if exact else 1e-5,
+                                   atol=0 if exact else 1e-5 * grad.abs().max().item(), msg=name)
